@@ -1,0 +1,40 @@
+# automaton — build, run and test.
+#   make run    builds and runs the daemon locally against ./rules (dry-run unless DRY_RUN=false)
+#   make test   fmt check, clippy, every test
+SHELL := /bin/bash
+CARGO ?= cargo
+RULES_DIR ?= ./rules
+LISTEN_ADDR ?= 127.0.0.1:8000
+DRY_RUN ?= true
+LOG_FORMAT ?= text
+
+.PHONY: run test deps fmt lint unit bench build check-rules
+
+run: deps
+	RULES_DIR=$(RULES_DIR) LISTEN_ADDR=$(LISTEN_ADDR) DRY_RUN=$(DRY_RUN) LOG_FORMAT=$(LOG_FORMAT) \
+		$(CARGO) run --release -- run --rules $(RULES_DIR)
+
+build: deps
+	$(CARGO) build --release
+
+test: deps fmt lint unit
+
+# Installs what a fresh Debian machine lacks (a C toolchain for ring, the Rust components).
+deps:
+	@bash scripts/deps.sh
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+check-rules:
+	$(CARGO) run --quiet -- check $(RULES_DIR)
+
+bench:
+	$(CARGO) bench --bench engine_tick

@@ -1,0 +1,57 @@
+//! `terminate_idle_connections`: `pg_terminate_backend` for client backends that have been
+//! `idle` longer than `idle_for`. Never active ones, never other backend types, never the
+//! automaton's own connection; at most `limit` per action.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Effect, Plan};
+use crate::rules::values::Dur;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminateIdle {
+    /// Only connections idle at least this long (default 10m).
+    #[serde(default = "default_idle_for")]
+    pub idle_for: Dur,
+    /// Only connections to this database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Only connections of this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Only connections with this `application_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    /// At most this many per action (default 50).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_idle_for() -> Dur {
+    Dur(std::time::Duration::from_secs(600))
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+impl TerminateIdle {
+    pub fn target(&self) -> String {
+        format!("postgres/{}", self.database.as_deref().unwrap_or("*"))
+    }
+
+    pub fn plan(&self) -> Plan {
+        Plan::new(
+            json!({
+                "terminate": "idle",
+                "idle_for": self.idle_for,
+                "database": self.database,
+                "user": self.user,
+                "application_name": self.application_name,
+                "limit": self.limit,
+            }),
+            Effect::External,
+        )
+    }
+}

@@ -1,0 +1,104 @@
+//! `http`: call an HTTP endpoint, such as a validator's admin API
+//! (`POST /admin/cache/reduce`). Success is `expect_status`, or any 2xx without it.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Effect, Plan};
+use crate::rules::values::Dur;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// HTTP method (default POST).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Absolute http(s) URL.
+    pub url: String,
+    /// JSON body to send, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    /// The status that means success; any 2xx when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<u16>,
+    /// Give up after this long (default 10s).
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+/// `scheme://host[:port]/path` without credentials or query: safe for logs and labels.
+pub fn redacted(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                port,
+                u.path()
+            )
+        }
+        Err(_) => "<invalid url>".to_owned(),
+    }
+}
+
+/// Checks an URL is absolute http(s).
+pub fn check_url(field: &str, url: &str) -> Option<String> {
+    match Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => None,
+        _ => Some(format!(
+            "`{field}` must be an absolute http(s) URL, found `{}`",
+            redacted(url)
+        )),
+    }
+}
+
+impl Http {
+    pub fn target(&self) -> String {
+        format!("http/{}", redacted(&self.url))
+    }
+
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors: Vec<String> = check_url("url", &self.url).into_iter().collect();
+        if reqwest::Method::from_bytes(self.method.as_bytes()).is_err()
+            || self.method.chars().any(|c| c.is_lowercase())
+        {
+            errors.push(format!(
+                "`method` must be an upper-case HTTP method, found `{}`",
+                self.method
+            ));
+        }
+        if let Some(code) = self.expect_status {
+            if !(100..=599).contains(&code) {
+                errors.push(format!(
+                    "`expect_status` must be an HTTP status (100-599), found {code}"
+                ));
+            }
+        }
+        errors
+    }
+
+    pub fn plan(&self) -> Plan {
+        Plan::new(
+            json!({"method": self.method, "url": redacted(&self.url), "expect_status": self.expect_status}),
+            Effect::External,
+        )
+    }
+
+    pub fn accepts(&self, status: u16) -> bool {
+        self.expect_status
+            .map_or((200..300).contains(&status), |want| want == status)
+    }
+}

@@ -1,0 +1,171 @@
+//! `raise_memory`: multiply (default ×2, as the seed: 512Mi/1Gi → 1Gi/2Gi) or step up a
+//! container's memory request and limit in the workload's pod template, capped at the
+//! rule's `max` and MAX_MEMORY. At the cap it is a no-op, so an OOM loop cannot grow a pod
+//! without bound.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Effect, Plan, PlanCtx, Target};
+use crate::rules::values::Bytes;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaiseMemory {
+    /// `deployment/NAME`, `statefulset/NAME` or `owner`.
+    pub target: Target,
+    /// The container to raise; defaults to the series' `container` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Multiply request and limit by this (default 2 when no `step` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// Add this much instead of multiplying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Bytes>,
+    /// Never above this (and never above MAX_MEMORY).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Bytes>,
+}
+
+const MI: u64 = 1 << 20;
+
+impl RaiseMemory {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.factor.is_some() && self.step.is_some() {
+            errors.push("raise_memory takes `factor` or `step`, not both".to_owned());
+        }
+        if let Some(f) = self.factor {
+            if !(f > 1.0 && f <= 16.0) {
+                errors.push(format!(
+                    "raise_memory `factor` must be above 1 and at most 16, found {f}"
+                ));
+            }
+        }
+        if self.step == Some(Bytes(0)) {
+            errors.push("raise_memory `step` must be above 0".to_owned());
+        }
+        errors
+    }
+
+    fn raise(&self, from: Bytes, cap: Bytes) -> Bytes {
+        let raised = match self.step {
+            Some(step) => from.0.saturating_add(step.0),
+            // Whole Mi, rounded up, so the new value prints as a clean quantity.
+            None => ((from.0 as f64 * self.factor.unwrap_or(2.0)) / MI as f64).ceil() as u64 * MI,
+        };
+        Bytes(raised.min(cap.0).max(from.0))
+    }
+
+    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, String> {
+        let container = self
+            .container
+            .as_deref()
+            .or_else(|| ctx.labels.get("container").map(String::as_str))
+            .ok_or("no `container` in the rule and no `container` label on the series")?;
+        let res = ctx
+            .world
+            .workload(ctx.target)
+            .and_then(|w| w.containers.get(container))
+            .ok_or_else(|| format!("memory of container `{container}` in {} is unknown", ctx.target))?;
+        let (Some(request), Some(limit)) = (res.memory_request, res.memory_limit) else {
+            return Err(format!(
+                "container `{container}` has no memory request and limit to raise"
+            ));
+        };
+        let cap = Bytes(
+            self.max
+                .map_or(ctx.limits.max_memory.0, |m| m.0.min(ctx.limits.max_memory.0)),
+        );
+        let new_limit = self.raise(limit, cap);
+        let new_request = self.raise(request, cap).min(new_limit);
+        let change = json!({
+            "container": container,
+            "memory_request": [request, new_request],
+            "memory_limit": [limit, new_limit],
+            "max": cap,
+        });
+        let effect = Effect::SetMemory {
+            target: ctx.target.to_owned(),
+            container: container.to_owned(),
+            request: new_request,
+            limit: new_limit,
+        };
+        let mut plan = Plan::new(change, effect);
+        if new_limit == limit && new_request == request {
+            plan.noop = Some(format!(
+                "container `{container}` is already at the memory cap {cap}"
+            ));
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::actions::{Limits, Resources, SimWorld, Workload};
+
+    fn world(request: &str, limit: &str) -> SimWorld {
+        let res = Resources {
+            memory_request: Some(request.parse().unwrap()),
+            memory_limit: Some(limit.parse().unwrap()),
+        };
+        SimWorld(BTreeMap::from([(
+            "deployment/app".to_owned(),
+            Workload {
+                replicas: None,
+                containers: BTreeMap::from([("app".to_owned(), res)]),
+            },
+        )]))
+    }
+
+    fn plan(spec: &RaiseMemory, w: &SimWorld) -> Result<Plan, String> {
+        let labels = BTreeMap::from([("container".to_owned(), "app".to_owned())]);
+        let limits = Limits::default();
+        spec.plan(&PlanCtx {
+            target: "deployment/app",
+            value: 1.0,
+            labels: &labels,
+            world: w,
+            limits: &limits,
+        })
+    }
+
+    fn spec(max: Option<&str>) -> RaiseMemory {
+        RaiseMemory {
+            target: Target::Owner,
+            container: None,
+            factor: None,
+            step: None,
+            max: max.map(|m| m.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn doubles_like_the_seed() {
+        let p = plan(&spec(None), &world("512Mi", "1Gi")).unwrap();
+        assert_eq!(p.change["memory_request"], json!(["512Mi", "1Gi"]));
+        assert_eq!(p.change["memory_limit"], json!(["1Gi", "2Gi"]));
+        assert!(p.noop.is_none());
+    }
+
+    #[test]
+    fn capped_at_rule_max_and_max_memory_then_noop() {
+        let p = plan(&spec(Some("1536Mi")), &world("512Mi", "1Gi")).unwrap();
+        assert_eq!(p.change["memory_limit"], json!(["1Gi", "1536Mi"]));
+        let p = plan(&spec(Some("64Gi")), &world("6Gi", "6Gi")).unwrap();
+        assert_eq!(p.change["memory_limit"], json!(["6Gi", "8Gi"]));
+        let p = plan(&spec(None), &world("8Gi", "8Gi")).unwrap();
+        assert!(p.noop.is_some());
+    }
+
+    #[test]
+    fn unknown_memory_is_an_error_not_a_guess() {
+        let err = plan(&spec(None), &SimWorld::default()).unwrap_err();
+        assert!(err.contains("unknown"), "{err}");
+    }
+}

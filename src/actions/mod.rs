@@ -1,0 +1,198 @@
+//! Actions: what the automaton may do. Each kind is one variant of [`ActionSpec`] and one
+//! file holding its rule-file parameters, its validation and its plan. Planning is pure:
+//! from the observed world it computes the exact, bounded change; execution happens later
+//! (see [`execute`]) and only for what the guard let through.
+
+pub mod connections;
+pub mod execute;
+pub mod http;
+pub mod job;
+pub mod logs;
+pub mod memory;
+pub mod notify;
+pub mod restart;
+pub mod scale;
+pub mod target;
+pub mod world;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::values::Bytes;
+use crate::signals::SignalSpec;
+pub use target::Target;
+pub use world::{Resources, SimWorld, Workload, World};
+
+/// The action of a rule: exactly one kind, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionSpec {
+    /// Set a Deployment's or StatefulSet's replicas (bounded by `max` and MAX_REPLICAS).
+    Scale(scale::Scale),
+    /// Rollout restart, as `kubectl rollout restart` does (never deletes pods).
+    Restart(restart::Restart),
+    /// Raise a container's memory request and limit (bounded by `max` and MAX_MEMORY).
+    RaiseMemory(memory::RaiseMemory),
+    /// Terminate idle PostgreSQL client connections (never active ones, never our own).
+    TerminateIdleConnections(connections::TerminateIdle),
+    /// Delete old log files inside pods (argv only, path allow-list).
+    CleanLogs(logs::CleanLogs),
+    /// Call an HTTP endpoint, such as a validator's admin API.
+    Http(http::Http),
+    /// Create a Job from a CronJob's template.
+    RunJob(job::RunJob),
+    /// Post the decision to a webhook.
+    Notify(notify::Notify),
+}
+
+/// Hard bounds from the settings; a rule can only narrow them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub max_memory: Bytes,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            min_replicas: 1,
+            max_replicas: 10,
+            max_memory: Bytes(8 << 30),
+        }
+    }
+}
+
+/// What planning sees: the resolved target, the sample that fired and the world.
+pub struct PlanCtx<'a> {
+    pub target: &'a str,
+    pub value: f64,
+    pub labels: &'a BTreeMap<String, String>,
+    pub world: &'a dyn World,
+    pub limits: &'a Limits,
+}
+
+/// The exact change an action will make, computed before anything is executed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Shown in decisions, logs, Events: before → after, and why it is bounded.
+    pub change: serde_json::Value,
+    /// `Some(why)` when there is nothing to do (already at the bound): the guard skips it.
+    pub noop: Option<String>,
+    /// The effect on the world, applied by the simulator and by executors.
+    pub effect: Effect,
+}
+
+impl Plan {
+    fn new(change: serde_json::Value, effect: Effect) -> Self {
+        Plan {
+            change,
+            noop: None,
+            effect,
+        }
+    }
+}
+
+/// A structured description of what executing the plan changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    SetReplicas {
+        target: String,
+        replicas: u32,
+    },
+    SetMemory {
+        target: String,
+        container: String,
+        request: Bytes,
+        limit: Bytes,
+    },
+    RolloutRestart {
+        target: String,
+    },
+    /// Effects outside the modelled world (an HTTP call, a Job, a notification…).
+    External,
+}
+
+impl ActionSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ActionSpec::Scale(_) => "scale",
+            ActionSpec::Restart(_) => "restart",
+            ActionSpec::RaiseMemory(_) => "raise_memory",
+            ActionSpec::TerminateIdleConnections(_) => "terminate_idle_connections",
+            ActionSpec::CleanLogs(_) => "clean_logs",
+            ActionSpec::Http(_) => "http",
+            ActionSpec::RunJob(_) => "run_job",
+            ActionSpec::Notify(_) => "notify",
+        }
+    }
+
+    /// The object acted on, which keys the rule's per-target state and cooldown. Workload
+    /// actions name their workload (`owner` resolves from the series' `owner` label);
+    /// the others name what they touch, without secrets (a webhook URL is a credential).
+    pub fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, String> {
+        match self {
+            ActionSpec::Scale(a) => a.target.resolve(labels),
+            ActionSpec::Restart(a) => a.target.resolve(labels),
+            ActionSpec::RaiseMemory(a) => a.target.resolve(labels),
+            ActionSpec::TerminateIdleConnections(a) => Ok(a.target()),
+            ActionSpec::CleanLogs(a) => Ok(format!("pods/{}", a.selector)),
+            ActionSpec::Http(a) => Ok(a.target()),
+            ActionSpec::RunJob(a) => Ok(format!("cronjob/{}", a.from_cronjob)),
+            ActionSpec::Notify(a) => Ok(a.target()),
+        }
+    }
+
+    /// Whether the target depends on the series (one state per owner) or is fixed.
+    pub fn target_from_series(&self) -> bool {
+        matches!(
+            self,
+            ActionSpec::Scale(scale::Scale {
+                target: Target::Owner,
+                ..
+            }) | ActionSpec::Restart(restart::Restart {
+                target: Target::Owner
+            }) | ActionSpec::RaiseMemory(memory::RaiseMemory {
+                target: Target::Owner,
+                ..
+            })
+        )
+    }
+
+    /// Checks that need the whole rule (the signal beside the action). Every problem is
+    /// returned, not just the first.
+    pub fn validate(&self, signal: &SignalSpec) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.target_from_series() && !signal.is_pod_signal() {
+            errors.push(format!(
+                "`target: owner` needs a pod signal (pod_oom_killed, pod_crash_loop, pod_restarts), not `{}`",
+                signal.kind()
+            ));
+        }
+        match self {
+            ActionSpec::Scale(a) => errors.extend(a.validate(signal)),
+            ActionSpec::RaiseMemory(a) => errors.extend(a.validate()),
+            ActionSpec::CleanLogs(a) => errors.extend(a.validate()),
+            ActionSpec::Http(a) => errors.extend(a.validate()),
+            ActionSpec::Notify(a) => errors.extend(a.validate()),
+            ActionSpec::Restart(_) | ActionSpec::TerminateIdleConnections(_) | ActionSpec::RunJob(_) => {}
+        }
+        errors
+    }
+
+    /// Computes the exact change. `Err` means the plan cannot be made from what is known
+    /// (the guard skips with the reason; nothing is guessed).
+    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, String> {
+        match self {
+            ActionSpec::Scale(a) => a.plan(ctx),
+            ActionSpec::Restart(a) => Ok(a.plan(ctx)),
+            ActionSpec::RaiseMemory(a) => a.plan(ctx),
+            ActionSpec::TerminateIdleConnections(a) => Ok(a.plan()),
+            ActionSpec::CleanLogs(a) => Ok(a.plan()),
+            ActionSpec::Http(a) => Ok(a.plan()),
+            ActionSpec::RunJob(a) => Ok(a.plan()),
+            ActionSpec::Notify(a) => Ok(a.plan()),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! `scale`: set replicas through the scale subresource. Exactly one of `replicas` (set),
+//! `step` (add) or `per_lag` (KEDA-like: one replica per N of lag) decides the wish; `min`,
+//! `max`, MIN_REPLICAS and MAX_REPLICAS bound it, and the change says which bound applied.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Effect, Plan, PlanCtx, Target};
+use crate::signals::SignalSpec;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// `deployment/NAME`, `statefulset/NAME` or `owner`.
+    pub target: Target,
+    /// Set exactly this many replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Add this many replicas to the current count (negative scales down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+    /// One replica per this much lag (kafka_lag only), capped by the partition count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_lag: Option<u64>,
+    /// Never below this (and never below MIN_REPLICAS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    /// Never above this (and never above MAX_REPLICAS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+}
+
+impl Scale {
+    pub fn validate(&self, signal: &SignalSpec) -> Vec<String> {
+        let mut errors = Vec::new();
+        let modes = [
+            self.replicas.is_some(),
+            self.step.is_some(),
+            self.per_lag.is_some(),
+        ];
+        if modes.iter().filter(|m| **m).count() != 1 {
+            errors.push("scale needs exactly one of `replicas`, `step` or `per_lag`".to_owned());
+        }
+        if self.per_lag == Some(0) {
+            errors.push("`per_lag` must be at least 1".to_owned());
+        }
+        if self.per_lag.is_some() && !matches!(signal, SignalSpec::KafkaLag(_)) {
+            errors.push(format!(
+                "`per_lag` needs a kafka_lag signal, not `{}`",
+                signal.kind()
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.min, self.max) {
+            if min > max {
+                errors.push(format!("scale `min` ({min}) is above `max` ({max})"));
+            }
+        }
+        errors
+    }
+
+    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, String> {
+        let current = ctx.world.workload(ctx.target).and_then(|w| w.replicas);
+        let max = self
+            .max
+            .unwrap_or(ctx.limits.max_replicas)
+            .min(ctx.limits.max_replicas);
+        let min = self.min.unwrap_or(0).max(ctx.limits.min_replicas).min(max);
+        let mut change = serde_json::Map::new();
+        let wish: i64 = match (self.replicas, self.step, self.per_lag) {
+            (Some(n), _, _) => i64::from(n),
+            (_, Some(step), _) => {
+                let cur = current.ok_or("current replicas unknown: a `step` cannot be planned")?;
+                i64::from(cur) + step
+            }
+            (_, _, Some(per)) => {
+                let lag = ctx.value.max(0.0);
+                let wish = (lag / per as f64).ceil() as i64;
+                change.insert("lag".into(), json!(lag));
+                change.insert("per_lag".into(), json!(per));
+                let partitions = ctx.labels.get("partitions").and_then(|p| p.parse::<i64>().ok());
+                change.insert("partitions".into(), json!(partitions));
+                match partitions {
+                    Some(p) if wish > p => {
+                        change.insert("cap".into(), json!("partitions"));
+                        p
+                    }
+                    _ => wish,
+                }
+            }
+            _ => return Err("scale needs one of `replicas`, `step` or `per_lag`".into()),
+        };
+        let desired = if wish > i64::from(max) {
+            change.insert("cap".into(), json!("max"));
+            max
+        } else if wish < i64::from(min) {
+            change.insert("cap".into(), json!("min"));
+            min
+        } else {
+            u32::try_from(wish).unwrap_or(min)
+        };
+        change.insert("replicas".into(), json!([current, desired]));
+        let effect = Effect::SetReplicas {
+            target: ctx.target.to_owned(),
+            replicas: desired,
+        };
+        let mut plan = Plan::new(serde_json::Value::Object(change), effect);
+        if current == Some(desired) {
+            plan.noop = Some(format!("already at {desired} replicas (bounds {min}..={max})"));
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::actions::{Limits, SimWorld, Workload};
+
+    fn plan(scale: &Scale, current: u32, value: f64, partitions: Option<u32>) -> Plan {
+        let world = SimWorld(BTreeMap::from([(
+            "deployment/app".to_owned(),
+            Workload {
+                replicas: Some(current),
+                ..Default::default()
+            },
+        )]));
+        let mut labels = BTreeMap::new();
+        if let Some(p) = partitions {
+            labels.insert("partitions".to_owned(), p.to_string());
+        }
+        let limits = Limits::default();
+        let ctx = PlanCtx {
+            target: "deployment/app",
+            value,
+            labels: &labels,
+            world: &world,
+            limits: &limits,
+        };
+        scale.plan(&ctx).unwrap()
+    }
+
+    fn spec(replicas: Option<u32>, step: Option<i64>, per_lag: Option<u64>, max: Option<u32>) -> Scale {
+        Scale {
+            target: Target::Deployment("app".into()),
+            replicas,
+            step,
+            per_lag,
+            min: None,
+            max,
+        }
+    }
+
+    #[test]
+    fn never_above_rule_max_or_max_replicas() {
+        let p = plan(&spec(Some(30), None, None, Some(50)), 1, 0.0, None);
+        assert_eq!(p.change["replicas"], json!([1, 10]));
+        assert_eq!(p.change["cap"], json!("max"));
+        let p = plan(&spec(None, Some(3), None, Some(4)), 2, 0.0, None);
+        assert_eq!(p.change["replicas"], json!([2, 4]));
+    }
+
+    #[test]
+    fn already_there_is_a_noop() {
+        let p = plan(&spec(Some(6), None, None, None), 6, 0.0, None);
+        assert!(p.noop.is_some());
+        let p = plan(&spec(None, Some(1), None, Some(5)), 5, 0.0, None);
+        assert!(p.noop.is_some(), "{:?}", p.change);
+    }
+
+    #[test]
+    fn per_lag_is_capped_by_partitions_then_max() {
+        let p = plan(&spec(None, None, Some(1000), None), 1, 4500.0, Some(3));
+        assert_eq!(p.change["replicas"], json!([1, 3]));
+        assert_eq!(p.change["cap"], json!("partitions"));
+        let p = plan(&spec(None, None, Some(1000), None), 1, 4500.0, Some(12));
+        assert_eq!(p.change["replicas"], json!([1, 5]));
+        assert!(p.change.get("cap").is_none());
+        let p = plan(&spec(None, None, Some(10), Some(8)), 1, 4500.0, Some(64));
+        assert_eq!(p.change["replicas"], json!([1, 8]));
+        assert_eq!(p.change["cap"], json!("max"));
+    }
+
+    #[test]
+    fn validation_needs_exactly_one_mode() {
+        let kafka = SignalSpec::KafkaLag(crate::signals::KafkaLag {
+            group: "g".into(),
+            topic: None,
+            offset_reset: Default::default(),
+        });
+        assert_eq!(
+            spec(Some(1), None, None, None).validate(&kafka),
+            Vec::<String>::new()
+        );
+        assert_eq!(spec(Some(1), Some(1), None, None).validate(&kafka).len(), 1);
+        assert_eq!(spec(None, None, None, None).validate(&kafka).len(), 1);
+    }
+}

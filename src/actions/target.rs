@@ -1,0 +1,109 @@
+//! Workload targets: `deployment/NAME`, `statefulset/NAME`, or `owner` (the workload that
+//! owns the pod a pod signal is about).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Deployment(String),
+    StatefulSet(String),
+    Owner,
+}
+
+impl Target {
+    /// The concrete `kind/name` for a series.
+    pub fn resolve(&self, labels: &BTreeMap<String, String>) -> Result<String, String> {
+        match self {
+            Target::Owner => labels
+                .get("owner")
+                .cloned()
+                .ok_or_else(|| "the series has no `owner` label to resolve `target: owner`".to_owned()),
+            other => Ok(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Deployment(n) => write!(f, "deployment/{n}"),
+            Target::StatefulSet(n) => write!(f, "statefulset/{n}"),
+            Target::Owner => f.write_str("owner"),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("invalid target `{s}`: expected `deployment/NAME`, `statefulset/NAME` or `owner`");
+        if s == "owner" {
+            return Ok(Target::Owner);
+        }
+        let (kind, name) = s.split_once('/').ok_or_else(bad)?;
+        if !is_dns1123(name) {
+            return Err(format!("invalid target `{s}`: `{name}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)"));
+        }
+        match kind {
+            "deployment" => Ok(Target::Deployment(name.to_owned())),
+            "statefulset" => Ok(Target::StatefulSet(name.to_owned())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// RFC 1123 subdomain, as Kubernetes requires of object names.
+pub fn is_dns1123(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::rules::values::parse_scalar(d, "a target such as `deployment/NAME`", str::parse)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_resolves_targets() {
+        assert_eq!(
+            "deployment/email-service".parse::<Target>().unwrap(),
+            Target::Deployment("email-service".into())
+        );
+        assert_eq!(
+            "statefulset/validator".parse::<Target>().unwrap(),
+            Target::StatefulSet("validator".into())
+        );
+        for bad in [
+            "deployment/",
+            "pod/x",
+            "deployment/Email",
+            "email-service",
+            "deployment/-x",
+        ] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
+        let labels = BTreeMap::from([("owner".to_owned(), "deployment/api".to_owned())]);
+        assert_eq!(Target::Owner.resolve(&labels).unwrap(), "deployment/api");
+        assert!(Target::Owner.resolve(&BTreeMap::new()).is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! The daemon: every CHECK_INTERVAL (or at once, when something pushes) it collects each
+//! distinct source once, runs the engine, executes what the guard let through, and records
+//! everything in logs, metrics and `/status`. Shutdown is only looked at between ticks, so
+//! an action is never cut in half.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::actions::execute::{ActionError, Executor};
+use crate::actions::world::NoWorld;
+use crate::decision::{Decision, SkipReason, State, Verdict};
+use crate::engine::{Engine, EngineConfig};
+use crate::metrics::Metrics;
+use crate::reload;
+use crate::rules::{self, LoadError};
+use crate::settings::Settings;
+use crate::signals::collect::collect;
+use crate::signals::Reading;
+use crate::status::{wall_clock, ReloadInfo, SourceInfo, Status};
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error("the rule set is invalid:\n{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<LoadError>),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Executor(#[from] ActionError),
+}
+
+type LogKey = (Arc<str>, Arc<str>);
+type LogSig = (State, Verdict, Option<SkipReason>);
+
+pub struct Daemon {
+    settings: Settings,
+    rules_dir: PathBuf,
+    engine: Engine,
+    executor: Executor,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<RwLock<Status>>,
+    epoch: Instant,
+    fingerprint: u64,
+    last_logged: HashMap<LogKey, LogSig>,
+}
+
+impl Daemon {
+    /// Loads the rules (an invalid set at start is an error: there is no last good set).
+    pub fn new(settings: Settings, rules_dir: PathBuf) -> Result<Self, DaemonError> {
+        let fingerprint = reload::fingerprint(&rules_dir);
+        let set = rules::load(std::slice::from_ref(&rules_dir), &rules::load::process_env)
+            .map_err(DaemonError::Rules)?;
+        let config = EngineConfig {
+            limits: settings.limits,
+            stale_after: settings.stale_after(),
+            dry_run: settings.dry_run,
+            budget_limit: settings.budget_limit,
+            budget_window: settings.budget_window,
+            ..EngineConfig::default()
+        };
+        let metrics = Arc::new(Metrics::new()?);
+        let mut status = Status::new(settings.check_interval, settings.dry_run);
+        status.rules_loaded = true;
+        status.reload = ReloadInfo {
+            result: Some("success"),
+            at: Some(wall_clock()),
+            errors: Vec::new(),
+        };
+        info!(rules = set.rules.len(), sources = set.sources.len(), dir = %rules_dir.display(), "rules loaded");
+        let mut engine = Engine::new(Arc::new(set), config);
+        status.refresh(&mut engine, Duration::ZERO);
+        Ok(Daemon {
+            settings,
+            rules_dir,
+            engine,
+            executor: Executor::new()?,
+            metrics,
+            status: Arc::new(RwLock::new(status)),
+            epoch: Instant::now(),
+            fingerprint,
+            last_logged: HashMap::new(),
+        })
+    }
+
+    fn status(&self) -> std::sync::RwLockWriteGuard<'_, Status> {
+        self.status.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reloads the rule set if the files changed. An invalid set is rejected, logged,
+    /// counted and shown; the last good set keeps running.
+    pub fn maybe_reload(&mut self) {
+        let fp = reload::fingerprint(&self.rules_dir);
+        if fp == self.fingerprint {
+            return;
+        }
+        self.fingerprint = fp;
+        match rules::load(std::slice::from_ref(&self.rules_dir), &rules::load::process_env) {
+            Ok(set) => {
+                info!(rules = set.rules.len(), "rules reloaded");
+                self.engine.replace_rules(Arc::new(set));
+                self.metrics.reloads.with_label_values(&["success"]).inc();
+                self.metrics.rule_state.reset();
+                let now = self.epoch.elapsed();
+                let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+                status.reload = ReloadInfo {
+                    result: Some("success"),
+                    at: Some(wall_clock()),
+                    errors: Vec::new(),
+                };
+                status.refresh(&mut self.engine, now);
+            }
+            Err(errors) => {
+                let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                for e in &errors {
+                    error!(error = %e, "rule reload rejected; the last good rule set keeps running");
+                }
+                self.metrics.reloads.with_label_values(&["error"]).inc();
+                self.status().reload = ReloadInfo {
+                    result: Some("error"),
+                    at: Some(wall_clock()),
+                    errors,
+                };
+            }
+        }
+    }
+
+    /// One collection, evaluation and execution. Returns the decisions, as `run --once` prints.
+    pub async fn tick(&mut self) -> Vec<Decision> {
+        let now = self.epoch.elapsed();
+        let sources = self.engine.rules().sources.clone();
+        let timeout = self.settings.check_interval.min(Duration::from_secs(10));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, source) in sources.iter().enumerate() {
+            let spec = source.spec.clone();
+            tasks.spawn(async move { (i, collect(&spec, timeout).await) });
+        }
+        let mut results = vec![Err("collection did not finish".to_owned()); sources.len()];
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((i, result)) = joined {
+                results[i] = result;
+            }
+        }
+        let mut up: HashMap<&'static str, bool> = HashMap::new();
+        let mut infos = std::collections::BTreeMap::new();
+        for (source, result) in sources.iter().zip(results) {
+            let ok = result.is_ok();
+            *up.entry(source.spec.source()).or_insert(true) &= ok;
+            if let Err(why) = &result {
+                if self.status().sources.get(&source.key).is_none_or(|s| s.up) {
+                    warn!(source = source.spec.source(), signal = source.spec.kind(), error = %why, "signal source down");
+                }
+            }
+            infos.insert(
+                source.key.clone(),
+                SourceInfo {
+                    source: source.spec.source(),
+                    kind: source.spec.kind(),
+                    params: source.spec.params(),
+                    up: ok,
+                    error: result.as_ref().err().cloned(),
+                },
+            );
+            for &rule in &source.rules {
+                self.engine.observe(
+                    rule,
+                    Reading {
+                        at: now,
+                        result: result.clone(),
+                    },
+                );
+            }
+        }
+        for (source, ok) in up {
+            self.metrics
+                .source_up
+                .with_label_values(&[source])
+                .set(i64::from(ok));
+        }
+        let mut decisions = self.engine.evaluate(now, &NoWorld);
+        for d in &mut decisions {
+            self.metrics.record(d);
+            if d.decision == Verdict::Act {
+                self.execute(d).await;
+            }
+            self.log(d);
+        }
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        status.sources = infos;
+        for d in decisions.iter().filter(|d| d.decision != Verdict::None) {
+            status.push_decision(d);
+        }
+        status.refresh(&mut self.engine, now);
+        status.last_tick = Some(Instant::now());
+        status.ticks += 1;
+        decisions
+    }
+
+    async fn execute(&self, d: &mut Decision) {
+        let spec = self.engine.rules().rules[d.rule_index].spec.action.clone();
+        let result = self.executor.execute(&spec, d).await;
+        let latency = d
+            .active_since
+            .map(|since| self.epoch.elapsed().saturating_sub(since));
+        self.metrics.action_done(d, result.is_ok(), latency);
+        d.success = Some(result.is_ok());
+        d.detail = Some(match result {
+            Ok(outcome) => outcome,
+            Err(e) => e.to_string(),
+        });
+    }
+
+    /// Logs acts always, skips and state changes when they change; repeats go to debug.
+    fn log(&mut self, d: &Decision) {
+        let sig = (d.state, d.decision, d.reason);
+        let changed = self.last_logged.insert((d.rule.clone(), d.target.clone()), sig) != Some(sig);
+        let change = d.change.as_ref().map(|c| c.to_string());
+        let reason = d.reason.map(SkipReason::as_str);
+        macro_rules! event {
+            ($level:ident, $msg:literal) => {
+                $level!(rule = %d.rule, target = %d.target, action = d.action, state = d.state.as_str(),
+                    value = d.value, reason, detail = d.detail.as_deref(), change, dry_run = d.dry_run,
+                    success = d.success, $msg)
+            };
+        }
+        match (d.decision, changed) {
+            (Verdict::Act, _) if d.success == Some(true) => event!(info, "action executed"),
+            (Verdict::Act, _) => event!(error, "action failed"),
+            (Verdict::Skip, true) => event!(info, "action skipped"),
+            (Verdict::Skip, false) => event!(debug, "action skipped"),
+            (Verdict::None, true) => event!(info, "rule state changed"),
+            (Verdict::None, false) => {}
+        }
+    }
+
+    /// Runs until `shutdown` turns true. `trigger` lets push sources evaluate at once.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut trigger: mpsc::Receiver<()>) {
+        let (_keep, idle) = mpsc::channel::<()>(1);
+        let (_watcher, mut changes) = match reload::watch(&self.rules_dir) {
+            Ok((w, rx)) => (Some(w), rx),
+            Err(e) => {
+                warn!(error = %e, dir = %self.rules_dir.display(), "cannot watch the rule directory; changes are picked up at the next tick");
+                (None, idle)
+            }
+        };
+        let mut ticker = tokio::time::interval(self.settings.check_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(()) = changes.recv() => {
+                    // Let the writer finish (a ConfigMap swap is several renames).
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.maybe_reload();
+                    continue;
+                }
+                Some(()) = trigger.recv() => {}
+                _ = ticker.tick() => {}
+            }
+            self.maybe_reload();
+            self.tick().await;
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        info!("shutting down after the current tick");
+    }
+}

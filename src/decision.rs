@@ -1,0 +1,136 @@
+//! The decision line: what the engine concluded for one (rule, target) at one evaluation.
+//! It is the product's audit trail: `simulate` and `run --once` print it as JSON lines, the
+//! daemon logs it, `/status` keeps the recent ones, and `notify` sends it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::actions::Plan;
+
+/// Where a rule stands for one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Inactive,
+    Pending,
+    Firing,
+    Unknown,
+}
+
+impl State {
+    pub const ALL: [State; 4] = [State::Inactive, State::Pending, State::Firing, State::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Inactive => "inactive",
+            State::Pending => "pending",
+            State::Firing => "firing",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Act,
+    Skip,
+    None,
+}
+
+/// Why an action that was due did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    NotLeader,
+    DryRun,
+    Cooldown,
+    Budget,
+    Bound,
+    Unknown,
+    /// The plan could not be made from what is known (e.g. the current memory is unknown).
+    Plan,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotLeader => "not_leader",
+            SkipReason::DryRun => "dry_run",
+            SkipReason::Cooldown => "cooldown",
+            SkipReason::Budget => "budget",
+            SkipReason::Bound => "bound",
+            SkipReason::Unknown => "unknown",
+            SkipReason::Plan => "plan",
+        }
+    }
+}
+
+/// One evaluation of one (rule, target).
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// Seconds since the engine started (simulated seconds in `simulate`).
+    #[serde(serialize_with = "secs")]
+    pub at: Duration,
+    pub rule: Arc<str>,
+    pub target: Arc<str>,
+    /// The sample evaluated; null when unknown.
+    pub value: Option<f64>,
+    pub state: State,
+    pub decision: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SkipReason>,
+    /// Human detail: why unknown, how long the cooldown lasts, what bound applied…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub action: &'static str,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<serde_json::Value>,
+    /// Whether the executed action succeeded (set by the executor; absent before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    /// When the condition first held, for `healing_latency_seconds`.
+    #[serde(skip)]
+    pub active_since: Option<Duration>,
+    /// The plan of an `act` decision, for the executor.
+    #[serde(skip)]
+    pub plan: Option<Plan>,
+    /// Index of the rule in the rule set the engine ran.
+    #[serde(skip)]
+    pub rule_index: usize,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl Decision {
+    /// One line for humans (notifications, Events).
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "rule {} on {}: {} {}",
+            self.rule,
+            self.target,
+            self.state.as_str(),
+            self.action
+        );
+        if let Some(reason) = self.reason {
+            text.push_str(&format!(" skipped ({})", reason.as_str()));
+        }
+        if let Some(change) = &self.change {
+            text.push_str(&format!(" change {change}"));
+        }
+        if let Some(value) = self.value {
+            text.push_str(&format!(" at value {value}"));
+        }
+        text
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"unserializable decision: {e}\"}}"))
+    }
+}

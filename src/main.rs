@@ -1,0 +1,194 @@
+//! The binary's edge: parse the command line and settings, set up logging, wire the daemon
+//! and the HTTP server together. Errors become exit codes here (anyhow).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use automaton::cli::{Cli, Command};
+use automaton::daemon::{Daemon, DaemonError};
+use automaton::engine::EngineConfig;
+use automaton::rules::{self, load::process_env};
+use automaton::server::{router, AppState};
+use automaton::settings::{LogFormat, Settings};
+use automaton::simulate::{self, Timeline};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { paths } => Ok(check(&paths)),
+        Command::Simulate {
+            rules,
+            timeline,
+            interval,
+        } => {
+            let settings = Settings::from_env()?;
+            simulate_cmd(&settings, rules, timeline, interval)
+        }
+        Command::Run { rules, dry_run, once } => {
+            let mut settings = Settings::from_env()?;
+            settings.dry_run |= dry_run;
+            if let Some(dir) = rules {
+                settings.rules_dir = dir;
+            }
+            init_logging(settings.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(run(settings, once))
+        }
+    }
+}
+
+fn check(paths: &[std::path::PathBuf]) -> ExitCode {
+    match rules::load(paths, &process_env) {
+        Ok(set) => {
+            println!(
+                "ok: {} rules, {} distinct signal sources",
+                set.rules.len(),
+                set.sources.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            eprintln!("{} error(s)", errors.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn simulate_cmd(
+    settings: &Settings,
+    rules: std::path::PathBuf,
+    timeline: std::path::PathBuf,
+    interval: Option<std::time::Duration>,
+) -> anyhow::Result<ExitCode> {
+    let set = match rules::load(&[rules], &process_env) {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let text =
+        std::fs::read_to_string(&timeline).with_context(|| format!("reading {}", timeline.display()))?;
+    let parsed = match Timeline::parse(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}:{e}", timeline.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let interval = interval.unwrap_or(settings.check_interval);
+    let config = EngineConfig {
+        limits: settings.limits,
+        stale_after: interval * 3,
+        dry_run: settings.dry_run,
+        budget_limit: settings.budget_limit,
+        budget_window: settings.budget_window,
+        ..EngineConfig::default()
+    };
+    let (decisions, _) = simulate::run(set, &parsed, interval, config);
+    let mut out = std::io::stdout().lock();
+    for d in decisions {
+        use std::io::Write;
+        writeln!(out, "{}", d.to_json_line())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
+    let listen = settings.listen_addr;
+    let rules_dir = settings.rules_dir.clone();
+    let mut daemon = match Daemon::new(settings, rules_dir) {
+        Ok(d) => d,
+        Err(DaemonError::Rules(errors)) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if once {
+        for d in daemon.tick().await {
+            println!("{}", d.to_json_line());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state = AppState {
+        status: daemon.status.clone(),
+        metrics: daemon.metrics.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    info!(addr = %listener.local_addr()?, "serving /metrics /healthz /readyz /status");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    // Push sources (pod watches) send on this to evaluate at once; none in this build yet.
+    let (_push, trigger) = mpsc::channel(16);
+    daemon.run(stop_rx, trigger).await;
+    server.await??;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics. The seed's names stay (`healing_actions_total`,
+//! `healing_latency_seconds`, `healing_checks_total`); labels are bounded (rule names,
+//! workload targets, fixed enums — never pod UIDs). Metrics are recorded from decisions, the
+//! same events that are logged, so the two never disagree.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::decision::{Decision, SkipReason, State, Verdict};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub actions: IntCounterVec,
+    pub latency: HistogramVec,
+    pub checks: IntCounterVec,
+    pub skips: IntCounterVec,
+    pub rule_state: IntGaugeVec,
+    pub source_up: IntGaugeVec,
+    pub reloads: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let actions = IntCounterVec::new(
+            Opts::new(
+                "healing_actions_total",
+                "Healing actions by rule, kind, outcome and dry-run",
+            ),
+            &["rule", "action", "success", "dry_run"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "healing_latency_seconds",
+                "From the first sample that met a rule's condition to the action's completion",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+            ]),
+            &["action"],
+        )?;
+        let checks = IntCounterVec::new(
+            Opts::new("healing_checks_total", "Evaluations of a rule, per target"),
+            &["rule"],
+        )?;
+        let skips = IntCounterVec::new(
+            Opts::new(
+                "healing_skips_total",
+                "Due actions that the guard skipped, by reason",
+            ),
+            &["rule", "reason"],
+        )?;
+        let rule_state = IntGaugeVec::new(
+            Opts::new(
+                "healing_rule_state",
+                "1 for the current state of each rule and target, 0 for the others",
+            ),
+            &["rule", "target", "state"],
+        )?;
+        let source_up = IntGaugeVec::new(
+            Opts::new(
+                "signal_source_up",
+                "1 when every collection from the source succeeded in the last tick",
+            ),
+            &["source"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("rules_reload_total", "Rule set reloads by result"),
+            &["result"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("automaton_build_info", "Build information"),
+            &["version"],
+        )?;
+        for c in [
+            Box::new(actions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(checks.clone()),
+            Box::new(skips.clone()),
+            Box::new(rule_state.clone()),
+            Box::new(source_up.clone()),
+            Box::new(reloads.clone()),
+            Box::new(build_info.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(Metrics {
+            registry,
+            actions,
+            latency,
+            checks,
+            skips,
+            rule_state,
+            source_up,
+            reloads,
+            build_info,
+        })
+    }
+
+    /// Records an evaluation. An `act` is counted later, by [`Metrics::action_done`].
+    pub fn record(&self, d: &Decision) {
+        self.checks.with_label_values(&[&d.rule]).inc();
+        for state in State::ALL {
+            let on = i64::from(state == d.state);
+            self.rule_state
+                .with_label_values(&[&d.rule, &d.target, state.as_str()])
+                .set(on);
+        }
+        if d.decision == Verdict::Skip {
+            if let Some(reason) = d.reason {
+                self.skips.with_label_values(&[&d.rule, reason.as_str()]).inc();
+                if reason == SkipReason::DryRun {
+                    self.actions
+                        .with_label_values(&[&d.rule, d.action, "true", "true"])
+                        .inc();
+                }
+            }
+        }
+    }
+
+    /// Records an executed action and its latency.
+    pub fn action_done(&self, d: &Decision, success: bool, latency: Option<Duration>) {
+        let success = if success { "true" } else { "false" };
+        self.actions
+            .with_label_values(&[&d.rule, d.action, success, "false"])
+            .inc();
+        if let Some(l) = latency {
+            self.latency
+                .with_label_values(&[d.action])
+                .observe(l.as_secs_f64());
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            return format!("# encoding error: {e}\n");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

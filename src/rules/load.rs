@@ -1,0 +1,276 @@
+//! Loading rule files: substitution, strict YAML parsing, validation. Every error carries
+//! `FILE:LINE:COL` and says what was expected; all errors of all files are collected so an
+//! operator fixes a rule set in one pass.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::spec::RuleFile;
+use super::subst::substitute;
+use super::{Rule, RuleSet};
+
+/// One problem in a rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// The environment as substitution sees it.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Rule files among `paths`: files as given, directories expanded to their `*.yaml` /
+/// `*.yml` entries, sorted. Hidden entries are skipped: a mounted ConfigMap holds `..data`
+/// and timestamped `..2024_…` directories beside the symlinks to the real keys.
+pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let io_err = |e: std::io::Error| LoadError {
+            file: path.clone(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read: {e}"),
+        };
+        if path.is_dir() {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(path).map_err(io_err)? {
+                let entry = entry.map_err(io_err)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let p = entry.path();
+                if !name.starts_with('.')
+                    && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                    && p.is_file()
+                {
+                    found.push(p);
+                }
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Loads and validates every rule file under `paths`.
+pub fn load(paths: &[PathBuf], env: &dyn Fn(&str) -> Option<String>) -> Result<RuleSet, Vec<LoadError>> {
+    let files = rule_files(paths).map_err(|e| vec![e])?;
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => sources.push((file, text)),
+            Err(e) => errors.push(LoadError {
+                file,
+                line: 0,
+                col: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    let borrowed: Vec<(&Path, &str)> = sources.iter().map(|(f, t)| (f.as_path(), t.as_str())).collect();
+    match load_texts(&borrowed, env) {
+        Ok(set) if errors.is_empty() => Ok(set),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
+    }
+}
+
+/// Loads rule files already in memory (the fuzzer and tests use this directly).
+pub fn load_texts(
+    files: &[(&Path, &str)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RuleSet, Vec<LoadError>> {
+    let mut errors = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    for (file, text) in files {
+        let at = |line: usize, col: usize, message: String| LoadError {
+            file: file.to_path_buf(),
+            line,
+            col,
+            message,
+        };
+        let subst = match substitute(text, env) {
+            Ok(s) => s,
+            Err(errs) => {
+                for e in errs {
+                    let message = match rule_name_before(text, e.line) {
+                        Some(name) => format!("rule `{name}`: {}", e.message),
+                        None => e.message,
+                    };
+                    errors.push(at(e.line, e.col, message));
+                }
+                continue;
+            }
+        };
+        if subst.text.trim().is_empty() {
+            errors.push(at(
+                1,
+                1,
+                "the file is empty: expected `rules:` and a list of rules".into(),
+            ));
+            continue;
+        }
+        let parsed: RuleFile = match serde_yaml::from_str(&subst.text) {
+            Ok(p) => p,
+            Err(e) => {
+                let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+                errors.push(at(line, subst.source_col(line, col), explain(&e)));
+                continue;
+            }
+        };
+        let mut search_from = 0;
+        for spec in parsed.rules {
+            let (line, col) = locate_name(text, &spec.name.0, &mut search_from);
+            for problem in spec.validate() {
+                errors.push(at(line, col, format!("rule `{}`: {problem}", spec.name)));
+            }
+            if let Some((other, other_line)) = seen.get(&spec.name.0) {
+                errors.push(at(
+                    line,
+                    col,
+                    format!(
+                        "rule name `{}` is already used at {}:{}",
+                        spec.name,
+                        other.display(),
+                        other_line
+                    ),
+                ));
+                continue;
+            }
+            seen.insert(spec.name.0.clone(), (file.to_path_buf(), line));
+            rules.push(Rule::new(spec, file.to_path_buf(), line));
+        }
+    }
+    if errors.is_empty() {
+        Ok(RuleSet::new(rules))
+    } else {
+        Err(errors)
+    }
+}
+
+/// serde_yaml's message without its trailing position (we print our own), with a
+/// "did you mean" for unknown fields and variants.
+fn explain(e: &serde_yaml::Error) -> String {
+    let mut msg = strip_positions(&e.to_string());
+    if let Some(suggestion) = did_you_mean(&msg) {
+        msg.push_str(&format!(" (did you mean `{suggestion}`?)"));
+    }
+    msg
+}
+
+/// Removes every " at line N column M": the position is printed once, in front.
+fn strip_positions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(" at line ") {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos + " at line ".len()..];
+        let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n = digits(tail);
+        match tail[n..].strip_prefix(" column ") {
+            Some(after) if n > 0 => rest = &after[digits(after)..],
+            _ => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`" (or `variant`): the closest of the
+/// expected names, when it is close enough to be a typo.
+fn did_you_mean(msg: &str) -> Option<String> {
+    let rest = msg
+        .split_once("unknown field `")
+        .or_else(|| msg.split_once("unknown variant `"))?
+        .1;
+    let (unknown, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let (best, distance) = candidates
+        .iter()
+        .map(|c| (*c, strsim::levenshtein(unknown, c)))
+        .min_by_key(|(_, d)| *d)?;
+    (distance <= (unknown.len().max(best.len()) / 3).max(2)).then(|| best.to_owned())
+}
+
+/// Where `name: NAME` of a rule is written, searching forward from the previous rule.
+fn locate_name(text: &str, name: &str, from_line: &mut usize) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate().skip(*from_line) {
+        let trimmed = line.trim_start().trim_start_matches('-').trim_start();
+        if let Some(value) = trimmed.strip_prefix("name:") {
+            if value.trim().trim_matches(|c| c == '"' || c == '\'') == name {
+                *from_line = i + 1;
+                let col = line.find(value.trim()).map_or(1, |c| c + 1);
+                return (i + 1, col);
+            }
+        }
+    }
+    (1, 1)
+}
+
+/// The rule a line belongs to, for messages about text that could not be parsed yet.
+fn rule_name_before(text: &str, line: usize) -> Option<String> {
+    text.lines()
+        .take(line)
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            let trimmed = l.trim_start().trim_start_matches('-').trim_start();
+            trimmed
+                .strip_prefix("name:")
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').to_owned())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_closest_field() {
+        let msg = "rules[0]: unknown field `cooldwn`, expected one of `name`, `cooldown`, `dry_run`";
+        assert_eq!(did_you_mean(msg).as_deref(), Some("cooldown"));
+        let msg = "unknown variant `kafka_lagg`, expected one of `kafka_lag`, `postgres`";
+        assert_eq!(did_you_mean(msg).as_deref(), Some("kafka_lag"));
+        assert_eq!(
+            did_you_mean("unknown field `zzzzzzzz`, expected `name` or `when`"),
+            None
+        );
+    }
+
+    #[test]
+    fn unset_variables_name_the_rule() {
+        let text = "rules:\n  - name: lag\n    when: \"> ${NOPE}\"\n";
+        let errs = load_texts(&[(Path::new("r.yaml"), text)], &|_| None).unwrap_err();
+        assert_eq!(errs[0].to_string(), "r.yaml:3:14: rule `lag`: environment variable `NOPE` is not set and `${NOPE}` has no default (write `${NOPE:-VALUE}`)");
+    }
+}

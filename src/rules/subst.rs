@@ -1,0 +1,167 @@
+//! `${VAR}` and `${VAR:-default}` substitution, done on the text before YAML parsing so that
+//! thresholds come from the environment (a ConfigMap through `envFrom`). Values may not
+//! contain newlines (that would let a variable inject YAML), so line numbers of the result
+//! equal those of the source, and columns are mapped back for error messages.
+
+/// A substitution failure at a position of the source text (1-based line and column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubstError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// The substituted text and the column shifts it introduced.
+#[derive(Debug, Clone, Default)]
+pub struct Substituted {
+    pub text: String,
+    /// (line, column in the output just after the replacement, output length − input length)
+    shifts: Vec<(usize, usize, isize)>,
+}
+
+impl Substituted {
+    /// Maps a 1-based output column on `line` back to the source column.
+    pub fn source_col(&self, line: usize, col: usize) -> usize {
+        let shift: isize = self
+            .shifts
+            .iter()
+            .filter(|(l, end, _)| *l == line && *end <= col)
+            .map(|(_, _, d)| *d)
+            .sum();
+        (col as isize - shift).max(1) as usize
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Replaces every `${...}`; `$${` stays a literal `${`. Collects every error.
+pub fn substitute(src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Substituted, Vec<SubstError>> {
+    let mut out = Substituted::default();
+    let mut errors = Vec::new();
+    for (index, line) in src.split_inclusive('\n').enumerate() {
+        let line_no = index + 1;
+        let mut rest = line;
+        let mut consumed = 0; // bytes of `line` already handled
+        let mut out_line_len = 0usize;
+        while let Some(pos) = rest.find("${") {
+            let escaped = pos > 0 && rest.as_bytes()[pos - 1] == b'$';
+            let before = if escaped { &rest[..pos - 1] } else { &rest[..pos] };
+            out.text.push_str(before);
+            out_line_len += before.chars().count();
+            let start_col = line[..consumed + pos].chars().count() + 1;
+            let after = &rest[pos + 2..];
+            if escaped {
+                out.text.push_str("${");
+                out_line_len += 2;
+                out.shifts.push((line_no, out_line_len + 1, -1));
+                consumed += pos + 2;
+                rest = after;
+                continue;
+            }
+            let Some(close) = after.find('}') else {
+                errors.push(SubstError {
+                    line: line_no,
+                    col: start_col,
+                    message: "unclosed `${`: expected `${VAR}` or `${VAR:-default}`".into(),
+                });
+                out.text.push_str(&rest[pos..]);
+                rest = "";
+                break;
+            };
+            let body = &after[..close];
+            let (name, default) = match body.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (body, None),
+            };
+            let value = if !is_name(name) {
+                errors.push(SubstError {
+                    line: line_no,
+                    col: start_col,
+                    message: format!(
+                        "invalid variable name `{name}` in `${{{body}}}`: expected [A-Za-z_][A-Za-z0-9_]*"
+                    ),
+                });
+                String::new()
+            } else {
+                match (env(name), default) {
+                    (Some(v), _) if !v.is_empty() || default.is_none() => v,
+                    (_, Some(d)) => d.to_owned(),
+                    (None, None) => {
+                        errors.push(SubstError { line: line_no, col: start_col, message: format!("environment variable `{name}` is not set and `${{{name}}}` has no default (write `${{{name}:-VALUE}}`)") });
+                        String::new()
+                    }
+                    (Some(v), None) => v,
+                }
+            };
+            if value.contains(['\n', '\r']) {
+                errors.push(SubstError {
+                    line: line_no,
+                    col: start_col,
+                    message: format!(
+                        "the value of `{name}` contains a line break, which is not allowed in a rule file"
+                    ),
+                });
+            }
+            out.text.push_str(&value);
+            let written = value.chars().count();
+            out_line_len += written;
+            let read = body.chars().count() + 3;
+            out.shifts
+                .push((line_no, out_line_len + 1, written as isize - read as isize));
+            consumed += pos + 2 + close + 1;
+            rest = &after[close + 1..];
+        }
+        out.text.push_str(rest);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KAFKA_LAG_THRESHOLD" => Some("20000".into()),
+            "EMPTY" => Some(String::new()),
+            "EVIL" => Some("1\nfoo: bar".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn replaces_values_defaults_and_escapes() {
+        let s = substitute(
+            "when: \"> ${KAFKA_LAG_THRESHOLD:-15000}\" x ${MISSING:-7} $${KEEP}\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(s.text, "when: \"> 20000\" x 7 ${KEEP}\n");
+        assert_eq!(substitute("${EMPTY:-3}", &env).unwrap().text, "3");
+    }
+
+    #[test]
+    fn errors_point_at_the_variable() {
+        let errs = substitute("a: 1\nb: \"> ${NOPE}\" ${bad-name} ${EVIL}\nc: ${OPEN", &env).unwrap_err();
+        let got: Vec<_> = errs.iter().map(|e| (e.line, e.col)).collect();
+        assert_eq!(got, vec![(2, 7), (2, 16), (2, 28), (3, 4)]);
+        assert!(errs[0].message.contains("NOPE"));
+    }
+
+    #[test]
+    fn columns_map_back_to_the_source() {
+        let s = substitute("x: ${KAFKA_LAG_THRESHOLD:-1} ]", &env).unwrap();
+        // `]` is at output column 10, source column 30.
+        assert_eq!(s.text, "x: 20000 ]");
+        assert_eq!(s.source_col(1, 10), 30);
+        assert_eq!(s.source_col(1, 2), 2);
+    }
+}

@@ -1,0 +1,255 @@
+//! Settings from the environment (a ConfigMap through `envFrom` in the cluster), read with
+//! envy into raw strings and then parsed here, so that every invalid value is reported at
+//! once, naming the variable and the expected form.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::actions::Limits;
+use crate::rules::values::Bytes;
+
+#[derive(Debug, Error)]
+#[error("invalid settings:\n  {}", .0.join("\n  "))]
+pub struct SettingsError(pub Vec<String>);
+
+/// The variables as envy reads them.
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    check_interval: Option<String>,
+    rules_dir: Option<String>,
+    listen_addr: Option<String>,
+    dry_run: Option<String>,
+    action_budget: Option<String>,
+    min_replicas: Option<String>,
+    max_replicas: Option<String>,
+    max_memory: Option<String>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// How often every source is collected and every rule evaluated (default 15s).
+    pub check_interval: Duration,
+    /// Where the rule files are (default `/etc/automaton/rules`).
+    pub rules_dir: PathBuf,
+    /// Address of `/metrics`, `/healthz`, `/readyz`, `/status` (default `0.0.0.0:8000`).
+    pub listen_addr: SocketAddr,
+    /// Plan and report, never execute.
+    pub dry_run: bool,
+    /// At most `budget_limit` actions in any `budget_window`, all rules together.
+    pub budget_limit: u32,
+    pub budget_window: Duration,
+    pub limits: Limits,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads settings from `(NAME, value)` pairs (tests pass their own).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+        let raw: Raw = envy::from_iter(vars).map_err(|e| SettingsError(vec![e.to_string()]))?;
+        let mut errors = Vec::new();
+        let mut s = Settings::defaults();
+
+        macro_rules! parse {
+            ($name:literal, $raw:expr, $expected:literal, $parse:expr, $slot:expr) => {
+                if let Some(v) = &$raw {
+                    match $parse(v.trim()) {
+                        Some(parsed) => $slot = parsed,
+                        None => errors.push(format!("{}={:?}: expected {}", $name, v, $expected)),
+                    }
+                }
+            };
+        }
+        parse!(
+            "CHECK_INTERVAL",
+            raw.check_interval,
+            "a duration such as `15s` or `1m`, or a number of seconds",
+            parse_interval,
+            s.check_interval
+        );
+        parse!(
+            "RULES_DIR",
+            raw.rules_dir,
+            "a directory path",
+            |v: &str| (!v.is_empty()).then(|| PathBuf::from(v)),
+            s.rules_dir
+        );
+        parse!(
+            "LISTEN_ADDR",
+            raw.listen_addr,
+            "an address and port such as `0.0.0.0:8000`",
+            |v: &str| v.parse().ok(),
+            s.listen_addr
+        );
+        parse!("DRY_RUN", raw.dry_run, "`true` or `false`", parse_bool, s.dry_run);
+        parse!(
+            "ACTION_BUDGET",
+            raw.action_budget,
+            "COUNT/DURATION such as `10/10m`",
+            parse_budget,
+            (s.budget_limit, s.budget_window)
+        );
+        parse!(
+            "MIN_REPLICAS",
+            raw.min_replicas,
+            "a whole number",
+            |v: &str| v.parse().ok(),
+            s.limits.min_replicas
+        );
+        parse!(
+            "MAX_REPLICAS",
+            raw.max_replicas,
+            "a whole number of at least 1",
+            |v: &str| v.parse().ok().filter(|n| *n >= 1),
+            s.limits.max_replicas
+        );
+        parse!(
+            "MAX_MEMORY",
+            raw.max_memory,
+            "a byte quantity such as `8Gi`",
+            |v: &str| v.parse::<Bytes>().ok(),
+            s.limits.max_memory
+        );
+        parse!(
+            "LOG_FORMAT",
+            raw.log_format,
+            "`json` or `text`",
+            parse_log_format,
+            s.log_format
+        );
+        if s.limits.min_replicas > s.limits.max_replicas {
+            errors.push(format!(
+                "MIN_REPLICAS={} is above MAX_REPLICAS={}",
+                s.limits.min_replicas, s.limits.max_replicas
+            ));
+        }
+        if errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(SettingsError(errors))
+        }
+    }
+
+    pub fn defaults() -> Self {
+        Settings {
+            check_interval: Duration::from_secs(15),
+            rules_dir: PathBuf::from("/etc/automaton/rules"),
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            dry_run: false,
+            budget_limit: 10,
+            budget_window: Duration::from_secs(600),
+            limits: Limits::default(),
+            log_format: if std::io::stdout().is_terminal() {
+                LogFormat::Text
+            } else {
+                LogFormat::Json
+            },
+        }
+    }
+
+    /// Samples older than this are unknown.
+    pub fn stale_after(&self) -> Duration {
+        self.check_interval * 3
+    }
+}
+
+/// `15s`, `1m`, or a bare number of seconds (the seed's ConfigMap says `CHECK_INTERVAL: "60"`).
+fn parse_interval(v: &str) -> Option<Duration> {
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(v).ok()?,
+    };
+    (d >= Duration::from_millis(100)).then_some(d)
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" | "" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_budget(v: &str) -> Option<(u32, Duration)> {
+    let (count, window) = v.split_once('/')?;
+    let count: u32 = count.trim().parse().ok().filter(|n| *n >= 1)?;
+    let window = humantime::parse_duration(window.trim())
+        .ok()
+        .filter(|w| !w.is_zero())?;
+    Some((count, window))
+}
+
+fn parse_log_format(v: &str) -> Option<LogFormat> {
+    match v {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_seed_values() {
+        let s = Settings::from_vars(vars(&[
+            ("CHECK_INTERVAL", "60"),
+            ("ACTION_BUDGET", "5/1h"),
+            ("MAX_MEMORY", "4Gi"),
+        ]))
+        .unwrap();
+        assert_eq!(s.check_interval, Duration::from_secs(60));
+        assert_eq!((s.budget_limit, s.budget_window), (5, Duration::from_secs(3600)));
+        assert_eq!(s.limits.max_memory, Bytes(4 << 30));
+        assert_eq!(s.limits.max_replicas, 10);
+        let s = Settings::from_vars(vars(&[("CHECK_INTERVAL", "15s")])).unwrap();
+        assert_eq!(s.stale_after(), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn every_invalid_value_is_named_with_its_form() {
+        let err = Settings::from_vars(vars(&[
+            ("CHECK_INTERVAL", "soon"),
+            ("DRY_RUN", "maybe"),
+            ("ACTION_BUDGET", "10"),
+            ("LISTEN_ADDR", "8000"),
+            ("LOG_FORMAT", "xml"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "CHECK_INTERVAL=\"soon\"",
+            "DRY_RUN",
+            "ACTION_BUDGET",
+            "LISTEN_ADDR",
+            "LOG_FORMAT",
+        ] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+        assert_eq!(err.0.len(), 5);
+    }
+}

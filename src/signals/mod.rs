@@ -1,0 +1,239 @@
+//! Signals: what the automaton observes. Each kind is one variant of [`SignalSpec`] (as
+//! written in a rule file) and, where it is collected by this build, one file with its
+//! collector. Collection is I/O; everything after it (rules, guard) is pure.
+
+pub mod collect;
+pub mod disk;
+pub mod psi;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::values::Dur;
+
+/// One observed time series of a signal: its labels (the pod, the partition, the path…)
+/// and its value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Series {
+    pub fn single(value: f64) -> Self {
+        Series {
+            labels: BTreeMap::new(),
+            value,
+        }
+    }
+}
+
+/// What one collection of a signal produced, and when (time since the engine's epoch).
+/// An `Err` is "unknown" with the reason: a signal that could not be read is never 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub at: Duration,
+    pub result: Result<Vec<Series>, String>,
+}
+
+/// The signal of a rule: exactly one kind, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalSpec {
+    /// Consumer-group lag: Σ(latest − committed) over the group's partitions.
+    KafkaLag(KafkaLag),
+    /// PostgreSQL connection usage and idle connections.
+    Postgres(Postgres),
+    /// Containers whose last termination was `OOMKilled`.
+    PodOomKilled(PodSelector),
+    /// Containers waiting in `CrashLoopBackOff`.
+    PodCrashLoop(PodSelector),
+    /// Container restarts within a window.
+    PodRestarts(PodRestarts),
+    /// Percent used of the filesystem holding `path` (as `df` computes it).
+    DiskUsage(DiskUsage),
+    /// Weighted PSI memory pressure, `0.7*some.avg10 + 0.3*some.avg60` by default.
+    MemoryPressure(MemoryPressure),
+    /// Solana slot lag: reference slot − local slot.
+    SlotLag(SlotLag),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaLag {
+    /// Consumer group whose lag is measured.
+    pub group: String,
+    /// Only this topic; without it, every topic the group has committed offsets for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// How a partition without a committed offset counts: `latest` (lag 0) or `earliest`
+    /// (everything from the log start is lag).
+    #[serde(default)]
+    pub offset_reset: OffsetReset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetReset {
+    #[default]
+    Latest,
+    Earliest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// Which number to read from `pg_stat_activity`.
+    pub metric: PostgresMetric,
+    /// With `idle_connections`: count only connections idle at least this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_for: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostgresMetric {
+    ConnectionsUsedPercent,
+    IdleConnections,
+    IdleInTransaction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodSelector {
+    /// Label selector of the pods to watch, e.g. `app=email-service`.
+    pub selector: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodRestarts {
+    /// Label selector of the pods to watch.
+    pub selector: String,
+    /// Restarts are counted within this sliding window.
+    pub window: Dur,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskUsage {
+    /// Any path on the filesystem to measure.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryPressure {
+    /// A PSI file: `/proc/pressure/memory` or a cgroup v2 `memory.pressure`.
+    #[serde(default = "default_psi_path")]
+    pub path: String,
+    /// Weights of the `some` averages; the seed's `0.7*avg10 + 0.3*avg60` by default.
+    #[serde(default)]
+    pub weights: PsiWeights,
+}
+
+fn default_psi_path() -> String {
+    "/proc/pressure/memory".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PsiWeights {
+    #[serde(default)]
+    pub avg10: f64,
+    #[serde(default)]
+    pub avg60: f64,
+    #[serde(default)]
+    pub avg300: f64,
+}
+
+impl Default for PsiWeights {
+    fn default() -> Self {
+        PsiWeights {
+            avg10: 0.7,
+            avg60: 0.3,
+            avg300: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotLag {
+    /// The validator's JSON-RPC URL.
+    pub rpc: String,
+    /// Reference RPC URLs; the highest slot among them wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference: Vec<String>,
+    /// Commitment level of `getSlot`.
+    #[serde(default = "default_commitment")]
+    pub commitment: String,
+}
+
+fn default_commitment() -> String {
+    "processed".to_owned()
+}
+
+impl SignalSpec {
+    /// The kind's name, as written in rule files and timelines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignalSpec::KafkaLag(_) => "kafka_lag",
+            SignalSpec::Postgres(_) => "postgres",
+            SignalSpec::PodOomKilled(_) => "pod_oom_killed",
+            SignalSpec::PodCrashLoop(_) => "pod_crash_loop",
+            SignalSpec::PodRestarts(_) => "pod_restarts",
+            SignalSpec::DiskUsage(_) => "disk_usage",
+            SignalSpec::MemoryPressure(_) => "memory_pressure",
+            SignalSpec::SlotLag(_) => "slot_lag",
+        }
+    }
+
+    /// The dependency behind the signal: the `source` label of `signal_source_up`.
+    pub fn source(&self) -> &'static str {
+        match self {
+            SignalSpec::KafkaLag(_) => "kafka",
+            SignalSpec::Postgres(_) => "postgres",
+            SignalSpec::PodOomKilled(_) | SignalSpec::PodCrashLoop(_) | SignalSpec::PodRestarts(_) => {
+                "kubernetes"
+            }
+            SignalSpec::DiskUsage(_) => "disk",
+            SignalSpec::MemoryPressure(_) => "psi",
+            SignalSpec::SlotLag(_) => "solana_rpc",
+        }
+    }
+
+    /// Whether series of this signal carry an `owner` label (the workload of the pod), so a
+    /// rule may use `target: owner`.
+    pub fn is_pod_signal(&self) -> bool {
+        self.source() == "kubernetes"
+    }
+
+    /// The parameters as flat strings: the identity used to collect each distinct source once
+    /// per tick, and what timeline samples are matched against.
+    pub fn params(&self) -> BTreeMap<String, String> {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let mut out = BTreeMap::new();
+        if let Some(inner) = value
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|v| v.as_object())
+        {
+            for (k, v) in inner {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out.insert(k.clone(), text);
+            }
+        }
+        out
+    }
+
+    /// A canonical key: two rules with equal keys share one collection per tick.
+    pub fn source_key(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| self.kind().to_owned())
+    }
+}

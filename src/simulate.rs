@@ -1,0 +1,208 @@
+//! `automaton simulate`: replays a YAML timeline offline against a rule set, with a
+//! simulated clock and world, through the same engine the daemon runs. Nothing touches the
+//! network: executed plans update the simulated world instead.
+//!
+//! The clock ticks at every step's `at` and every CHECK_INTERVAL in between, up to `until`
+//! (default: the last step). A sample applies to every rule whose signal kind matches and
+//! whose signal parameters equal the sample's labels wherever both name the same key;
+//! labels the rule does not have as parameters describe the series (`pod`, `container`,
+//! `owner`, `partitions`…). Between steps a rule's last sample ages normally and becomes
+//! unknown once older than 3 × CHECK_INTERVAL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{de, Deserialize, Deserializer};
+
+use crate::actions::SimWorld;
+use crate::decision::{Decision, Verdict};
+use crate::engine::{Engine, EngineConfig};
+use crate::rules::values::Dur;
+use crate::rules::RuleSet;
+use crate::signals::{Reading, Series};
+
+const SIGNAL_KINDS: [&str; 8] = [
+    "kafka_lag",
+    "postgres",
+    "pod_oom_killed",
+    "pod_crash_loop",
+    "pod_restarts",
+    "disk_usage",
+    "memory_pressure",
+    "slot_lag",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeline {
+    /// Initial workloads (`deployment/NAME: {replicas, containers}`) that plans read and
+    /// executed actions update.
+    #[serde(default)]
+    pub world: SimWorld,
+    /// What is observed when.
+    pub steps: Vec<Step>,
+    /// Keep ticking until this time (default: the last step).
+    #[serde(default)]
+    pub until: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Time of the step since the start.
+    pub at: Dur,
+    #[serde(default)]
+    pub samples: Vec<Sample>,
+    /// Whether this replica holds the lease from this step on (default: it does).
+    #[serde(default)]
+    pub leader: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// The signal kind, e.g. `kafka_lag`.
+    #[serde(deserialize_with = "signal_kind")]
+    pub signal: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, LabelValue>,
+    /// The value; null (or absent) means the source could not be read.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Why the value is unknown, when it is.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A label value written as any YAML scalar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelValue(pub String);
+
+impl<'de> Deserialize<'de> for LabelValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) => Ok(LabelValue(s)),
+            serde_yaml::Value::Number(n) => Ok(LabelValue(n.to_string())),
+            serde_yaml::Value::Bool(b) => Ok(LabelValue(b.to_string())),
+            _ => Err(de::Error::custom(
+                "a label value must be a string, number or boolean",
+            )),
+        }
+    }
+}
+
+fn signal_kind<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if SIGNAL_KINDS.contains(&s.as_str()) {
+        Ok(s)
+    } else {
+        Err(de::Error::custom(format!(
+            "unknown signal `{s}`, expected one of {}",
+            SIGNAL_KINDS.join(", ")
+        )))
+    }
+}
+
+impl Timeline {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t: Timeline = serde_yaml::from_str(text).map_err(|e| match e.location() {
+            Some(l) => format!(
+                "{}:{}: {}",
+                l.line(),
+                l.column(),
+                e.to_string().split(" at line ").next().unwrap_or("")
+            ),
+            None => e.to_string(),
+        })?;
+        if t.steps.windows(2).any(|w| w[1].at < w[0].at) {
+            return Err("steps must be in time order".into());
+        }
+        Ok(t)
+    }
+
+    fn end(&self) -> Duration {
+        let last = self.steps.last().map_or(Duration::ZERO, |s| s.at.0);
+        self.until.map_or(last, |u| u.0.max(last))
+    }
+}
+
+/// Runs the timeline; returns every decision in order. The final world is returned too.
+pub fn run(
+    rules: RuleSet,
+    timeline: &Timeline,
+    interval: Duration,
+    mut config: EngineConfig,
+) -> (Vec<Decision>, SimWorld) {
+    config.executable = |_| true;
+    let mut engine = Engine::new(Arc::new(rules), config);
+    let mut world = timeline.world.clone();
+    let mut ticks: BTreeSet<Duration> = timeline.steps.iter().map(|s| s.at.0).collect();
+    let end = timeline.end();
+    let mut t = Duration::ZERO;
+    while t <= end && !interval.is_zero() {
+        ticks.insert(t);
+        t += interval;
+    }
+    let mut out = Vec::new();
+    for now in ticks {
+        for step in timeline.steps.iter().filter(|s| s.at.0 == now) {
+            if let Some(leader) = step.leader {
+                engine.set_leader(leader);
+            }
+            for (rule, reading) in readings_for(engine.rules(), step, now) {
+                engine.observe(rule, reading);
+            }
+        }
+        for mut d in engine.evaluate(now, &world) {
+            if d.decision == Verdict::Act {
+                if let Some(plan) = &d.plan {
+                    world.apply(&plan.effect);
+                }
+                d.success = Some(true);
+            }
+            out.push(d);
+        }
+    }
+    (out, world)
+}
+
+/// Groups a step's samples into one reading per matching rule.
+fn readings_for(rules: &RuleSet, step: &Step, now: Duration) -> BTreeMap<usize, Reading> {
+    let mut readings: BTreeMap<usize, Reading> = BTreeMap::new();
+    for sample in &step.samples {
+        for (index, rule) in rules.rules.iter().enumerate() {
+            let matches = rule.spec.signal.kind() == sample.signal
+                && sample
+                    .labels
+                    .iter()
+                    .all(|(k, v)| rule.params.get(k).is_none_or(|p| *p == v.0));
+            if !matches {
+                continue;
+            }
+            let reading = readings.entry(index).or_insert(Reading {
+                at: now,
+                result: Ok(Vec::new()),
+            });
+            match (sample.value, &mut reading.result) {
+                (Some(value), Ok(series)) => {
+                    let labels = sample
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.0.clone()))
+                        .collect();
+                    series.push(Series { labels, value });
+                }
+                (None, _) => {
+                    let why = sample
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "the sample has no value".into());
+                    reading.result = Err(why);
+                }
+                (Some(_), Err(_)) => {}
+            }
+        }
+    }
+    readings
+}

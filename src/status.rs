@@ -1,0 +1,184 @@
+//! What the daemon knows about itself, shared with the HTTP server: `/status` renders it,
+//! `/healthz` and `/readyz` judge it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::decision::Decision;
+use crate::engine::Engine;
+use crate::rules::RuleSet;
+
+/// How many decisions `/status` keeps.
+pub const RECENT: usize = 200;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleInfo {
+    pub name: String,
+    pub description: String,
+    pub priority: crate::rules::Priority,
+    pub signal: &'static str,
+    pub action: &'static str,
+    pub file: String,
+    pub line: usize,
+    pub for_seconds: u64,
+    pub cooldown_seconds: u64,
+    pub dry_run: bool,
+    pub targets: Vec<TargetInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    pub target: String,
+    pub state: crate::decision::State,
+    pub value: Option<f64>,
+    pub active_since: Option<f64>,
+    pub last_action: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceInfo {
+    pub source: &'static str,
+    pub kind: &'static str,
+    pub params: BTreeMap<String, String>,
+    pub up: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadInfo {
+    pub result: Option<&'static str>,
+    pub at: Option<String>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetInfo {
+    pub limit: u32,
+    pub window_seconds: u64,
+    pub left: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    #[serde(skip)]
+    pub started: Instant,
+    #[serde(skip)]
+    pub last_tick: Option<Instant>,
+    #[serde(skip)]
+    pub check_interval: Duration,
+    pub version: &'static str,
+    pub dry_run: bool,
+    pub leader: bool,
+    pub rules_loaded: bool,
+    pub ticks: u64,
+    pub rules: Vec<RuleInfo>,
+    pub sources: BTreeMap<String, SourceInfo>,
+    pub budget: BudgetInfo,
+    pub reload: ReloadInfo,
+    pub recent_decisions: VecDeque<Decision>,
+}
+
+impl Status {
+    pub fn new(check_interval: Duration, dry_run: bool) -> Self {
+        Status {
+            started: Instant::now(),
+            last_tick: None,
+            check_interval,
+            version: env!("CARGO_PKG_VERSION"),
+            dry_run,
+            leader: true,
+            rules_loaded: false,
+            ticks: 0,
+            rules: Vec::new(),
+            sources: BTreeMap::new(),
+            budget: BudgetInfo {
+                limit: 0,
+                window_seconds: 0,
+                left: 0,
+            },
+            reload: ReloadInfo::default(),
+            recent_decisions: VecDeque::with_capacity(RECENT),
+        }
+    }
+
+    /// Alive while the loop ticked within 3 × CHECK_INTERVAL (counting from start before
+    /// the first tick).
+    pub fn healthy(&self, now: Instant) -> bool {
+        let last = self.last_tick.unwrap_or(self.started);
+        now.duration_since(last) < self.check_interval * 3
+    }
+
+    /// Reasons not to be ready; empty when ready.
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if !self.rules_loaded {
+            reasons.push("no valid rule set loaded".to_owned());
+        }
+        if self.ticks == 0 {
+            reasons.push("no collection has completed yet".to_owned());
+        }
+        for (key, s) in &self.sources {
+            if !s.up {
+                reasons.push(format!(
+                    "source {} ({key}) is down: {}",
+                    s.source,
+                    s.error.as_deref().unwrap_or("unknown")
+                ));
+            }
+        }
+        reasons
+    }
+
+    pub fn push_decision(&mut self, d: &Decision) {
+        if self.recent_decisions.len() == RECENT {
+            self.recent_decisions.pop_front();
+        }
+        self.recent_decisions.push_back(d.clone());
+    }
+
+    /// Refreshes the rule and target tables from the engine.
+    pub fn refresh(&mut self, engine: &mut Engine, now: Duration) {
+        let rules: &RuleSet = engine.rules();
+        let states = engine.states();
+        self.rules = rules
+            .rules
+            .iter()
+            .zip(states)
+            .map(|(rule, targets)| RuleInfo {
+                name: rule.name.to_string(),
+                description: rule.spec.description.clone(),
+                priority: rule.spec.priority,
+                signal: rule.spec.signal.kind(),
+                action: rule.spec.action.kind(),
+                file: rule.file.display().to_string(),
+                line: rule.line,
+                for_seconds: rule.hold_for.as_secs(),
+                cooldown_seconds: rule.cooldown.as_secs(),
+                dry_run: rule.spec.dry_run,
+                targets: targets
+                    .iter()
+                    .map(|(target, st)| TargetInfo {
+                        target: target.to_string(),
+                        state: st.state(),
+                        value: st.value,
+                        active_since: st.active_since.map(|d| d.as_secs_f64()),
+                        last_action: st.last_act.map(|d| d.as_secs_f64()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let (limit, window) = (engine.budget().limit(), engine.budget().window());
+        self.budget = BudgetInfo {
+            limit,
+            window_seconds: window.as_secs(),
+            left: engine.budget_left(now),
+        };
+    }
+}
+
+/// RFC 3339 wall-clock time, for humans reading `/status`.
+pub fn wall_clock() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
