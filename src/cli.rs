@@ -40,7 +40,12 @@ pub enum Command {
         #[arg(long)]
         timeline: PathBuf,
         /// Tick interval between steps (default: CHECK_INTERVAL).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = parse_interval)]
         interval: Option<std::time::Duration>,
     },
+}
+
+/// Same syntax as rule durations (`15s`, `1m`).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<crate::rules::values::Dur>().map(|d| d.0)
 }

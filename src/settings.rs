@@ -11,7 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::actions::Limits;
-use crate::rules::values::Bytes;
+use crate::rules::values::{Bytes, Dur};
 
 #[derive(Debug, Error)]
 #[error("invalid settings:\n  {}", .0.join("\n  "))]
@@ -173,7 +173,7 @@ impl Settings {
 fn parse_interval(v: &str) -> Option<Duration> {
     let d = match v.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(v).ok()?,
+        Err(_) => v.parse::<Dur>().ok()?.0,
     };
     (d >= Duration::from_millis(100)).then_some(d)
 }
@@ -189,8 +189,11 @@ fn parse_bool(v: &str) -> Option<bool> {
 fn parse_budget(v: &str) -> Option<(u32, Duration)> {
     let (count, window) = v.split_once('/')?;
     let count: u32 = count.trim().parse().ok().filter(|n| *n >= 1)?;
-    let window = humantime::parse_duration(window.trim())
+    let window = window
+        .trim()
+        .parse::<Dur>()
         .ok()
+        .map(|d| d.0)
         .filter(|w| !w.is_zero())?;
     Some((count, window))
 }

@@ -54,15 +54,19 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// Checks an URL is absolute http(s).
+/// Checks an URL is absolute http(s). The message says what is wrong without echoing the
+/// value: a webhook URL that does not parse may still hold its token.
 pub fn check_url(field: &str, url: &str) -> Option<String> {
-    match Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => None,
-        _ => Some(format!(
-            "`{field}` must be an absolute http(s) URL, found `{}`",
-            redacted(url)
-        )),
-    }
+    let found = match Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => return None,
+        Ok(u) if matches!(u.scheme(), "http" | "https") => "no host".to_owned(),
+        Ok(u) => format!("the scheme `{}`", u.scheme()),
+        Err(_) if !url.contains("://") => "no scheme (`http://` or `https://`)".to_owned(),
+        Err(e) => format!("an invalid URL ({e})"),
+    };
+    Some(format!(
+        "`{field}` must be an absolute http(s) URL such as `https://host/path`, found {found}"
+    ))
 }
 
 impl Http {

@@ -128,7 +128,8 @@ pub fn load_texts(
                 continue;
             }
         };
-        if subst.text.trim().is_empty() {
+        let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+        if subst.text.lines().all(blank) {
             errors.push(at(
                 1,
                 1,
@@ -140,7 +141,16 @@ pub fn load_texts(
             Ok(p) => p,
             Err(e) => {
                 let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-                errors.push(at(line, subst.source_col(line, col), explain(&e)));
+                let mut message = explain(&e, (line, col), &|l, c| subst.source_col(l, c));
+                let vars = subst.env_vars_on(line);
+                if !vars.is_empty() {
+                    let vars: Vec<String> = vars.iter().map(|v| format!("`{v}`")).collect();
+                    message.push_str(&format!(
+                        " (this line uses {} from the environment)",
+                        vars.join(", ")
+                    ));
+                }
+                errors.push(at(line, subst.source_col(line, col), message));
                 continue;
             }
         };
@@ -174,18 +184,50 @@ pub fn load_texts(
     }
 }
 
-/// serde_yaml's message without its trailing position (we print our own), with a
+/// serde_yaml's message without its own position (we print it in front), with a
 /// "did you mean" for unknown fields and variants.
-fn explain(e: &serde_yaml::Error) -> String {
-    let mut msg = strip_positions(&e.to_string());
+fn explain(e: &serde_yaml::Error, own: (usize, usize), source_col: &dyn Fn(usize, usize) -> usize) -> String {
+    let mut msg = strip_positions(&e.to_string(), own, source_col);
+    // serde names Rust types and serde concepts; say what to write instead.
+    for (rust, wanted) in [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number (may be negative)"),
+        ("expected f64", "expected a number"),
+        (
+            "expected struct RuleFile",
+            "expected `rules:` and a list of rules",
+        ),
+        (
+            "invalid type: unit variant, expected newtype variant",
+            "expected `KIND: {PARAMETERS}`, found a kind without parameters",
+        ),
+        (
+            "invalid value: map, expected map with a single key",
+            "expected exactly one kind, found several",
+        ),
+    ] {
+        if msg.ends_with(rust) {
+            msg.truncate(msg.len() - rust.len());
+            msg.push_str(wanted);
+        }
+    }
+    if let Some(pos) = msg.find("expected struct ") {
+        // A kind's parameters (`kafka_lag: 5`).
+        msg.truncate(pos);
+        msg.push_str("expected a mapping of parameters, e.g. `{NAME: VALUE}`");
+    }
     if let Some(suggestion) = did_you_mean(&msg) {
         msg.push_str(&format!(" (did you mean `{suggestion}`?)"));
     }
     msg
 }
 
-/// Removes every " at line N column M": the position is printed once, in front.
-fn strip_positions(text: &str) -> String {
+/// Removes " at line N column M" where it is the error's own position (printed once, in
+/// front); another position, such as where an unclosed `{` was opened, is kept, with its
+/// column mapped back to the source.
+fn strip_positions(text: &str, own: (usize, usize), source_col: &dyn Fn(usize, usize) -> usize) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find(" at line ") {
@@ -193,9 +235,20 @@ fn strip_positions(text: &str) -> String {
         let tail = &rest[pos + " at line ".len()..];
         let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         let n = digits(tail);
-        match tail[n..].strip_prefix(" column ") {
-            Some(after) if n > 0 => rest = &after[digits(after)..],
-            _ => {
+        let position = tail[n..].strip_prefix(" column ").and_then(|after| {
+            let m = digits(after);
+            let line = tail[..n].parse::<usize>().ok()?;
+            let col = after[..m].parse::<usize>().ok()?;
+            Some((line, col, &after[m..]))
+        });
+        match position {
+            Some((line, col, after)) => {
+                if (line, col) != own {
+                    out.push_str(&format!(" at line {line} column {}", source_col(line, col)));
+                }
+                rest = after;
+            }
+            None => {
                 out.push_str(" at line ");
                 rest = tail;
             }
@@ -228,7 +281,8 @@ fn locate_name(text: &str, name: &str, from_line: &mut usize) -> (usize, usize) 
         if let Some(value) = trimmed.strip_prefix("name:") {
             if value.trim().trim_matches(|c| c == '"' || c == '\'') == name {
                 *from_line = i + 1;
-                let col = line.find(value.trim()).map_or(1, |c| c + 1);
+                // The value's own column: `value` is a suffix of `line`, after `name:`.
+                let col = line[..line.len() - value.trim_start().len()].chars().count() + 1;
                 return (i + 1, col);
             }
         }

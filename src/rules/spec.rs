@@ -93,11 +93,14 @@ impl<'de> Deserialize<'de> for RuleName {
         super::values::parse_scalar(d, "a rule name", |s| {
             let ok = !s.is_empty()
                 && s.len() <= 63
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if ok {
                 Ok(RuleName(s.to_owned()))
             } else {
-                Err(format!("invalid rule name `{s}`: expected 1 to 63 characters of [a-z0-9-]"))
+                Err(format!(
+                    "invalid rule name `{s}`: expected 1 to 63 characters of [a-z0-9-]"
+                ))
             }
         })
     }

@@ -17,6 +17,8 @@ pub struct Substituted {
     pub text: String,
     /// (line, column in the output just after the replacement, output length − input length)
     shifts: Vec<(usize, usize, isize)>,
+    /// (line, variable) for every value taken from the environment rather than a default.
+    from_env: Vec<(usize, String)>,
 }
 
 impl Substituted {
@@ -29,6 +31,18 @@ impl Substituted {
             .map(|(_, _, d)| *d)
             .sum();
         (col as isize - shift).max(1) as usize
+    }
+
+    /// The variables whose environment values were substituted into `line`, so an error
+    /// there can say where the text it quotes came from.
+    pub fn env_vars_on(&self, line: usize) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (l, name) in &self.from_env {
+            if *l == line && !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names
     }
 }
 
@@ -88,7 +102,10 @@ pub fn substitute(src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Sub
                 String::new()
             } else {
                 match (env(name), default) {
-                    (Some(v), _) if !v.is_empty() || default.is_none() => v,
+                    (Some(v), _) if !v.is_empty() || default.is_none() => {
+                        out.from_env.push((line_no, name.to_owned()));
+                        v
+                    }
                     (_, Some(d)) => d.to_owned(),
                     (None, None) => {
                         errors.push(SubstError { line: line_no, col: start_col, message: format!("environment variable `{name}` is not set and `${{{name}}}` has no default (write `${{{name}:-VALUE}}`)") });
@@ -145,6 +162,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.text, "when: \"> 20000\" x 7 ${KEEP}\n");
+        assert_eq!(s.env_vars_on(1), vec!["KAFKA_LAG_THRESHOLD"]);
         assert_eq!(substitute("${EMPTY:-3}", &env).unwrap().text, "3");
     }
 

@@ -136,11 +136,12 @@ pub struct Bytes(pub u64);
 impl std::str::FromStr for Bytes {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let n = parse_quantity(s)?;
+        let bad = || {
+            format!("invalid byte quantity `{s}`: expected a number with an optional unit Ki/Mi/Gi/Ti (or k/M/G/T), e.g. `512Mi` or `2Gi`")
+        };
+        let n = parse_quantity(s).map_err(|_| bad())?;
         if n < 0.0 || s.trim().ends_with('%') {
-            return Err(format!(
-                "expected a byte quantity such as `512Mi` or `2Gi`, found `{s}`"
-            ));
+            return Err(bad());
         }
         Ok(Bytes(n.round() as u64))
     }
@@ -155,7 +156,7 @@ impl fmt::Display for Bytes {
             ("Mi", 1 << 20),
             ("Ki", 1 << 10),
         ] {
-            if self.0 >= factor && self.0 % factor == 0 {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{}", self.0 / factor, suffix);
             }
         }
@@ -175,23 +176,68 @@ impl Serialize for Bytes {
     }
 }
 
-/// A duration written `30s`, `5m`, `1h`, `7d` (humantime syntax; a unit is required so that
-/// `5` is never silently read as 5 seconds in a rule).
+/// A duration written `30s`, `5m`, `1h`, `7d`, or several such parts (`1h30m`; `ms` for
+/// milliseconds). Stricter than humantime on purpose: a unit is required so that `5` is never
+/// silently read as 5 seconds, and `5M` (humantime: five months) or `5 minutes` are errors
+/// rather than surprises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Dur(pub Duration);
+
+const DURATION_UNITS: [(&str, u64); 5] = [
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
 
 impl std::str::FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|_| {
-            format!("invalid duration `{s}`: expected a number and a unit, e.g. `30s`, `5m`, `1h`, `7d`")
-        })
+        let bad = || {
+            format!("invalid duration `{s}`: expected a number and a unit (ms, s, m, h, d), e.g. `30s`, `5m`, `1h`, `7d`")
+        };
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let mut millis: u64 = 0;
+        while !rest.is_empty() {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let (unit, factor) = DURATION_UNITS
+                .iter()
+                .find(|(unit, _)| {
+                    rest.strip_prefix(unit)
+                        .is_some_and(|after| !after.starts_with(|c: char| c.is_ascii_alphabetic()))
+                })
+                .ok_or_else(bad)?;
+            rest = &rest[unit.len()..];
+            millis = n
+                .checked_mul(*factor)
+                .and_then(|part| millis.checked_add(part))
+                .ok_or_else(bad)?;
+        }
+        Ok(Dur(Duration::from_millis(millis)))
     }
 }
 
 impl fmt::Display for Dur {
+    /// The form it is written in (`7d`, `1h30m`, `0s`), so it parses back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        let mut left = self.0.as_millis();
+        if left == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, factor) in DURATION_UNITS.iter().rev() {
+            let factor = u128::from(*factor);
+            if left >= factor {
+                write!(f, "{}{unit}", left / factor)?;
+                left %= factor;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -210,7 +256,11 @@ impl Serialize for Dur {
 /// Parses a YAML scalar of any type (`when: 5` and `when: "> 5"` both reach `parse`, which
 /// then says what is wrong instead of serde's generic type error). The parse runs inside the
 /// scalar's visitor so that serde_yaml attaches the scalar's own `line:col` to the error.
-pub fn parse_scalar<'de, D, T>(d: D, expected: &'static str, parse: fn(&str) -> Result<T, String>) -> Result<T, D::Error>
+pub fn parse_scalar<'de, D, T>(
+    d: D,
+    expected: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
 {
@@ -283,7 +333,23 @@ mod tests {
     fn durations_need_a_unit() {
         assert_eq!("30s".parse::<Dur>().unwrap().0, Duration::from_secs(30));
         assert_eq!("7d".parse::<Dur>().unwrap().0, Duration::from_secs(7 * 86400));
-        assert!("5".parse::<Dur>().is_err());
-        assert!("five minutes".parse::<Dur>().is_err());
+        assert_eq!("1h30m".parse::<Dur>().unwrap().0, Duration::from_secs(5400));
+        assert_eq!("500ms".parse::<Dur>().unwrap().0, Duration::from_millis(500));
+        for bad in [
+            "5",
+            "five minutes",
+            "5 minutes",
+            "5M",
+            "5min",
+            "1.5h",
+            "m",
+            "",
+            "-5s",
+        ] {
+            assert!(bad.parse::<Dur>().is_err(), "{bad}");
+        }
+        for text in ["0s", "30s", "5m", "1h30m", "7d", "1d1h1m1s1ms"] {
+            assert_eq!(text.parse::<Dur>().unwrap().to_string(), text);
+        }
     }
 }
