@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::actions::execute::{ActionError, Executor};
 use crate::actions::world::NoWorld;
-use crate::decision::{Decision, SkipReason, State, Verdict};
+use crate::decision::{Decision, Detail, SkipReason, State, Verdict};
 use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
 use crate::reload;
@@ -137,7 +137,8 @@ impl Daemon {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, source) in sources.iter().enumerate() {
             let spec = source.spec.clone();
-            tasks.spawn(async move { (i, collect(&spec, timeout).await) });
+            let span = info_span!("collect", source = spec.source(), signal = spec.kind());
+            tasks.spawn(async move { (i, collect(&spec, timeout).await) }.instrument(span));
         }
         let mut results = vec![Err("collection did not finish".to_owned()); sources.len()];
         while let Some(joined) = tasks.join_next().await {
@@ -190,7 +191,7 @@ impl Daemon {
             self.log(d);
         }
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
-        status.sources = infos;
+        status.set_sources(infos);
         for d in decisions.iter().filter(|d| d.decision != Verdict::None) {
             status.push_decision(d);
         }
@@ -208,10 +209,10 @@ impl Daemon {
             .map(|since| self.epoch.elapsed().saturating_sub(since));
         self.metrics.action_done(d, result.is_ok(), latency);
         d.success = Some(result.is_ok());
-        d.detail = Some(match result {
+        d.detail = Some(Detail::Text(match result {
             Ok(outcome) => outcome,
             Err(e) => e.to_string(),
-        });
+        }));
     }
 
     /// Logs acts always, skips and state changes when they change; repeats go to debug.
@@ -223,7 +224,7 @@ impl Daemon {
         macro_rules! event {
             ($level:ident, $msg:literal) => {
                 $level!(rule = %d.rule, target = %d.target, action = d.action, state = d.state.as_str(),
-                    value = d.value, reason, detail = d.detail.as_deref(), change, dry_run = d.dry_run,
+                    value = d.value, reason, detail = d.detail.as_ref().map(ToString::to_string), change, dry_run = d.dry_run,
                     success = d.success, $msg)
             };
         }

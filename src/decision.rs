@@ -84,7 +84,7 @@ pub struct Decision {
     pub reason: Option<SkipReason>,
     /// Human detail: why unknown, how long the cooldown lasts, what bound applied…
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub detail: Option<Detail>,
     pub action: &'static str,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,12 +95,41 @@ pub struct Decision {
     /// When the condition first held, for `healing_latency_seconds`.
     #[serde(skip)]
     pub active_since: Option<Duration>,
-    /// The plan of an `act` decision, for the executor.
+    /// The plan of an `act` decision, for the executor (boxed: most decisions have none).
     #[serde(skip)]
-    pub plan: Option<Plan>,
+    pub plan: Option<Box<Plan>>,
     /// Index of the rule in the rule set the engine ran.
     #[serde(skip)]
     pub rule_index: usize,
+}
+
+/// The `detail` of a decision. Kept structured and rendered only when printed, because the
+/// engine produces one decision per (rule, target) per tick and most are never printed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    Text(String),
+    CooldownLeft(Duration),
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Detail::Text(t) => f.write_str(t),
+            Detail::CooldownLeft(left) => write!(f, "{}s of cooldown left", left.as_secs()),
+        }
+    }
+}
+
+impl Serialize for Detail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl From<String> for Detail {
+    fn from(text: String) -> Self {
+        Detail::Text(text)
+    }
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -108,6 +137,13 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Decision {
+    /// Marks the decision as a skip for `reason`.
+    pub fn skip(&mut self, reason: SkipReason, detail: Option<Detail>) {
+        self.decision = Verdict::Skip;
+        self.reason = Some(reason);
+        self.detail = detail;
+    }
+
     /// One line for humans (notifications, Events).
     pub fn summary(&self) -> String {
         let mut text = format!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::actions::{execute::can_execute, Limits, PlanCtx, World};
-use crate::decision::{Decision, SkipReason, State, Verdict};
+use crate::decision::{Decision, Detail, SkipReason, State, Verdict};
 use crate::guard::{Budget, Guard};
 use crate::rules::state::{Conditions, Observation, TargetState};
 use crate::rules::{Rule, RuleSet};
@@ -137,145 +137,142 @@ impl Engine {
 
     /// Evaluates every (rule, target) at `now`: one decision each, in rule then target order.
     pub fn evaluate(&mut self, now: Duration, world: &dyn World) -> Vec<Decision> {
-        let rules = self.rules.clone();
-        let mut out = Vec::with_capacity(rules.rules.len());
-        for (index, rule) in rules.rules.iter().enumerate() {
-            self.evaluate_rule(index, rule, now, world, &mut out);
-        }
+        let mut out = Vec::new();
+        self.evaluate_into(now, world, &mut out);
         out
     }
 
-    fn evaluate_rule(
-        &mut self,
-        index: usize,
-        rule: &Rule,
-        now: Duration,
-        world: &dyn World,
-        out: &mut Vec<Decision>,
-    ) {
-        let unknown = match &self.readings[index] {
-            None => Some("no sample yet".to_owned()),
-            Some(r) if now.saturating_sub(r.at) > self.config.stale_after => Some(format!(
-                "the last sample is {}s old, older than 3 × CHECK_INTERVAL",
-                now.saturating_sub(r.at).as_secs()
-            )),
-            Some(Reading { result: Err(why), .. }) => Some(why.clone()),
-            Some(Reading { result: Ok(_), .. }) => None,
-        };
-        let prefers_low = rule.spec.when.op.prefers_low();
-        if let Some(why) = unknown {
-            let targets: Vec<Arc<str>> = match &rule.fixed_target {
-                Some(t) => vec![t.clone()],
-                None => self.states[index].keys().cloned().collect(),
+    /// [`Engine::evaluate`] into a reused buffer (cleared first), so a steady daemon does not
+    /// allocate and fault in a fresh decision array every tick.
+    pub fn evaluate_into(&mut self, now: Duration, world: &dyn World, out: &mut Vec<Decision>) {
+        out.clear();
+        let pairs: usize = self.states.iter().map(|t| t.len().max(1)).sum();
+        out.reserve(pairs);
+        let rules = self.rules.clone();
+        for (index, rule) in rules.rules.iter().enumerate() {
+            let mut step = Step {
+                index,
+                rule,
+                now,
+                world,
+                guard: &mut self.guard,
+                config: &self.config,
+                out,
             };
-            if targets.is_empty() {
-                // No owner seen yet: still say why nothing can be evaluated, under the
-                // placeholder target `owner`, without keeping state for it.
-                self.step(
-                    index,
-                    rule,
-                    Arc::from("owner"),
-                    Observation::Unknown,
-                    Some(&why),
-                    None,
-                    now,
-                    world,
-                    out,
-                );
-                self.states[index].remove("owner");
-            }
-            for target in targets {
-                self.step(
-                    index,
-                    rule,
-                    target,
-                    Observation::Unknown,
-                    Some(&why),
-                    None,
-                    now,
-                    world,
-                    out,
-                );
-            }
-            return;
+            evaluate_rule(&mut step, &mut self.readings[index], &mut self.states[index]);
         }
-        let reading = self.readings[index].take();
-        let Some(Reading {
-            result: Ok(series), ..
-        }) = &reading
-        else {
-            return;
-        };
-        match &rule.fixed_target {
+    }
+}
+
+/// Everything one evaluation of one rule needs besides the per-target state.
+struct Step<'a> {
+    index: usize,
+    rule: &'a Rule,
+    now: Duration,
+    world: &'a dyn World,
+    guard: &'a mut Guard,
+    config: &'a EngineConfig,
+    out: &'a mut Vec<Decision>,
+}
+
+fn evaluate_rule(step: &mut Step<'_>, reading: &mut Option<Reading>, targets: &mut Targets) {
+    let now = step.now;
+    let unknown = match reading.as_ref() {
+        None => Some("no sample yet".to_owned()),
+        Some(r) if now.saturating_sub(r.at) > step.config.stale_after => Some(format!(
+            "the last sample is {}s old, older than 3 × CHECK_INTERVAL",
+            now.saturating_sub(r.at).as_secs()
+        )),
+        Some(Reading { result: Err(why), .. }) => Some(why.clone()),
+        Some(Reading { result: Ok(_), .. }) => None,
+    };
+    if let Some(why) = unknown {
+        let why = Some(why.as_str());
+        match &step.rule.fixed_target {
             Some(target) => {
-                let best = pick(series.iter(), prefers_low);
-                let obs = best.map_or(Observation::Absent, |s| Observation::Value(s.value));
-                self.step(index, rule, target.clone(), obs, None, best, now, world, out);
+                let st = targets.entry(target.clone()).or_default();
+                step.target(target.clone(), st, Observation::Unknown, why, None);
+            }
+            // No owner seen yet: still say why nothing can be evaluated, under the
+            // placeholder target `owner`, without keeping state for it.
+            None if targets.is_empty() => {
+                let mut scratch = TargetState::default();
+                step.target(Arc::from("owner"), &mut scratch, Observation::Unknown, why, None);
             }
             None => {
-                let mut groups: BTreeMap<Arc<str>, &Series> = BTreeMap::new();
-                for s in series {
-                    let Ok(target) = rule.spec.action.target(&s.labels) else {
-                        continue;
-                    };
-                    let target: Arc<str> = match self.states[index].get_key_value(target.as_str()) {
-                        Some((k, _)) => k.clone(),
-                        None => Arc::from(target),
-                    };
-                    let slot = groups.entry(target).or_insert(s);
-                    if better(s.value, slot.value, prefers_low) {
-                        *slot = s;
-                    }
-                }
-                let absent: Vec<Arc<str>> = self.states[index]
-                    .keys()
-                    .filter(|k| !groups.contains_key(*k))
-                    .cloned()
-                    .collect();
-                for target in absent {
-                    self.step(
-                        index,
-                        rule,
-                        target,
-                        Observation::Absent,
-                        None,
-                        None,
-                        now,
-                        world,
-                        out,
-                    );
-                }
-                for (target, s) in groups {
-                    self.step(
-                        index,
-                        rule,
-                        target,
-                        Observation::Value(s.value),
-                        None,
-                        Some(s),
-                        now,
-                        world,
-                        out,
-                    );
+                for (target, st) in targets.iter_mut() {
+                    step.target(target.clone(), st, Observation::Unknown, why, None);
                 }
             }
         }
-        self.readings[index] = reading;
+        return;
     }
+    let Some(Reading {
+        result: Ok(series), ..
+    }) = reading.as_ref()
+    else {
+        return;
+    };
+    let prefers_low = step.rule.spec.when.op.prefers_low();
+    if let Some(target) = &step.rule.fixed_target {
+        let best = pick(series.iter(), prefers_low);
+        let obs = best.map_or(Observation::Absent, |s| Observation::Value(s.value));
+        let st = targets.entry(target.clone()).or_default();
+        step.target(target.clone(), st, obs, None, best);
+        return;
+    }
+    // One state per owner. Few series per rule: a sorted Vec beats a map, and a merge with
+    // the (sorted) known targets finds present, absent and new targets in one pass.
+    let mut groups: Vec<(&str, &Series)> = Vec::with_capacity(series.len());
+    groups.extend(
+        series
+            .iter()
+            .filter_map(|s| s.labels.get("owner").map(|o| (o.as_str(), s))),
+    );
+    // Sorted by owner, the deepest series of each owner first; then one per owner.
+    groups.sort_unstable_by(|a, b| {
+        let deeper = if prefers_low {
+            a.1.value.total_cmp(&b.1.value)
+        } else {
+            b.1.value.total_cmp(&a.1.value)
+        };
+        a.0.cmp(b.0).then(deeper)
+    });
+    groups.dedup_by(|later, first| later.0 == first.0);
+    let mut next = 0;
+    let mut new_targets = Vec::new();
+    for (target, st) in targets.iter_mut() {
+        while next < groups.len() && groups[next].0 < &**target {
+            new_targets.push(groups[next]);
+            next += 1;
+        }
+        if next < groups.len() && groups[next].0 == &**target {
+            let s = groups[next].1;
+            step.target(target.clone(), st, Observation::Value(s.value), None, Some(s));
+            next += 1;
+        } else {
+            step.target(target.clone(), st, Observation::Absent, None, None);
+        }
+    }
+    new_targets.extend_from_slice(&groups[next..]);
+    for (target, s) in new_targets {
+        let target: Arc<str> = Arc::from(target);
+        let st = targets.entry(target.clone()).or_default();
+        step.target(target, st, Observation::Value(s.value), None, Some(s));
+    }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn step(
+impl Step<'_> {
+    /// Advances one (rule, target) and runs the guard chain when it is firing.
+    fn target(
         &mut self,
-        index: usize,
-        rule: &Rule,
         target: Arc<str>,
+        st: &mut TargetState,
         obs: Observation,
         why_unknown: Option<&str>,
         series: Option<&Series>,
-        now: Duration,
-        world: &dyn World,
-        out: &mut Vec<Decision>,
     ) {
+        let (rule, now) = (self.rule, self.now);
         let conditions = Conditions {
             when: rule.spec.when,
             clear: rule.spec.clear,
@@ -283,7 +280,6 @@ impl Engine {
         };
         let executable = (self.config.executable)(&rule.spec.action);
         let dry_run = self.guard.dry_run || rule.spec.dry_run || !executable;
-        let st = self.states[index].entry(target.clone()).or_default();
         let state = st.observe(now, obs, &conditions);
         let mut d = Decision {
             at: now,
@@ -300,87 +296,68 @@ impl Engine {
             success: None,
             active_since: st.active_since,
             plan: None,
-            rule_index: index,
+            rule_index: self.index,
         };
         match state {
-            State::Unknown => {
-                d.decision = Verdict::Skip;
-                d.reason = Some(SkipReason::Unknown);
-                d.detail = why_unknown.map(str::to_owned);
-            }
+            State::Unknown => d.skip(
+                SkipReason::Unknown,
+                why_unknown.map(|w| Detail::Text(w.to_owned())),
+            ),
             State::Inactive | State::Pending => {}
-            State::Firing => {
-                let skip = |d: &mut Decision, reason, detail: Option<String>| {
-                    d.decision = Verdict::Skip;
-                    d.reason = Some(reason);
-                    d.detail = detail;
-                };
-                if !self.guard.leader {
-                    skip(&mut d, SkipReason::NotLeader, None);
-                    out.push(d);
-                    return;
-                }
-                let last = if dry_run { st.last_dry_act } else { st.last_act };
-                if let Some(last) = last.filter(|t| now < *t + rule.cooldown) {
-                    let left = (last + rule.cooldown - now).as_secs();
-                    skip(
-                        &mut d,
-                        SkipReason::Cooldown,
-                        Some(format!("{left}s of cooldown left")),
-                    );
-                    out.push(d);
-                    return;
-                }
-                let empty = BTreeMap::new();
-                let ctx = PlanCtx {
-                    target: &d.target,
-                    value: st.value.unwrap_or(0.0),
-                    labels: series.map_or(&empty, |s| &s.labels),
-                    world,
-                    limits: &self.config.limits,
-                };
-                let plan = match rule.spec.action.plan(&ctx) {
-                    Ok(plan) => plan,
-                    Err(why) => {
-                        skip(&mut d, SkipReason::Plan, Some(why));
-                        out.push(d);
-                        return;
-                    }
-                };
-                d.change = Some(plan.change.clone());
-                if let Some(why) = &plan.noop {
-                    skip(&mut d, SkipReason::Bound, Some(why.clone()));
-                } else if dry_run {
-                    st.last_dry_act = Some(now);
-                    let why = if executable {
-                        None
-                    } else {
-                        Some(format!(
-                            "no executor for `{}` in this build: dry-run only",
-                            d.action
-                        ))
-                    };
-                    skip(&mut d, SkipReason::DryRun, why);
-                } else if !self.guard.budget.try_take(now) {
-                    let b = &self.guard.budget;
-                    skip(
-                        &mut d,
-                        SkipReason::Budget,
-                        Some(format!(
-                            "{} actions in the last {}s",
-                            b.limit(),
-                            b.window().as_secs()
-                        )),
-                    );
-                } else {
-                    st.last_act = Some(now);
-                    st.last_dry_act = Some(now);
-                    d.decision = Verdict::Act;
-                    d.plan = Some(plan);
-                }
-            }
+            State::Firing => self.guard_and_plan(&mut d, st, series, executable),
         }
-        out.push(d);
+        self.out.push(d);
+    }
+
+    /// The guard chain (see [`crate::guard`]) and the plan.
+    fn guard_and_plan(
+        &mut self,
+        d: &mut Decision,
+        st: &mut TargetState,
+        series: Option<&Series>,
+        executable: bool,
+    ) {
+        let (rule, now) = (self.rule, self.now);
+        if !self.guard.leader {
+            return d.skip(SkipReason::NotLeader, None);
+        }
+        let last = if d.dry_run { st.last_dry_act } else { st.last_act };
+        if let Some(last) = last.filter(|t| now < *t + rule.cooldown) {
+            return d.skip(
+                SkipReason::Cooldown,
+                Some(Detail::CooldownLeft(last + rule.cooldown - now)),
+            );
+        }
+        let empty = BTreeMap::new();
+        let ctx = PlanCtx {
+            target: &d.target,
+            value: st.value.unwrap_or(0.0),
+            labels: series.map_or(&empty, |s| &s.labels),
+            world: self.world,
+            limits: &self.config.limits,
+        };
+        let plan = match rule.spec.action.plan(&ctx) {
+            Ok(plan) => plan,
+            Err(why) => return d.skip(SkipReason::Plan, Some(Detail::Text(why))),
+        };
+        d.change = Some(plan.change.clone());
+        if let Some(why) = &plan.noop {
+            d.skip(SkipReason::Bound, Some(Detail::Text(why.clone())));
+        } else if d.dry_run {
+            st.last_dry_act = Some(now);
+            let why =
+                (!executable).then(|| format!("no executor for `{}` in this build: dry-run only", d.action));
+            d.skip(SkipReason::DryRun, why.map(Detail::Text));
+        } else if !self.guard.budget.try_take(now) {
+            let b = &self.guard.budget;
+            let text = format!("{} actions in the last {}s", b.limit(), b.window().as_secs());
+            d.skip(SkipReason::Budget, Some(Detail::Text(text)));
+        } else {
+            st.last_act = Some(now);
+            st.last_dry_act = Some(now);
+            d.decision = Verdict::Act;
+            d.plan = Some(Box::new(plan));
+        }
     }
 }
 
