@@ -54,9 +54,17 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    let reasons = read(&s).not_ready();
+    let (reasons, degraded) = {
+        let status = read(&s);
+        (status.not_ready(), status.degraded())
+    };
     if reasons.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
+        let body = if degraded.is_empty() {
+            serde_json::json!({"ready": true})
+        } else {
+            serde_json::json!({"ready": true, "degraded": degraded})
+        };
+        (StatusCode::OK, Json(body)).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -70,4 +78,109 @@ async fn status(State(s): State<AppState>) -> Response {
     let body =
         serde_json::to_value(&*read(&s)).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
     Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::status::SourceInfo;
+
+    fn app(edit: impl FnOnce(&mut Status)) -> Router {
+        let mut status = Status::new(Duration::from_secs(15), false);
+        edit(&mut status);
+        router(AppState {
+            status: Arc::new(RwLock::new(status)),
+            metrics: Arc::new(Metrics::new().unwrap()),
+        })
+    }
+
+    async fn call(app: Router, path: &str) -> (StatusCode, String) {
+        let resp = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let code = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn healthz_follows_the_loop() {
+        let (code, _) = call(app(|_| {}), "/healthz").await;
+        assert_eq!(code, StatusCode::OK, "starting up counts from the start");
+        let stalled = |s: &mut Status| s.last_tick = Instant::now().checked_sub(Duration::from_secs(46));
+        let (code, body) = call(app(stalled), "/healthz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("3 × CHECK_INTERVAL"));
+    }
+
+    #[tokio::test]
+    async fn readyz_lists_every_reason() {
+        let (code, body) = call(app(|_| {}), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["reasons"],
+            serde_json::json!(["no valid rule set loaded", "no collection has completed yet"])
+        );
+        let down = |s: &mut Status| {
+            s.rules_loaded = true;
+            s.ticks = 1;
+            s.sources.insert(
+                "k".into(),
+                SourceInfo {
+                    source: "kafka",
+                    kind: "kafka_lag",
+                    params: Default::default(),
+                    up: false,
+                    error: Some("broker 127.0.0.1:9 refused".into()),
+                },
+            );
+        };
+        let (code, body) = call(app(down), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("source kafka (k) has not answered yet: broker 127.0.0.1:9 refused"),
+            "{body}"
+        );
+        let answered_then_down = |s: &mut Status| {
+            down(s);
+            s.answered.insert("k".into());
+        };
+        let (code, body) = call(app(answered_then_down), "/readyz").await;
+        assert_eq!(
+            code,
+            StatusCode::OK,
+            "a later outage degrades, it does not unready"
+        );
+        assert!(
+            body.contains(r#""degraded":["source kafka (k) is down: broker 127.0.0.1:9 refused"]"#),
+            "{body}"
+        );
+        let ready = |s: &mut Status| {
+            s.rules_loaded = true;
+            s.ticks = 1;
+        };
+        let (code, body) = call(app(ready), "/readyz").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, r#"{"ready":true}"#));
+    }
+
+    #[tokio::test]
+    async fn metrics_and_status_render() {
+        let (code, body) = call(app(|_| {}), "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("automaton_build_info"), "{body}");
+        let (code, body) = call(app(|_| {}), "/status").await;
+        assert_eq!(code, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["rules_loaded"], false);
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    }
 }

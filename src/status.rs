@@ -75,6 +75,9 @@ pub struct Status {
     pub ticks: u64,
     pub rules: Vec<RuleInfo>,
     pub sources: BTreeMap<String, SourceInfo>,
+    /// Sources that answered at least once since the start.
+    #[serde(skip)]
+    pub answered: std::collections::BTreeSet<String>,
     pub budget: BudgetInfo,
     pub reload: ReloadInfo,
     pub recent_decisions: VecDeque<Decision>,
@@ -93,6 +96,7 @@ impl Status {
             ticks: 0,
             rules: Vec::new(),
             sources: BTreeMap::new(),
+            answered: Default::default(),
             budget: BudgetInfo {
                 limit: 0,
                 window_seconds: 0,
@@ -110,7 +114,10 @@ impl Status {
         now.duration_since(last) < self.check_interval * 3
     }
 
-    /// Reasons not to be ready; empty when ready.
+    /// Reasons not to be ready; empty when ready. Ready means: rules loaded, one collection
+    /// done, and every source has answered at least once. A source that goes down later is
+    /// reported by [`Status::degraded`] but does not make the pod unready: readiness would
+    /// only stall rollouts, while the engine already refuses to act on that source's data.
     pub fn not_ready(&self) -> Vec<String> {
         let mut reasons = Vec::new();
         if !self.rules_loaded {
@@ -120,15 +127,40 @@ impl Status {
             reasons.push("no collection has completed yet".to_owned());
         }
         for (key, s) in &self.sources {
-            if !s.up {
+            if !self.answered.contains(key) {
                 reasons.push(format!(
-                    "source {} ({key}) is down: {}",
+                    "source {} ({key}) has not answered yet: {}",
                     s.source,
                     s.error.as_deref().unwrap_or("unknown")
                 ));
             }
         }
         reasons
+    }
+
+    /// Sources that answered once but are down now.
+    pub fn degraded(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|(key, s)| !s.up && self.answered.contains(*key))
+            .map(|(key, s)| {
+                format!(
+                    "source {} ({key}) is down: {}",
+                    s.source,
+                    s.error.as_deref().unwrap_or("unknown")
+                )
+            })
+            .collect()
+    }
+
+    /// Takes this tick's source states.
+    pub fn set_sources(&mut self, sources: BTreeMap<String, SourceInfo>) {
+        for (key, s) in &sources {
+            if s.up {
+                self.answered.insert(key.clone());
+            }
+        }
+        self.sources = sources;
     }
 
     pub fn push_decision(&mut self, d: &Decision) {
