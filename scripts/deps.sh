@@ -7,6 +7,14 @@ need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# The whole-binary Kubernetes tests run ../shared/tools/fakekube.py, which needs PyYAML.
+python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)
+# The PostgreSQL tests start a throw-away server: PostgreSQL 15 is on the machine image;
+# install it where it is not.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
+command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

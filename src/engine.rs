@@ -70,6 +70,11 @@ impl Engine {
         &self.rules
     }
 
+    /// Which action kinds can be executed (the others run as dry-run, saying so).
+    pub fn set_executable(&mut self, executable: fn(&crate::actions::ActionSpec) -> bool) {
+        self.config.executable = executable;
+    }
+
     pub fn set_leader(&mut self, leader: bool) {
         self.guard.leader = leader;
     }

@@ -4,10 +4,12 @@
 
 pub mod actions;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod decision;
 pub mod engine;
 pub mod guard;
+pub mod leader;
 pub mod metrics;
 pub mod reload;
 pub mod rules;

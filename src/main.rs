@@ -34,7 +34,14 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        // No module `target` in JSON: the decisions' own `target` field (the workload) is the one that
+        // matters to an operator, and two keys of one name would confuse log processors.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_target(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -128,7 +135,7 @@ fn simulate_cmd(
 async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
     let listen = settings.listen_addr;
     let rules_dir = settings.rules_dir.clone();
-    let mut daemon = match Daemon::new(settings, rules_dir) {
+    let mut daemon = match Daemon::new(settings.clone(), rules_dir) {
         Ok(d) => d,
         Err(DaemonError::Rules(errors)) => {
             for e in &errors {
@@ -139,10 +146,16 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if once {
+        // One look, without a watch or a Lease: pod signals are unknown here.
         for d in daemon.tick().await {
             println!("{}", d.to_json_line());
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    // Push sources (the pod watch) send on this to evaluate at once.
+    let (push, trigger) = mpsc::channel(16);
+    if let Some(cluster) = automaton::cluster::connect(&settings).await? {
+        daemon.attach(cluster, push);
     }
     let state = AppState {
         status: daemon.status.clone(),
@@ -166,8 +179,6 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
         info!("shutdown requested");
         let _ = stop_tx.send(true);
     });
-    // Push sources (pod watches) send on this to evaluate at once; none in this build yet.
-    let (_push, trigger) = mpsc::channel(16);
     daemon.run(stop_rx, trigger).await;
     server.await??;
     Ok(ExitCode::SUCCESS)

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub source_up: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub leader: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -72,6 +73,10 @@ impl Metrics {
             Opts::new("rules_reload_total", "Rule set reloads by result"),
             &["result"],
         )?;
+        let leader = prometheus::IntGauge::new(
+            "automaton_leader",
+            "1 while this replica holds the Lease and may act",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("automaton_build_info", "Build information"),
             &["version"],
@@ -85,6 +90,7 @@ impl Metrics {
             Box::new(source_up.clone()),
             Box::new(reloads.clone()),
             Box::new(build_info.clone()),
+            Box::new(leader.clone()),
         ] {
             registry.register(c)?;
         }
@@ -99,6 +105,7 @@ impl Metrics {
             source_up,
             reloads,
             build_info,
+            leader,
         })
     }
 

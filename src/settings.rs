@@ -29,6 +29,23 @@ struct Raw {
     max_replicas: Option<String>,
     max_memory: Option<String>,
     log_format: Option<String>,
+    kubernetes: Option<String>,
+    namespace: Option<String>,
+    pod_name: Option<String>,
+    hostname: Option<String>,
+    lease_name: Option<String>,
+    lease_duration: Option<String>,
+}
+
+/// Whether to use the Kubernetes API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeMode {
+    /// Use it when a configuration is found (in-cluster or KUBECONFIG), else run without.
+    Auto,
+    /// Require it: no configuration is an error at start.
+    On,
+    /// Never: pod signals are unknown, workload actions are dry-run only.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +69,17 @@ pub struct Settings {
     pub budget_window: Duration,
     pub limits: Limits,
     pub log_format: LogFormat,
+    /// `KUBERNETES`: `auto` (default), `on` or `off`.
+    pub kubernetes: KubeMode,
+    /// `NAMESPACE` (the downward API); default: the service account's namespace, else the
+    /// kubeconfig context's.
+    pub namespace: Option<String>,
+    /// `POD_NAME` (the downward API), else `HOSTNAME`: this replica's identity.
+    pub pod_name: String,
+    /// `LEASE_NAME` (default `automaton`): the Lease replicas elect a leader on.
+    pub lease_name: String,
+    /// `LEASE_DURATION` seconds (default 15): a dead leader is replaced within this.
+    pub lease_duration: u64,
 }
 
 impl Settings {
@@ -133,6 +161,37 @@ impl Settings {
             parse_log_format,
             s.log_format
         );
+        parse!(
+            "KUBERNETES",
+            raw.kubernetes,
+            "`auto`, `on` or `off`",
+            parse_kube_mode,
+            s.kubernetes
+        );
+        parse!(
+            "NAMESPACE",
+            raw.namespace,
+            "a Kubernetes namespace name",
+            |v: &str| crate::actions::target::is_dns1123(v).then(|| Some(v.to_owned())),
+            s.namespace
+        );
+        if let Some(name) = raw.pod_name.or(raw.hostname).filter(|n| !n.is_empty()) {
+            s.pod_name = name;
+        }
+        parse!(
+            "LEASE_NAME",
+            raw.lease_name,
+            "a Kubernetes object name",
+            |v: &str| crate::actions::target::is_dns1123(v).then(|| v.to_owned()),
+            s.lease_name
+        );
+        parse!(
+            "LEASE_DURATION",
+            raw.lease_duration,
+            "a whole number of seconds, at least 3",
+            |v: &str| v.parse::<u64>().ok().filter(|n| *n >= 3),
+            s.lease_duration
+        );
         if s.limits.min_replicas > s.limits.max_replicas {
             errors.push(format!(
                 "MIN_REPLICAS={} is above MAX_REPLICAS={}",
@@ -160,6 +219,11 @@ impl Settings {
             } else {
                 LogFormat::Json
             },
+            kubernetes: KubeMode::Auto,
+            namespace: None,
+            pod_name: "automaton".to_owned(),
+            lease_name: "automaton".to_owned(),
+            lease_duration: 15,
         }
     }
 
@@ -196,6 +260,15 @@ fn parse_budget(v: &str) -> Option<(u32, Duration)> {
         .map(|d| d.0)
         .filter(|w| !w.is_zero())?;
     Some((count, window))
+}
+
+fn parse_kube_mode(v: &str) -> Option<KubeMode> {
+    match v {
+        "auto" => Some(KubeMode::Auto),
+        "on" | "true" => Some(KubeMode::On),
+        "off" | "false" => Some(KubeMode::Off),
+        _ => None,
+    }
 }
 
 fn parse_log_format(v: &str) -> Option<LogFormat> {

@@ -153,14 +153,19 @@ impl Status {
             .collect()
     }
 
-    /// Takes this tick's source states.
-    pub fn set_sources(&mut self, sources: BTreeMap<String, SourceInfo>) {
+    /// Takes this tick's source states: all of them, or (a pushed evaluation) only those
+    /// collected, keeping the others.
+    pub fn set_sources(&mut self, sources: BTreeMap<String, SourceInfo>, complete: bool) {
         for (key, s) in &sources {
             if s.up {
                 self.answered.insert(key.clone());
             }
         }
-        self.sources = sources;
+        if complete {
+            self.sources = sources;
+        } else {
+            self.sources.extend(sources);
+        }
     }
 
     pub fn push_decision(&mut self, d: &Decision) {

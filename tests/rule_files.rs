@@ -282,7 +282,7 @@ const BAD: &[Bad] = &[
     action:
       scale: {target: deployment/app, replicas: 3}
 "#,
-        errors: &["2:11: rules[0].name: invalid rule name `Bad_Name`: expected 1 to 63 characters of [a-z0-9-]"],
+        errors: &["2:11: rules[0].name: invalid rule name `Bad_Name`: expected 1 to 51 characters of [a-z0-9-]"],
     },
     Bad {
         what: "unset variable without a default: the rule, the variable, at the `${`",

@@ -565,7 +565,7 @@ const OOM_RULE: &str = r#"rules:
   - name: oom
     priority: critical
     signal:
-      pod_oom_killed: {selector: app=email-service}
+      pod_oom_killed: {selector: app=email-service, window: 1m}
     when: "> 0"
     action:
       raise_memory: {target: owner}

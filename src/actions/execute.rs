@@ -34,6 +34,12 @@ pub fn can_execute(spec: &ActionSpec) -> bool {
     matches!(spec, ActionSpec::Http(_) | ActionSpec::Notify(_))
 }
 
+/// What this build executes when a Kubernetes API is configured: everything but the
+/// PostgreSQL action, whose executor is not wired yet.
+pub fn can_execute_with_cluster(spec: &ActionSpec) -> bool {
+    !matches!(spec, ActionSpec::TerminateIdleConnections(_))
+}
+
 /// Executes actions; holds the shared HTTP client (connection reuse across ticks).
 #[derive(Clone)]
 pub struct Executor {

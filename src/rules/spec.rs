@@ -77,7 +77,8 @@ impl Priority {
     }
 }
 
-/// `[a-z0-9-]+`, at most 63 characters: it ends up in label values and annotation keys.
+/// `[a-z0-9-]+`, at most 51 characters: it ends up in label values and in the annotation
+/// name `last-action-<rule>`, which Kubernetes limits to 63 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct RuleName(pub String);
@@ -92,14 +93,14 @@ impl<'de> Deserialize<'de> for RuleName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         super::values::parse_scalar(d, "a rule name", |s| {
             let ok = !s.is_empty()
-                && s.len() <= 63
+                && s.len() <= 51
                 && s.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if ok {
                 Ok(RuleName(s.to_owned()))
             } else {
                 Err(format!(
-                    "invalid rule name `{s}`: expected 1 to 63 characters of [a-z0-9-]"
+                    "invalid rule name `{s}`: expected 1 to 51 characters of [a-z0-9-]"
                 ))
             }
         })
@@ -117,7 +118,8 @@ impl RuleSpec {
 
     /// Checks that involve several fields; every problem is returned.
     pub fn validate(&self) -> Vec<String> {
-        let mut errors = self.action.validate(&self.signal);
+        let mut errors = self.signal.validate();
+        errors.extend(self.action.validate(&self.signal));
         if let crate::signals::SignalSpec::MemoryPressure(m) = &self.signal {
             let w = m.weights;
             if [w.avg10, w.avg60, w.avg300]
@@ -125,6 +127,15 @@ impl RuleSpec {
                 .any(|x| !x.is_finite() || *x < 0.0)
             {
                 errors.push("memory_pressure `weights` must be non-negative numbers".to_owned());
+            }
+        }
+        if let crate::signals::SignalSpec::PodOomKilled(p) = &self.signal {
+            if self.cooldown() < p.window.0 {
+                errors.push(format!(
+                    "`cooldown` ({}) is shorter than the pod_oom_killed `window` ({}): one kill would be acted on twice",
+                    super::values::Dur(self.cooldown()),
+                    p.window
+                ));
             }
         }
         errors

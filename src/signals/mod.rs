@@ -4,7 +4,9 @@
 
 pub mod collect;
 pub mod disk;
+pub mod pods;
 pub mod psi;
+pub mod selector;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,8 +48,8 @@ pub enum SignalSpec {
     KafkaLag(KafkaLag),
     /// PostgreSQL connection usage and idle connections.
     Postgres(Postgres),
-    /// Containers whose last termination was `OOMKilled`.
-    PodOomKilled(PodSelector),
+    /// OOM kills (a container's last termination `OOMKilled`) within a window.
+    PodOomKilled(PodOomKilled),
     /// Containers waiting in `CrashLoopBackOff`.
     PodCrashLoop(PodSelector),
     /// Container restarts within a window.
@@ -105,6 +107,21 @@ pub enum PostgresMetric {
 pub struct PodSelector {
     /// Label selector of the pods to watch, e.g. `app=email-service`.
     pub selector: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodOomKilled {
+    /// Label selector of the pods to watch, e.g. `app=email-service`.
+    pub selector: String,
+    /// Kills first seen within this window count (default 5m, at most 1h). The rule's
+    /// cooldown must be at least this long, so one kill is acted on once.
+    #[serde(default = "default_oom_window")]
+    pub window: Dur,
+}
+
+fn default_oom_window() -> Dur {
+    Dur(Duration::from_secs(300))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,6 +247,30 @@ impl SignalSpec {
             }
         }
         out
+    }
+
+    /// Checks of the signal's own parameters (a pod `selector` must parse); every problem is
+    /// returned.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let selector = match self {
+            SignalSpec::PodOomKilled(p) => {
+                if p.window.0.is_zero() || p.window.0 > pods::KILL_LOG_KEEP {
+                    errors.push(format!(
+                        "pod_oom_killed `window` must be above 0 and at most 1h, found {}",
+                        p.window
+                    ));
+                }
+                &p.selector
+            }
+            SignalSpec::PodCrashLoop(p) => &p.selector,
+            SignalSpec::PodRestarts(p) => &p.selector,
+            _ => return errors,
+        };
+        if let Err(e) = selector::Selector::parse(selector) {
+            errors.push(format!("{} `selector`: {e}", self.kind()));
+        }
+        errors
     }
 
     /// A canonical key: two rules with equal keys share one collection per tick.

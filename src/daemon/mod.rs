@@ -3,6 +3,9 @@
 //! everything in logs, metrics and `/status`. Shutdown is only looked at between ticks, so
 //! an action is never cut in half.
 
+mod kube;
+mod tick;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -10,19 +13,16 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, warn};
 
 use crate::actions::execute::{ActionError, Executor};
-use crate::actions::world::NoWorld;
-use crate::decision::{Decision, Detail, SkipReason, State, Verdict};
+use crate::decision::{Decision, SkipReason, State, Verdict};
 use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
 use crate::reload;
 use crate::rules::{self, LoadError};
 use crate::settings::Settings;
-use crate::signals::collect::collect;
-use crate::signals::Reading;
-use crate::status::{wall_clock, ReloadInfo, SourceInfo, Status};
+use crate::status::{wall_clock, ReloadInfo, Status};
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -47,6 +47,8 @@ pub struct Daemon {
     epoch: Instant,
     fingerprint: u64,
     last_logged: HashMap<LogKey, LogSig>,
+    /// Present when a Kubernetes API is configured.
+    kube: Option<kube::Kube>,
 }
 
 impl Daemon {
@@ -84,6 +86,7 @@ impl Daemon {
             epoch: Instant::now(),
             fingerprint,
             last_logged: HashMap::new(),
+            kube: None,
         })
     }
 
@@ -127,92 +130,6 @@ impl Daemon {
                 };
             }
         }
-    }
-
-    /// One collection, evaluation and execution. Returns the decisions, as `run --once` prints.
-    pub async fn tick(&mut self) -> Vec<Decision> {
-        let now = self.epoch.elapsed();
-        let sources = self.engine.rules().sources.clone();
-        let timeout = self.settings.check_interval.min(Duration::from_secs(10));
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, source) in sources.iter().enumerate() {
-            let spec = source.spec.clone();
-            let span = info_span!("collect", source = spec.source(), signal = spec.kind());
-            tasks.spawn(async move { (i, collect(&spec, timeout).await) }.instrument(span));
-        }
-        let mut results = vec![Err("collection did not finish".to_owned()); sources.len()];
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((i, result)) = joined {
-                results[i] = result;
-            }
-        }
-        let mut up: HashMap<&'static str, bool> = HashMap::new();
-        let mut infos = std::collections::BTreeMap::new();
-        for (source, result) in sources.iter().zip(results) {
-            let ok = result.is_ok();
-            *up.entry(source.spec.source()).or_insert(true) &= ok;
-            if let Err(why) = &result {
-                if self.status().sources.get(&source.key).is_none_or(|s| s.up) {
-                    warn!(source = source.spec.source(), signal = source.spec.kind(), error = %why, "signal source down");
-                }
-            }
-            infos.insert(
-                source.key.clone(),
-                SourceInfo {
-                    source: source.spec.source(),
-                    kind: source.spec.kind(),
-                    params: source.spec.params(),
-                    up: ok,
-                    error: result.as_ref().err().cloned(),
-                },
-            );
-            for &rule in &source.rules {
-                self.engine.observe(
-                    rule,
-                    Reading {
-                        at: now,
-                        result: result.clone(),
-                    },
-                );
-            }
-        }
-        for (source, ok) in up {
-            self.metrics
-                .source_up
-                .with_label_values(&[source])
-                .set(i64::from(ok));
-        }
-        let mut decisions = self.engine.evaluate(now, &NoWorld);
-        for d in &mut decisions {
-            self.metrics.record(d);
-            if d.decision == Verdict::Act {
-                self.execute(d).await;
-            }
-            self.log(d);
-        }
-        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
-        status.set_sources(infos);
-        for d in decisions.iter().filter(|d| d.decision != Verdict::None) {
-            status.push_decision(d);
-        }
-        status.refresh(&mut self.engine, now);
-        status.last_tick = Some(Instant::now());
-        status.ticks += 1;
-        decisions
-    }
-
-    async fn execute(&self, d: &mut Decision) {
-        let spec = self.engine.rules().rules[d.rule_index].spec.action.clone();
-        let result = self.executor.execute(&spec, d).await;
-        let latency = d
-            .active_since
-            .map(|since| self.epoch.elapsed().saturating_sub(since));
-        self.metrics.action_done(d, result.is_ok(), latency);
-        d.success = Some(result.is_ok());
-        d.detail = Some(Detail::Text(match result {
-            Ok(outcome) => outcome,
-            Err(e) => e.to_string(),
-        }));
     }
 
     /// Logs acts always, skips and state changes when they change; repeats go to debug.
@@ -260,7 +177,13 @@ impl Daemon {
                     self.maybe_reload();
                     continue;
                 }
-                Some(()) = trigger.recv() => {}
+                Some(()) = trigger.recv() => {
+                    debug!("a pushed signal changed: evaluating now");
+                    // A watch event: evaluate now with the pushed sources only; the others
+                    // keep their last reading until the next tick.
+                    self.collect_and_act(tick::Scope::Pushed).await;
+                    continue;
+                }
                 _ = ticker.tick() => {}
             }
             self.maybe_reload();
@@ -270,5 +193,8 @@ impl Daemon {
             }
         }
         info!("shutting down after the current tick");
+        if let Some(k) = self.kube.take() {
+            k.release().await;
+        }
     }
 }

@@ -1,0 +1,145 @@
+//! `run_job`: a Job from a CronJob's `jobTemplate`, built as `kubectl create job
+//! --from=cronjob/NAME` builds it, under a name derived from the CronJob and the time. The
+//! name is fixed before the first attempt, so when a retried create finds it taken, the
+//! earlier attempt created it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::PostParams;
+use kube::{Api, Resource};
+use serde_json::json;
+use tracing::debug;
+
+use super::{Ctx, KubeExecutor, Outcome};
+use crate::actions::job::RunJob;
+use crate::cluster::error::{ApiRequest, ClusterError};
+use crate::cluster::FIELD_MANAGER;
+
+/// The annotation kubectl puts on a Job it creates from a CronJob.
+pub const INSTANTIATE: &str = "cronjob.kubernetes.io/instantiate";
+
+/// Job names stay within 63 characters: the Job controller copies them into a label.
+const MAX_NAME: usize = 63;
+
+impl KubeExecutor {
+    pub(super) async fn run_job(&self, ctx: &Ctx<'_>, spec: &RunJob) -> Result<Outcome, ClusterError> {
+        let name = spec.from_cronjob.as_str();
+        let cronjobs: Api<CronJob> = Api::namespaced(self.client.clone(), &self.namespace);
+        let request = ApiRequest::new("GET", "get", "batch", "cronjobs", &self.namespace, Some(name));
+        let cronjob = self.call(&request, || cronjobs.get(name)).await?;
+
+        let job = job_from_cronjob(&cronjob, &job_name(name, self.now()))?;
+        let job_name = job.metadata.name.clone().unwrap_or_default();
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        let request = ApiRequest::new(
+            "POST",
+            "create",
+            "batch",
+            "jobs",
+            &self.namespace,
+            Some(&job_name),
+        );
+        let attempts = AtomicU32::new(0);
+        let created = self
+            .call(&request, || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                jobs.create(&params, &job)
+            })
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(error) if error.is_already_exists() && attempts.load(Ordering::Relaxed) > 1 => {
+                debug!(%error, "an earlier attempt whose answer was lost created the Job");
+            }
+            Err(error) => return Err(error),
+        }
+
+        let note = ctx.note(&format!("cronjob/{name}"), &format!("job/{job_name}"));
+        self.publish(&cronjob.object_ref(&()), "JobCreated", "RunJob", note)
+            .await;
+        Ok(Outcome::done(
+            format!("job/{job_name} created from cronjob/{name}"),
+            json!({"from_cronjob": name, "job": [null, job_name]}),
+        ))
+    }
+}
+
+/// A unique, valid Job name: the CronJob's name (shortened when needed) and the Unix time
+/// in seconds. The CronJob controller's own Jobs end in minutes, so they never collide.
+pub fn job_name(cronjob: &str, at: Timestamp) -> String {
+    let suffix = format!("-{}", at.as_second());
+    let room = MAX_NAME.saturating_sub(suffix.len());
+    let mut prefix = cronjob;
+    if prefix.len() > room {
+        let mut cut = room;
+        while !prefix.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        prefix = &prefix[..cut];
+    }
+    format!("{}{suffix}", prefix.trim_end_matches(['-', '.']))
+}
+
+/// The Job `kubectl create job NAME --from=cronjob/X` creates: the jobTemplate's labels, its
+/// annotations over `cronjob.kubernetes.io/instantiate: manual`, its spec, and the CronJob
+/// as controller owner. Like kubectl, without `blockOwnerDeletion`: setting it needs
+/// `update` on `cronjobs/finalizers` wherever OwnerReferencesPermissionEnforcement is on, a
+/// permission the Role does not grant.
+pub fn job_from_cronjob(cronjob: &CronJob, name: &str) -> Result<Job, ClusterError> {
+    let cronjob_name = cronjob.metadata.name.clone().unwrap_or_default();
+    let template = cronjob
+        .spec
+        .as_ref()
+        .map(|spec| &spec.job_template)
+        .ok_or_else(|| ClusterError::Invalid(format!("cronjob/{cronjob_name} has no spec")))?;
+    let uid =
+        cronjob.metadata.uid.clone().ok_or_else(|| {
+            ClusterError::Invalid(format!("cronjob/{cronjob_name} has no uid to own the Job"))
+        })?;
+    let meta = template.metadata.clone().unwrap_or_default();
+    let mut annotations = BTreeMap::from([(INSTANTIATE.to_owned(), "manual".to_owned())]);
+    annotations.extend(meta.annotations.unwrap_or_default());
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            annotations: Some(annotations),
+            labels: meta.labels,
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".to_owned(),
+                kind: "CronJob".to_owned(),
+                name: cronjob_name,
+                uid,
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_unique_valid_and_short() {
+        let at: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+        assert_eq!(job_name("snapshot", at), "snapshot-1748779200");
+        let long = "a-very-long-cronjob-name-that-already-uses-fifty-two-c";
+        let name = job_name(long, at);
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.ends_with("-1748779200"));
+        let dash = format!("{}-b", "x".repeat(51));
+        assert_eq!(job_name(&dash, at), format!("{}-1748779200", "x".repeat(51)));
+    }
+}

@@ -1,0 +1,353 @@
+//! Errors of the Kubernetes layer. Every kube error is wrapped with the request it came from
+//! (method, resource, object) and sorted by what the caller can do about it: fix the Role
+//! (403), fix the rule (404, 422), retry (409 after a fresh read; 429, 5xx and timeouts after
+//! a backoff).
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// One request to the API server, as an error names it and as RBAC authorizes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRequest {
+    /// HTTP method: `GET`, `PATCH`, `POST`.
+    pub method: &'static str,
+    /// The RBAC verb it is authorized as: `get`, `list`, `patch`, `create`.
+    pub verb: &'static str,
+    /// The API group, `""` for core.
+    pub group: &'static str,
+    /// The resource, with its subresource when there is one: `deployments/scale`, `pods/exec`.
+    pub resource: String,
+    pub namespace: String,
+    /// The object's name; `None` for lists and creations.
+    pub name: Option<String>,
+}
+
+impl ApiRequest {
+    pub fn new(
+        method: &'static str,
+        verb: &'static str,
+        group: &'static str,
+        resource: impl Into<String>,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> Self {
+        ApiRequest {
+            method,
+            verb,
+            group,
+            resource: resource.into(),
+            namespace: namespace.to_owned(),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    /// `deployments.apps/scale`, as Kubernetes qualifies a resource in its own messages.
+    pub fn qualified_resource(&self) -> String {
+        let (resource, sub) = match self.resource.split_once('/') {
+            Some((resource, sub)) => (resource, Some(sub)),
+            None => (self.resource.as_str(), None),
+        };
+        let mut out = resource.to_owned();
+        if !self.group.is_empty() {
+            out.push('.');
+            out.push_str(self.group);
+        }
+        if let Some(sub) = sub {
+            out.push('/');
+            out.push_str(sub);
+        }
+        out
+    }
+
+    /// Where the permission for this request is granted.
+    fn grant(&self) -> &'static str {
+        if self.resource == "pods/exec" {
+            "deploy/components/clean-logs (an optional component: add it to your overlay's `components:`)"
+        } else {
+            "deploy/role.yaml"
+        }
+    }
+}
+
+impl fmt::Display for ApiRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.qualified_resource())?;
+        if let Some(name) = &self.name {
+            write!(f, " {name:?}")?;
+        }
+        write!(f, " in namespace {:?}", self.namespace)
+    }
+}
+
+/// An error of the Kubernetes layer.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("{request}: forbidden: the automaton's Role lacks `{}` on {} — see {} (API server: {message})", .request.verb, .request.qualified_resource(), .request.grant())]
+    Forbidden {
+        request: Box<ApiRequest>,
+        message: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("{request}: the target does not exist (API server: {message})")]
+    NotFound {
+        request: Box<ApiRequest>,
+        message: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// 409: a stale `resourceVersion` (`reason: Conflict`) or a name taken (`AlreadyExists`).
+    #[error("{request}: conflict ({reason}): {message}")]
+    Conflict {
+        request: Box<ApiRequest>,
+        reason: String,
+        message: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// 429 and 5xx: worth retrying after a backoff.
+    #[error("{request}: transient failure (HTTP {code}): {message}")]
+    Transient {
+        request: Box<ApiRequest>,
+        code: u16,
+        message: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Any other refusal (400, 422…): the request itself is wrong and retrying will not help.
+    #[error("{request}: rejected (HTTP {code} {reason}): {message}")]
+    Rejected {
+        request: Box<ApiRequest>,
+        code: u16,
+        reason: String,
+        message: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The connection failed (refused, reset, TLS, read timeout of the client).
+    #[error("{request}: the API server is unreachable: {source}")]
+    Unreachable {
+        request: Box<ApiRequest>,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("{request}: no answer within {after:?}")]
+    Timeout {
+        request: Box<ApiRequest>,
+        after: Duration,
+    },
+    /// A client-side failure: the request could not be built or the answer not read.
+    #[error("{request}: {source}")]
+    Client {
+        request: Box<ApiRequest>,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The command run by `exec` failed inside the container.
+    #[error("exec in {target}: {message}")]
+    Exec { target: String, message: String },
+    /// The action is not executed through Kubernetes (http, notify, PostgreSQL…).
+    #[error("`{0}` is not a Kubernetes action: the Kubernetes executor does not run it")]
+    NotKubernetes(&'static str),
+    /// The decision or the live object does not allow the action (no plan, unknown container…).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ClusterError {
+    /// Wraps a kube error with the request it answered.
+    pub fn from_kube(request: ApiRequest, source: kube::Error) -> Self {
+        let (request, source) = (Box::new(request), Box::new(source));
+        let status = match &*source {
+            kube::Error::Api(status) => status,
+            kube::Error::HyperError(_) | kube::Error::Service(_) => {
+                return ClusterError::Unreachable { request, source };
+            }
+            _ => return ClusterError::Client { request, source },
+        };
+        let (code, reason, message) = (status.code, status.reason.clone(), status.message.clone());
+        if code == 403 || reason == "Forbidden" {
+            ClusterError::Forbidden {
+                request,
+                message,
+                source,
+            }
+        } else if code == 404 || reason == "NotFound" {
+            ClusterError::NotFound {
+                request,
+                message,
+                source,
+            }
+        } else if code == 409 || reason == "Conflict" || reason == "AlreadyExists" {
+            let reason = if reason.is_empty() {
+                "Conflict".to_owned()
+            } else {
+                reason
+            };
+            ClusterError::Conflict {
+                request,
+                reason,
+                message,
+                source,
+            }
+        } else if code == 429
+            || (500..=599).contains(&code)
+            || matches!(
+                reason.as_str(),
+                "TooManyRequests" | "ServerTimeout" | "Timeout" | "InternalError" | "ServiceUnavailable"
+            )
+        {
+            ClusterError::Transient {
+                request,
+                code,
+                message,
+                source,
+            }
+        } else {
+            ClusterError::Rejected {
+                request,
+                code,
+                reason,
+                message,
+                source,
+            }
+        }
+    }
+
+    /// Whether retrying the same request later may succeed: 429, 5xx, connection failures
+    /// and timeouts. A 403, 404 or 422 stays what it is; a 409 needs a fresh read first.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Transient { .. } | ClusterError::Unreachable { .. } | ClusterError::Timeout { .. }
+        )
+    }
+
+    /// A 409 on an optimistic-concurrency precondition (`metadata.resourceVersion`).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ClusterError::Conflict { reason, .. } if reason != "AlreadyExists")
+    }
+
+    /// A 409 because the name is taken.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, ClusterError::Conflict { reason, .. } if reason == "AlreadyExists")
+    }
+
+    /// The request that failed, when the error comes from one.
+    pub fn request(&self) -> Option<&ApiRequest> {
+        match self {
+            ClusterError::Forbidden { request, .. }
+            | ClusterError::NotFound { request, .. }
+            | ClusterError::Conflict { request, .. }
+            | ClusterError::Transient { request, .. }
+            | ClusterError::Rejected { request, .. }
+            | ClusterError::Unreachable { request, .. }
+            | ClusterError::Timeout { request, .. }
+            | ClusterError::Client { request, .. } => Some(request.as_ref()),
+            ClusterError::Exec { .. } | ClusterError::NotKubernetes(_) | ClusterError::Invalid(_) => None,
+        }
+    }
+
+    /// A bounded label for metrics, as kube-rs controller-rs does.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ClusterError::Forbidden { .. } => "forbidden",
+            ClusterError::NotFound { .. } => "not_found",
+            ClusterError::Conflict { .. } => "conflict",
+            ClusterError::Transient { .. } => "transient",
+            ClusterError::Rejected { .. } => "rejected",
+            ClusterError::Unreachable { .. } => "unreachable",
+            ClusterError::Timeout { .. } => "timeout",
+            ClusterError::Client { .. } => "client",
+            ClusterError::Exec { .. } => "exec",
+            ClusterError::NotKubernetes(_) => "not_kubernetes",
+            ClusterError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Status::failure("server says no", reason).with_code(code).boxed())
+    }
+
+    fn patch_scale() -> ApiRequest {
+        ApiRequest::new(
+            "PATCH",
+            "patch",
+            "apps",
+            "deployments/scale",
+            "prod",
+            Some("email-service"),
+        )
+    }
+
+    #[test]
+    fn forbidden_names_the_verb_the_resource_and_the_role() {
+        let err = ClusterError::from_kube(patch_scale(), api(403, "Forbidden"));
+        assert_eq!(err.metric_label(), "forbidden");
+        assert!(!err.is_transient());
+        assert_eq!(
+            err.to_string(),
+            "PATCH deployments.apps/scale \"email-service\" in namespace \"prod\": forbidden: the \
+             automaton's Role lacks `patch` on deployments.apps/scale — see deploy/role.yaml \
+             (API server: server says no)"
+        );
+        let exec = ApiRequest::new("GET", "get and create", "", "pods/exec", "prod", Some("p"));
+        let err = ClusterError::from_kube(exec, api(403, "Forbidden"));
+        assert!(
+            err.to_string()
+                .contains("lacks `get and create` on pods/exec — see deploy/components/clean-logs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn codes_sort_into_what_the_caller_can_do() {
+        let cases = [
+            (404, "NotFound", "not_found", false),
+            (409, "Conflict", "conflict", false),
+            (409, "AlreadyExists", "conflict", false),
+            (422, "Invalid", "rejected", false),
+            (429, "TooManyRequests", "transient", true),
+            (429, "Failed to parse error data", "transient", true),
+            (500, "InternalError", "transient", true),
+            (503, "ServiceUnavailable", "transient", true),
+            (504, "Timeout", "transient", true),
+        ];
+        for (code, reason, label, transient) in cases {
+            let err = ClusterError::from_kube(patch_scale(), api(code, reason));
+            assert_eq!(
+                (err.metric_label(), err.is_transient()),
+                (label, transient),
+                "{code} {reason}"
+            );
+        }
+        let conflict = ClusterError::from_kube(patch_scale(), api(409, "Conflict"));
+        assert!(conflict.is_conflict() && !conflict.is_already_exists());
+        let taken = ClusterError::from_kube(patch_scale(), api(409, "AlreadyExists"));
+        assert!(taken.is_already_exists() && !taken.is_conflict());
+        let timeout = ClusterError::Timeout {
+            request: Box::new(patch_scale()),
+            after: Duration::from_secs(10),
+        };
+        assert!(timeout.is_transient());
+        assert_eq!(
+            ClusterError::NotKubernetes("http").metric_label(),
+            "not_kubernetes"
+        );
+    }
+
+    #[test]
+    fn core_resources_are_not_qualified() {
+        let list = ApiRequest::new("GET", "list", "", "pods", "prod", None);
+        assert_eq!(list.to_string(), "GET pods in namespace \"prod\"");
+    }
+}

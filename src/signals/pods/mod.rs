@@ -1,0 +1,98 @@
+//! Pod signals, event-driven: one pod watch (list once, then watch; no polling) keeps a
+//! compact in-memory view, and each tick reads it without any request.
+//!
+//! Every series carries `pod`, `container` and `namespace`, and `owner` (`deployment/NAME`,
+//! `statefulset/NAME`, see [`crate::cluster::owners`]) when the pod belongs to a workload the
+//! automaton can act on. Init containers count like the others. Only pods matching the
+//! spec's `selector` count.
+//!
+//! - **`pod_oom_killed`**: a container whose `lastState.terminated.reason` is `OOMKilled`.
+//!   Each kill is counted exactly once, ever: it is keyed by pod uid, container and the
+//!   termination's `finishedAt` (its `containerID`, or the `restartCount`, when absent), so
+//!   neither later updates of the pod (CrashLoopBackOff, Running again) nor a re-list (after
+//!   410 Gone or a restart of the watch) count it again. The value of a series is the number
+//!   of kills first seen since the previous `collect` of the same spec, and only series above
+//!   0 are returned: a kill fires a rule once, the cooldown and the engine do the rest. A kill
+//!   whose `finishedAt` is older than [`OLD_KILL`] when first seen is recorded, never counted
+//!   (after a restart of the automaton, an old kill must not act again); so is a kill without
+//!   `finishedAt` found by the very first list.
+//! - **`pod_crash_loop`**: 1 per container whose `state.waiting.reason` is
+//!   `CrashLoopBackOff`; only those are returned.
+//! - **`pod_restarts`** (`window`): the restarts within the sliding window, from the increases
+//!   of `restartCount` observed over time (the first sighting of a container is its baseline;
+//!   the last [`RESTART_HISTORY`] increases are kept); returned when above 0.
+//!
+//! Deleted pods disappear at once; the keys of their kills are forgotten an hour later.
+//! `collect` is `Err` (unknown, never 0) until the first list completed and while the watch
+//! fails (a failed list until a list succeeds; a watch error once it repeats). After an
+//! event that produced a new kill or a change of crash loop in a pod that a collected spec
+//! selects, the daemon is woken through the `trigger` channel, so it evaluates at once
+//! instead of at the next tick.
+
+mod observe;
+mod state;
+mod watch;
+
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use kube::Client;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub use state::{KILL_LOG_KEEP, OLD_KILL, RESTART_HISTORY};
+
+use super::{Series, SignalSpec};
+use crate::cluster::owners::Owners;
+use state::PodState;
+use watch::{lock, Watch};
+
+/// The pod signals of one namespace (or of all): a running watch and what it has seen.
+/// Dropping it stops the watch.
+pub struct PodSignals {
+    state: Arc<Mutex<PodState>>,
+    task: JoinHandle<()>,
+}
+
+impl PodSignals {
+    /// Starts the pod watch in a task of the current Tokio runtime. `namespace: None`
+    /// watches all namespaces. `trigger` is woken (`try_send`) after a new OOM kill or a
+    /// crash-loop change.
+    pub fn spawn(client: Client, namespace: Option<String>, trigger: mpsc::Sender<()>) -> PodSignals {
+        let state = Arc::new(Mutex::new(PodState::default()));
+        let watch = Watch {
+            state: state.clone(),
+            owners: Owners::new(client.clone()),
+            trigger,
+        };
+        let span = tracing::info_span!("pod_signals", namespace = namespace.as_deref().unwrap_or("*"));
+        let task = tokio::spawn(watch.run(client, namespace).instrument(span));
+        PodSignals { state, task }
+    }
+
+    /// The series of a pod signal at `now`, from memory (no request). `Err(reason)` when the
+    /// value is unknown. Call it once per tick per distinct spec: `pod_oom_killed` returns
+    /// the kills seen since the previous call with the same spec.
+    pub fn collect(&self, spec: &SignalSpec, now: Timestamp) -> Result<Vec<Series>, String> {
+        let mut st = lock(&self.state);
+        let known = st.status(now);
+        let key = spec.source_key();
+        match spec {
+            SignalSpec::PodOomKilled(p) => {
+                known.and_then(|()| st.oom_killed(&key, &p.selector, p.window.0, now))
+            }
+            SignalSpec::PodCrashLoop(p) => known.and_then(|()| st.crash_loop(&key, &p.selector, now)),
+            SignalSpec::PodRestarts(p) => {
+                known.and_then(|()| st.restarts(&key, &p.selector, p.window.0, now))
+            }
+            other => Err(format!("`{}` is not a pod signal", other.kind())),
+        }
+    }
+}
+
+impl Drop for PodSignals {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

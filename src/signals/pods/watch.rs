@@ -1,0 +1,175 @@
+//! The one pod watch: kube's `watcher` (list, then watch from its resourceVersion, re-list
+//! on 410 Gone, with the default backoff), fed into [`PodState`], with owners resolved
+//! before a change is published and the daemon woken after it.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DeserializeGuard;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use super::observe::{pod_key, PodObs};
+use super::state::{Outcome, Owner, PodState};
+use crate::cluster::owners::{Owners, RETRY_AFTER};
+
+pub(super) struct Watch {
+    pub state: Arc<Mutex<PodState>>,
+    pub owners: Owners,
+    pub trigger: mpsc::Sender<()>,
+}
+
+pub(super) fn lock(state: &Mutex<PodState>) -> MutexGuard<'_, PodState> {
+    // The state stays consistent between statements; a panic elsewhere must not stop the
+    // signals.
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Watch {
+    pub async fn run(self, client: Client, namespace: Option<String>) {
+        // `DeserializeGuard`: one pod that does not parse is skipped, never ends the stream.
+        let api: Api<DeserializeGuard<Pod>> = match &namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + RETRY_AFTER, RETRY_AFTER);
+        retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                item = stream.next() => match item {
+                    Some(Ok(event)) => self.event(event).await,
+                    Some(Err(error)) => self.error(&error),
+                    None => break,
+                },
+                _ = retry.tick() => self.retry_owners().await,
+            }
+        }
+        tracing::error!("the pod watcher ended; pod signals are no longer updated");
+    }
+
+    async fn event(&self, event: Event<DeserializeGuard<Pod>>) {
+        let now = Timestamp::now();
+        let outcome = match event {
+            Event::Init => {
+                lock(&self.state).begin_resync();
+                return;
+            }
+            Event::InitDone => {
+                let mut st = lock(&self.state);
+                st.recovered();
+                st.finish_resync(now)
+            }
+            Event::InitApply(pod) | Event::Apply(pod) => match pod.0 {
+                Ok(pod) => self.upsert(&pod).await,
+                Err(invalid) => {
+                    tracing::warn!(
+                        pod = invalid.metadata.name.as_deref().unwrap_or_default(),
+                        namespace = invalid.metadata.namespace.as_deref().unwrap_or_default(),
+                        error = %invalid.error,
+                        "skipping a pod that does not parse"
+                    );
+                    return;
+                }
+            },
+            Event::Delete(pod) => {
+                let mut st = lock(&self.state);
+                st.recovered();
+                st.delete(&pod_key(pod.meta()), now)
+            }
+        };
+        if outcome.wake() {
+            tracing::debug!(
+                new_kills = outcome.new_kills,
+                crash_changed = outcome.crash_changed,
+                "waking the daemon"
+            );
+            // Full: a wake-up is already pending; closed: the daemon is stopping.
+            let _ = self.trigger.try_send(());
+        }
+    }
+
+    /// Records a pod; its owner is resolved first, so the series carry `owner` as soon as
+    /// they are readable.
+    async fn upsert(&self, pod: &Pod) -> Outcome {
+        let obs = PodObs::from_pod(pod);
+        let known = lock(&self.state).known_owner(&obs);
+        let owner = match known {
+            Some(target) => Owner::Known(target),
+            None if obs.interesting() => match self.owners.resolve_pod(&pod.metadata).await {
+                Ok(target) => Owner::Known(target),
+                Err(error) => {
+                    tracing::debug!(pod = %obs.meta.name, %error, "pod owner unknown for now");
+                    Owner::Failed
+                }
+            },
+            None => Owner::Unresolved,
+        };
+        let mut st = lock(&self.state);
+        st.recovered();
+        st.apply(obs, owner, Timestamp::now())
+    }
+
+    fn error(&self, error: &watcher::Error) {
+        let Some((reason, until_relisted)) = describe(error) else {
+            tracing::debug!(%error, "pod watch restarts");
+            return;
+        };
+        let failing = lock(&self.state).fail(reason.clone(), until_relisted, Timestamp::now());
+        if failing {
+            tracing::warn!(%error, %reason, "pod signals unknown: the pod watch fails");
+        } else {
+            tracing::debug!(%error, "pod watch error; retrying");
+        }
+    }
+
+    async fn retry_owners(&self) {
+        let failed = lock(&self.state).failed_owners();
+        for (key, namespace, controller) in failed {
+            if let Ok(target) = self.owners.resolve(&namespace, controller.as_ref()).await {
+                lock(&self.state).set_owner(&key, controller.as_ref(), target);
+            }
+        }
+    }
+}
+
+/// The reason collection is unknown, and whether only a completed list clears it; `None`
+/// for the routine restarts of a watch (410 Gone: the watcher re-lists).
+fn describe(error: &watcher::Error) -> Option<(String, bool)> {
+    match error {
+        watcher::Error::InitialListFailed(e) => Some((client_reason("list", e), true)),
+        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            Some((client_reason("watch", e), false))
+        }
+        watcher::Error::WatchError(status) if status.code == 410 => None,
+        watcher::Error::WatchError(status) => Some((status_reason("watch", status), false)),
+        watcher::Error::NoResourceVersion => None,
+    }
+}
+
+fn client_reason(verb: &str, error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status_reason(verb, status),
+        other => format!("pod {verb} failed: {other}"),
+    }
+}
+
+fn status_reason(verb: &str, status: &kube::core::Status) -> String {
+    match status.code {
+        403 => format!(
+            "forbidden: the Role lacks list/watch on pods ({})",
+            status.message
+        ),
+        401 => format!(
+            "unauthorized: the API server rejected the ServiceAccount token ({})",
+            status.message
+        ),
+        code => format!("pod {verb} failed: {code} {}: {}", status.reason, status.message),
+    }
+}

@@ -1,0 +1,191 @@
+//! Shared helpers of the whole-binary Kubernetes tests: the fake API server from
+//! ../shared/tools/fakekube.py and the automaton binary, each a child process that is killed
+//! when dropped, and the fake server's request log.
+#![allow(dead_code)]
+
+pub mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The fake Kubernetes API server (plain HTTP on 127.0.0.1, every request logged).
+pub struct FakeKube {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub log: PathBuf,
+}
+
+fn fakekube_py() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/fakekube.py");
+    assert!(
+        path.exists(),
+        "{} is missing: the whole-binary Kubernetes tests need ../shared beside the repo",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it gives Some; the deadline only bounds a hung test.
+pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl FakeKube {
+    pub fn start(scenario: &str) -> FakeKube {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scenario_path = dir.path().join("scenario.yaml");
+        std::fs::write(&scenario_path, scenario).expect("write scenario");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let log = dir.path().join("requests.jsonl");
+        let child = Command::new("python3")
+            .arg(fakekube_py())
+            .args(["--port", "0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .arg("--log")
+            .arg(&log)
+            .arg("--scenario")
+            .arg(&scenario_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs fakekube.py");
+        let fake = FakeKube {
+            child,
+            dir,
+            kubeconfig,
+            log,
+        };
+        eventually("fakekube's kubeconfig", Duration::from_secs(20), || {
+            std::fs::metadata(&fake.kubeconfig)
+                .ok()
+                .filter(|m| m.len() > 0)
+                .map(|_| ())
+        });
+        fake
+    }
+
+    /// Every request so far, as logged (`t`, `method`, `path`, `query`, `body`, `status`…).
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until the log holds a request matching `pred`, and returns it.
+    pub fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        eventually(what, limit, || self.requests().into_iter().find(|r| pred(r)))
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The automaton binary, running against a kubeconfig.
+pub struct Automaton {
+    pub child: Child,
+    pub port: u16,
+    pub stderr: PathBuf,
+}
+
+impl Automaton {
+    pub fn start(kubeconfig: &Path, rules_dir: &Path, name: &str, env: &[(&str, &str)]) -> Automaton {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let stderr = rules_dir
+            .parent()
+            .unwrap_or(rules_dir)
+            .join(format!("{name}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_automaton"));
+        cmd.args(["run", "--rules"])
+            .arg(rules_dir)
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBERNETES", "on")
+            .env("NAMESPACE", "prod")
+            .env("POD_NAME", name)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("LOG_FORMAT", "json")
+            .env("CHECK_INTERVAL", "1s")
+            .env(
+                "RUST_LOG",
+                std::env::var("AUTOMATON_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Automaton {
+            child: cmd.spawn().expect("automaton starts"),
+            port,
+            stderr,
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// GET a path of the daemon's HTTP server over a plain TCP stream; (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let code = resp.get(9..12)?.parse().ok()?;
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+impl Drop for Automaton {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// RFC 3339 UTC, `seconds_ago` before now.
+pub fn rfc3339_ago(seconds_ago: i64) -> String {
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(seconds_ago);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

@@ -1,0 +1,150 @@
+//! The whole binary against a fake Kubernetes API server (../shared/tools/fakekube.py): a
+//! pod's OOM kill arrives on the watch and is healed through the API exactly once, with an
+//! Event; two replicas elect one leader through a Lease, only the leader acts, and the other
+//! takes over when the leader stops.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scenario::{oom_scenario, OOM_RULES};
+use common::{eventually, Automaton, FakeKube};
+use serde_json::{json, Value};
+
+fn is_patch_of(r: &Value, deployment: &str) -> bool {
+    r["method"] == "PATCH" && r["path"] == format!("/apis/apps/v1/namespaces/prod/deployments/{deployment}")
+}
+
+fn rules_dir(fake: &FakeKube) -> std::path::PathBuf {
+    let dir = fake.dir.path().join("rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("oom.yaml"), OOM_RULES).unwrap();
+    dir
+}
+
+fn metric(a: &Automaton, prefix: &str) -> Option<f64> {
+    let (_, text) = a.get("/metrics")?;
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn an_oom_kill_on_the_watch_raises_memory_once_with_an_event() {
+    let fake = FakeKube::start(&oom_scenario(1, 2.0, 0.0));
+    let rules = rules_dir(&fake);
+    let a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &[]);
+
+    let patch = fake.wait_for("the memory patch", Duration::from_secs(60), |r| {
+        is_patch_of(r, "app-0")
+    });
+    assert_eq!(patch["query"]["fieldManager"], "automaton", "{patch}");
+    let body = &patch["body"];
+    assert_eq!(
+        body["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "app", "resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "2Gi"}}}]),
+        "{patch}"
+    );
+    assert!(
+        body["metadata"]["annotations"]["automaton.dev/last-action-oom"].is_string(),
+        "{patch}"
+    );
+    let event = fake.wait_for("the Event", Duration::from_secs(10), |r| {
+        r["method"] == "POST" && r["path"] == "/apis/events.k8s.io/v1/namespaces/prod/events"
+    });
+    assert_eq!(event["body"]["reason"], "MemoryRaised", "{event}");
+    assert_eq!(event["body"]["regarding"]["name"], "app-0");
+
+    // A few more ticks: the kill stays in the signal's window, the rule stays firing, and
+    // the cooldown holds: still exactly one write.
+    let checks = |a: &Automaton| metric(a, r#"healing_checks_total{rule="oom"}"#).unwrap_or(0.0);
+    let seen = checks(&a);
+    eventually("three more ticks", Duration::from_secs(30), || {
+        (checks(&a) >= seen + 3.0).then_some(())
+    });
+    let patches = fake.requests().iter().filter(|r| is_patch_of(r, "app-0")).count();
+    assert_eq!(patches, 1, "exactly one write for one kill");
+    assert_eq!(
+        metric(
+            &a,
+            r#"healing_actions_total{action="raise_memory",dry_run="false",rule="oom",success="true"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&a, "automaton_leader"), Some(1.0));
+    assert_eq!(metric(&a, r#"signal_source_up{source="kubernetes"}"#), Some(1.0));
+    assert!(
+        a.logs().contains("\"message\":\"action executed\""),
+        "{}",
+        a.logs()
+    );
+}
+
+#[test]
+fn two_replicas_one_leader_acts_and_the_other_takes_over() {
+    // Kill 0 at 3s, kill 1 at 20s: between them the leader is stopped.
+    let fake = FakeKube::start(&oom_scenario(2, 3.0, 17.0));
+    let rules = rules_dir(&fake);
+    let env = [("LEASE_DURATION", "4")];
+    let mut a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &env);
+    let mut b = Automaton::start(&fake.kubeconfig, &rules, "automaton-b", &env);
+
+    let leader = |x: &Automaton| metric(x, "automaton_leader") == Some(1.0);
+    eventually("one leader", Duration::from_secs(30), || {
+        (leader(&a) || leader(&b)).then_some(())
+    });
+    fake.wait_for("the first memory patch", Duration::from_secs(60), |r| {
+        is_patch_of(r, "app-0")
+    });
+    let a_leads = leader(&a);
+    let (first, second) = if a_leads {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    eventually("the leader's decision log", Duration::from_secs(10), || {
+        executed(first, "app-0").then_some(())
+    });
+    assert!(leader(first), "the replica that acted holds the lease");
+    assert!(!leader(second), "only one leader");
+    // The follower evaluates the same kill and reports not_leader.
+    eventually("the follower's not_leader", Duration::from_secs(10), || {
+        second.logs().contains("\"reason\":\"not_leader\"").then_some(())
+    });
+    first.terminate();
+
+    eventually("the follower to lead", Duration::from_secs(30), || {
+        leader(second).then_some(())
+    });
+    fake.wait_for("the second memory patch", Duration::from_secs(60), |r| {
+        is_patch_of(r, "app-1")
+    });
+    let requests = fake.requests();
+    assert_eq!(
+        requests.iter().filter(|r| is_patch_of(r, "app-0")).count(),
+        1,
+        "no duplicate action"
+    );
+    assert_eq!(
+        requests.iter().filter(|r| is_patch_of(r, "app-1")).count(),
+        1,
+        "no duplicate action"
+    );
+    // The write is logged by the fake server before the replica logs its decision.
+    eventually("the new leader's decision log", Duration::from_secs(10), || {
+        executed(second, "app-1").then_some(())
+    });
+    assert!(
+        !executed(second, "app-0"),
+        "the follower never acted on the first kill"
+    );
+}
+
+/// Whether the replica's log says it executed an action on the Deployment.
+fn executed(a: &Automaton, deployment: &str) -> bool {
+    let target = format!("\"target\":\"deployment/{deployment}\"");
+    a.logs()
+        .lines()
+        .any(|l| l.contains("\"message\":\"action executed\"") && l.contains(&target))
+}
