@@ -27,7 +27,7 @@ fn engine() -> Engine {
     let set = load_texts(&[(Path::new("bench.yaml"), yaml.as_str())], &|_| None).expect("valid rules");
     let config = EngineConfig {
         budget_limit: 1_000_000,
-        executable: |_| true,
+        executable: automaton::actions::execute::Executors::ALL,
         ..EngineConfig::default()
     };
     Engine::new(Arc::new(set), config)

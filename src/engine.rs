@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::actions::{execute::can_execute, Limits, PlanCtx, World};
+use crate::actions::{execute::Executors, Limits, PlanCtx, World};
 use crate::decision::{Decision, Detail, SkipReason, State, Verdict};
 use crate::guard::{Budget, Guard};
 use crate::rules::state::{Conditions, Observation, TargetState};
@@ -23,7 +23,7 @@ pub struct EngineConfig {
     pub budget_limit: u32,
     pub budget_window: Duration,
     /// Whether an action kind can be executed here; the others run as dry-run.
-    pub executable: fn(&crate::actions::ActionSpec) -> bool,
+    pub executable: Executors,
 }
 
 impl Default for EngineConfig {
@@ -34,7 +34,7 @@ impl Default for EngineConfig {
             dry_run: false,
             budget_limit: 10,
             budget_window: Duration::from_secs(600),
-            executable: can_execute,
+            executable: Executors::HTTP_ONLY,
         }
     }
 }
@@ -71,8 +71,8 @@ impl Engine {
     }
 
     /// Which action kinds can be executed (the others run as dry-run, saying so).
-    pub fn set_executable(&mut self, executable: fn(&crate::actions::ActionSpec) -> bool) {
-        self.config.executable = executable;
+    pub fn set_executors(&mut self, executors: Executors) {
+        self.config.executable = executors;
     }
 
     pub fn set_leader(&mut self, leader: bool) {
@@ -283,7 +283,7 @@ impl Step<'_> {
             clear: rule.spec.clear,
             hold_for: rule.hold_for,
         };
-        let executable = (self.config.executable)(&rule.spec.action);
+        let executable = self.config.executable.can_execute(&rule.spec.action);
         let dry_run = self.guard.dry_run || rule.spec.dry_run || !executable;
         let state = st.observe(now, obs, &conditions);
         let mut d = Decision {

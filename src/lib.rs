@@ -11,6 +11,7 @@ pub mod engine;
 pub mod guard;
 pub mod leader;
 pub mod metrics;
+pub mod pg;
 pub mod reload;
 pub mod rules;
 pub mod server;

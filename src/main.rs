@@ -145,6 +145,9 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(pg) = automaton::pg::PgSettings::from_env()? {
+        daemon.attach_postgres(automaton::pg::PgSource::new(pg));
+    }
     if once {
         // One look, without a watch or a Lease: pod signals are unknown here.
         for d in daemon.tick().await {

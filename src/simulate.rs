@@ -134,7 +134,7 @@ pub fn run(
     interval: Duration,
     mut config: EngineConfig,
 ) -> (Vec<Decision>, SimWorld) {
-    config.executable = |_| true;
+    config.executable = crate::actions::execute::Executors::ALL;
     let mut engine = Engine::new(Arc::new(rules), config);
     let mut world = timeline.world.clone();
     let mut ticks: BTreeSet<Duration> = timeline.steps.iter().map(|s| s.at.0).collect();

@@ -330,7 +330,7 @@ fn decide(rules: &str, world: &str, labels: &[(&str, &str)], value: f64) -> (Rul
         .unwrap_or_else(|errors| panic!("invalid test rules: {errors:#?}"));
     let rule = set.rules[0].clone();
     let config = EngineConfig {
-        executable: |_| true,
+        executable: automaton::actions::execute::Executors::ALL,
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(Arc::new(set), config);

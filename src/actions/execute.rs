@@ -1,6 +1,6 @@
 //! Execution of planned actions. Only what the guard let through reaches here. Kinds whose
-//! executor needs Kubernetes, Kafka or PostgreSQL are not executable in this build: the
-//! engine runs them as dry-run and says so in the decision.
+//! executor needs Kubernetes or PostgreSQL are executable only when those are configured
+//! ([`Executors`]); otherwise the engine runs them as dry-run and says so in the decision.
 
 use std::time::Duration;
 
@@ -29,15 +29,38 @@ pub enum ActionError {
     Client(#[source] reqwest::Error),
 }
 
-/// Whether this build can execute an action kind for real.
-pub fn can_execute(spec: &ActionSpec) -> bool {
-    matches!(spec, ActionSpec::Http(_) | ActionSpec::Notify(_))
+/// Which executors this daemon has: an action kind without one runs as dry-run and says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Executors {
+    /// A Kubernetes API: the workload actions.
+    pub kubernetes: bool,
+    /// A PostgreSQL server: `terminate_idle_connections`.
+    pub postgres: bool,
 }
 
-/// What this build executes when a Kubernetes API is configured: everything but the
-/// PostgreSQL action, whose executor is not wired yet.
-pub fn can_execute_with_cluster(spec: &ActionSpec) -> bool {
-    !matches!(spec, ActionSpec::TerminateIdleConnections(_))
+impl Executors {
+    /// HTTP only (`http`, `notify`): what every daemon has.
+    pub const HTTP_ONLY: Executors = Executors {
+        kubernetes: false,
+        postgres: false,
+    };
+    /// Everything, as `simulate` models it.
+    pub const ALL: Executors = Executors {
+        kubernetes: true,
+        postgres: true,
+    };
+
+    pub fn can_execute(&self, spec: &ActionSpec) -> bool {
+        match spec {
+            ActionSpec::Http(_) | ActionSpec::Notify(_) => true,
+            ActionSpec::TerminateIdleConnections(_) => self.postgres,
+            ActionSpec::Scale(_)
+            | ActionSpec::Restart(_)
+            | ActionSpec::RaiseMemory(_)
+            | ActionSpec::RunJob(_)
+            | ActionSpec::CleanLogs(_) => self.kubernetes,
+        }
+    }
 }
 
 /// Executes actions; holds the shared HTTP client (connection reuse across ticks).

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use super::Daemon;
-use crate::actions::execute::can_execute_with_cluster;
 use crate::actions::SimWorld;
 use crate::cluster::actions::KubeExecutor;
 use crate::cluster::workload::{self, WorkloadRef};
@@ -38,7 +37,8 @@ impl Daemon {
         let timing = LeaseTiming::from_duration(self.settings.lease_duration);
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
         let executor = KubeExecutor::new(&cluster);
-        self.engine.set_executable(can_execute_with_cluster);
+        self.executors.kubernetes = true;
+        self.engine.set_executors(self.executors);
         self.engine.set_leader(false);
         info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, "Kubernetes attached");
         self.kube = Some(Kube {

@@ -4,6 +4,7 @@
 //! an action is never cut in half.
 
 mod kube;
+mod postgres;
 mod tick;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::actions::execute::{ActionError, Executor};
+use crate::actions::execute::{ActionError, Executor, Executors};
 use crate::decision::{Decision, SkipReason, State, Verdict};
 use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
@@ -49,6 +50,10 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
+    /// Present when a PostgreSQL server is configured.
+    postgres: Option<Arc<crate::pg::PgSource>>,
+    /// What can execute for real; the rest is dry-run.
+    executors: Executors,
 }
 
 impl Daemon {
@@ -87,6 +92,8 @@ impl Daemon {
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
+            postgres: None,
+            executors: Executors::HTTP_ONLY,
         })
     }
 

@@ -50,6 +50,11 @@ impl Daemon {
             }
             let spec = source.spec.clone();
             let span = info_span!("collect", source = spec.source(), signal = spec.kind());
+            if let SignalSpec::Postgres(p) = &spec {
+                let work = self.collect_postgres(p, timeout);
+                tasks.spawn(async move { (i, work.await) }.instrument(span));
+                continue;
+            }
             tasks.spawn(async move { (i, collect(&spec, timeout).await) }.instrument(span));
         }
         while let Some(joined) = tasks.join_next().await {
@@ -134,6 +139,15 @@ impl Daemon {
                 .await
                 .map(|detail| (None, detail, None))
                 .map_err(|e| e.to_string()),
+            (ActionSpec::TerminateIdleConnections(spec), _) => match self.terminate_idle(spec).await {
+                Ok((detail, change)) => Ok((None, detail, Some(change))),
+                Err((error, change)) => {
+                    if change.is_some() {
+                        d.change = change;
+                    }
+                    Err(error)
+                }
+            },
             (_, Some(k)) => match k.executor.execute(rule, d).await {
                 Ok(outcome) => Ok((outcome.skipped, outcome.detail, outcome.change)),
                 Err(e) => Err(e.to_string()),

@@ -1,0 +1,437 @@
+//! Where the PostgreSQL server is: `DATABASE_URL` (a `postgres://` URL) or the `POSTGRES_*`
+//! variables, read with envy into raw strings and checked here so that every problem is
+//! reported at once, naming its variable. The password is kept only inside the connection
+//! config: `Debug`, `Display` and every error show it as `***`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::Config;
+
+use super::redact::{redact_url, scrub, REDACTED};
+use super::PgError;
+use crate::rules::values::Dur;
+
+const DEFAULT_PORT: u16 = 5432;
+const DEFAULT_USER: &str = "postgres";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shown in `pg_stat_activity.application_name` unless the URL sets another.
+const APPLICATION_NAME: &str = "automaton";
+
+/// The variables as envy reads them. Deliberately not `Debug`: it holds the password.
+#[derive(Default, Deserialize)]
+struct Raw {
+    database_url: Option<String>,
+    postgres_host: Option<String>,
+    postgres_port: Option<String>,
+    postgres_db: Option<String>,
+    postgres_user: Option<String>,
+    postgres_password: Option<String>,
+    postgres_connect_timeout: Option<String>,
+}
+
+/// How to reach the PostgreSQL server the `postgres` signal and the
+/// `terminate_idle_connections` action work on.
+#[derive(Clone)]
+pub struct PgSettings {
+    config: Config,
+    connect_timeout: Duration,
+}
+
+impl PgSettings {
+    /// Reads the process environment. `Ok(None)` when neither `DATABASE_URL` nor
+    /// `POSTGRES_HOST` is set (and no other connection variable either).
+    pub fn from_env() -> Result<Option<PgSettings>, PgError> {
+        // `vars()` would panic on a non-UTF-8 value anywhere in the environment.
+        Self::from_vars(
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// Reads settings from `(NAME, value)` pairs (tests pass their own).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Option<PgSettings>, PgError> {
+        let raw: Raw = envy::from_iter(vars).map_err(|e| PgError::Settings(vec![e.to_string()]))?;
+        let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let url = set(raw.database_url);
+        let host = set(raw.postgres_host);
+        let port = set(raw.postgres_port);
+        let db = set(raw.postgres_db);
+        let user = set(raw.postgres_user);
+        let password = raw.postgres_password.filter(|p| !p.is_empty());
+        let mut errors = Vec::new();
+
+        let connect_timeout = match set(raw.postgres_connect_timeout) {
+            None => DEFAULT_CONNECT_TIMEOUT,
+            Some(v) => parse_timeout(&v).unwrap_or_else(|| {
+                errors.push(format!(
+                    "POSTGRES_CONNECT_TIMEOUT={v:?}: expected a positive duration such as `5s`, or a number of seconds"
+                ));
+                DEFAULT_CONNECT_TIMEOUT
+            }),
+        };
+
+        let config = match (url, host) {
+            (None, None) => {
+                let stray: Vec<&str> = [
+                    ("POSTGRES_PORT", port.is_some()),
+                    ("POSTGRES_DB", db.is_some()),
+                    ("POSTGRES_USER", user.is_some()),
+                    ("POSTGRES_PASSWORD", password.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(name, is_set)| is_set.then_some(name))
+                .collect();
+                if stray.is_empty() && errors.is_empty() {
+                    return Ok(None);
+                }
+                if !stray.is_empty() {
+                    errors.push(format!(
+                        "{} set without POSTGRES_HOST or DATABASE_URL: set one of them",
+                        stray.join(", ")
+                    ));
+                }
+                None
+            }
+            (Some(_), Some(_)) => {
+                errors.push("DATABASE_URL and POSTGRES_HOST are both set: use one of them".to_owned());
+                None
+            }
+            (Some(url), None) => {
+                for (name, is_set) in [
+                    ("POSTGRES_PORT", port.is_some()),
+                    ("POSTGRES_DB", db.is_some()),
+                    ("POSTGRES_USER", user.is_some()),
+                ] {
+                    if is_set {
+                        errors.push(format!(
+                            "{name} is set together with DATABASE_URL: put it in the URL"
+                        ));
+                    }
+                }
+                from_url(url.trim(), password, &mut errors)
+            }
+            (None, Some(host)) => from_parts(host.trim(), port, db, user, password, &mut errors),
+        };
+
+        match config {
+            Some(mut config) if errors.is_empty() => {
+                config.connect_timeout(connect_timeout);
+                if config.get_application_name().is_none() {
+                    config.application_name(APPLICATION_NAME);
+                }
+                Ok(Some(PgSettings {
+                    config,
+                    connect_timeout,
+                }))
+            }
+            _ => Err(PgError::Settings(errors)),
+        }
+    }
+
+    /// The connection config, password included: hand it to a connector, never to a log.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The role the automaton connects as.
+    pub fn user(&self) -> &str {
+        self.config.get_user().unwrap_or(DEFAULT_USER)
+    }
+
+    /// The configured database; `None` means the server's default (the user's name).
+    pub fn database(&self) -> Option<&str> {
+        self.config.get_dbname()
+    }
+
+    /// The host(s), comma-separated: the `host` label of the series.
+    pub fn host(&self) -> String {
+        self.config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `host:port/database`, for error messages (no user, no password).
+    pub fn target(&self) -> String {
+        let hosts = self.config.get_hosts();
+        let ports = self.config.get_ports();
+        let addrs: Vec<String> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(DEFAULT_PORT);
+                match h {
+                    Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                    Host::Tcp(name) => format!("{name}:{port}"),
+                    Host::Unix(path) => format!("{}:{port}", path.display()),
+                }
+            })
+            .collect();
+        format!("{}/{}", addrs.join(","), self.database().unwrap_or(self.user()))
+    }
+
+    /// `POSTGRES_CONNECT_TIMEOUT` (default 5s): bounds each connection attempt and each query.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Whether a password is configured (it is never readable through this type).
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
+    }
+}
+
+/// `postgres://USER:***@HOST:PORT/DB`: safe for logs, `/status` and errors.
+impl fmt::Display for PgSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = if self.has_password() { ":***" } else { "" };
+        write!(f, "postgres://{}{password}@{}", self.user(), self.target())
+    }
+}
+
+impl fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("target", &self.target())
+            .field("user", &self.user())
+            .field("password", &self.has_password().then_some(REDACTED))
+            .field("application_name", &self.config.get_application_name())
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+fn from_url(url: &str, password: Option<String>, errors: &mut Vec<String>) -> Option<Config> {
+    let shown = redact_url(url);
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        errors.push(format!("DATABASE_URL={shown:?}: expected a `postgres://` URL"));
+        return None;
+    }
+    let mut config = match Config::from_str(url) {
+        Ok(config) => config,
+        Err(e) => {
+            // The parser's messages name options, not values; scrub anyway in case one ever does.
+            let reason = scrub(&e.to_string(), url);
+            errors.push(format!("DATABASE_URL={shown:?}: {reason}"));
+            return None;
+        }
+    };
+    if config.get_hosts().is_empty() {
+        errors.push(format!("DATABASE_URL={shown:?}: no host"));
+    }
+    if let Some(password) = password {
+        if config.get_password().is_some() {
+            errors.push(
+                "POSTGRES_PASSWORD is set but DATABASE_URL already carries a password: keep one".to_owned(),
+            );
+        } else {
+            config.password(password);
+        }
+    }
+    check_common(&mut config, "DATABASE_URL", &shown, errors);
+    Some(config)
+}
+
+fn from_parts(
+    host: &str,
+    port: Option<String>,
+    db: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<Config> {
+    let mut config = Config::new();
+    config.host(host);
+    match port.as_deref().map(str::trim) {
+        None => {
+            config.port(DEFAULT_PORT);
+        }
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => {
+                config.port(n);
+            }
+            _ => errors.push(format!("POSTGRES_PORT={p:?}: expected a port number (1-65535)")),
+        },
+    }
+    if let Some(db) = db {
+        config.dbname(db.trim());
+    }
+    if let Some(user) = user {
+        config.user(user.trim());
+    }
+    if let Some(password) = password {
+        config.password(password);
+    }
+    check_common(&mut config, "POSTGRES_HOST", host, errors);
+    Some(config)
+}
+
+fn check_common(config: &mut Config, name: &str, shown: &str, errors: &mut Vec<String>) {
+    if config.get_user().is_none() {
+        config.user(DEFAULT_USER);
+    }
+    // This build connects without TLS (NoTls): `require` could never succeed.
+    if config.get_ssl_mode() == SslMode::Require {
+        errors.push(format!(
+            "{name}={shown:?}: sslmode=require is not supported (this build connects without TLS)"
+        ));
+    }
+}
+
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let d = match v.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::try_from_secs_f64(secs).ok()?,
+        Ok(_) => return None,
+        Err(_) => v.parse::<Dur>().ok()?.0,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-P@ss";
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> PgSettings {
+        match PgSettings::from_vars(vars(pairs)) {
+            Ok(Some(s)) => s,
+            other => panic!("expected settings, got {other:?}"),
+        }
+    }
+
+    fn errors(pairs: &[(&str, &str)]) -> String {
+        match PgSettings::from_vars(vars(pairs)) {
+            Err(e) => e.to_string(),
+            Ok(s) => panic!("expected an error, got {s:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_configured_is_none() {
+        let none = PgSettings::from_vars(vars(&[("POSTGRES_CONN_THRESHOLD", "85"), ("HOME", "/root")]));
+        assert!(matches!(none, Ok(None)), "{none:?}");
+        let none = PgSettings::from_vars(vars(&[("POSTGRES_HOST", ""), ("DATABASE_URL", " ")]));
+        assert!(matches!(none, Ok(None)), "{none:?}");
+    }
+
+    #[test]
+    fn variables_with_defaults() {
+        let s = settings(&[("POSTGRES_HOST", "db.internal")]);
+        assert_eq!(s.target(), "db.internal:5432/postgres");
+        assert_eq!(s.user(), "postgres");
+        assert_eq!(s.database(), None);
+        assert_eq!(s.connect_timeout(), Duration::from_secs(5));
+        assert_eq!(s.config().get_application_name(), Some("automaton"));
+        assert_eq!(s.config().get_connect_timeout(), Some(&Duration::from_secs(5)));
+
+        let s = settings(&[
+            ("POSTGRES_HOST", "10.0.0.5"),
+            ("POSTGRES_PORT", "6432"),
+            ("POSTGRES_DB", "orders"),
+            ("POSTGRES_USER", "healer"),
+            ("POSTGRES_PASSWORD", SECRET),
+            ("POSTGRES_CONNECT_TIMEOUT", "1500ms"),
+        ]);
+        assert_eq!(s.target(), "10.0.0.5:6432/orders");
+        assert_eq!(s.user(), "healer");
+        assert_eq!(s.host(), "10.0.0.5");
+        assert_eq!(s.config().get_password(), Some(SECRET.as_bytes()));
+        assert_eq!(s.connect_timeout(), Duration::from_millis(1500));
+        assert_eq!(
+            settings(&[("POSTGRES_HOST", "h"), ("POSTGRES_CONNECT_TIMEOUT", "2")]).connect_timeout(),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn url_with_password_from_a_secret() {
+        let s = settings(&[(
+            "DATABASE_URL",
+            "postgres://healer@db:5433/orders?application_name=heal",
+        )]);
+        assert_eq!(s.target(), "db:5433/orders");
+        assert!(!s.has_password());
+        assert_eq!(s.config().get_application_name(), Some("heal"));
+        let s = settings(&[
+            ("DATABASE_URL", "postgresql://healer@db/orders"),
+            ("POSTGRES_PASSWORD", SECRET),
+        ]);
+        assert_eq!(s.config().get_password(), Some(SECRET.as_bytes()));
+        assert_eq!(s.to_string(), "postgres://healer:***@db:5432/orders");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_variable() {
+        let text = errors(&[
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_PORT", "none"),
+            ("POSTGRES_CONNECT_TIMEOUT", "0s"),
+        ]);
+        assert!(text.contains("POSTGRES_PORT=\"none\""), "{text}");
+        assert!(text.contains("POSTGRES_CONNECT_TIMEOUT=\"0s\""), "{text}");
+        let text = errors(&[("POSTGRES_PASSWORD", SECRET), ("POSTGRES_DB", "x")]);
+        assert!(
+            text.contains("POSTGRES_DB, POSTGRES_PASSWORD set without POSTGRES_HOST or DATABASE_URL"),
+            "{text}"
+        );
+        let text = errors(&[("DATABASE_URL", "postgres://a@b/c"), ("POSTGRES_HOST", "b")]);
+        assert!(text.contains("both set"), "{text}");
+        let text = errors(&[("DATABASE_URL", "postgres://a@b/c"), ("POSTGRES_USER", "b")]);
+        assert!(
+            text.contains("POSTGRES_USER is set together with DATABASE_URL"),
+            "{text}"
+        );
+        let text = errors(&[("DATABASE_URL", "postgres://a@b/c?sslmode=require")]);
+        assert!(text.contains("sslmode=require is not supported"), "{text}");
+        let text = errors(&[("DATABASE_URL", "postgres:///c")]);
+        assert!(text.contains("no host"), "{text}");
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let url = format!("postgres://healer:{SECRET}@db:5432/orders");
+        let s = settings(&[("DATABASE_URL", &url)]);
+        for shown in [format!("{s:?}"), format!("{s:#?}"), s.to_string(), s.target()] {
+            assert!(!shown.contains(SECRET) && !shown.contains("s3cr3t"), "{shown}");
+        }
+        assert!(format!("{s:?}").contains("password: Some(\"***\")"), "{s:?}");
+        let s = settings(&[("POSTGRES_HOST", "db"), ("POSTGRES_PASSWORD", SECRET)]);
+        assert!(!format!("{s:?}{s}").contains("s3cr3t"));
+
+        // Invalid values are echoed redacted.
+        for bad in [
+            format!("mysql://healer:{SECRET}@db/orders"),
+            format!("postgres://healer:{SECRET}@db:notaport/orders"),
+            format!("postgres://healer:{SECRET}@db/orders?sslmode=require"),
+            format!("postgres://healer@db/orders?password={SECRET}&sslmode=verify"),
+        ] {
+            let text = errors(&[("DATABASE_URL", &bad)]);
+            assert!(text.contains("DATABASE_URL="), "{text}");
+            assert!(!text.contains("s3cr3t"), "{text}");
+        }
+        let text = errors(&[
+            ("DATABASE_URL", "postgres://healer:pw@db/c"),
+            ("POSTGRES_PASSWORD", SECRET),
+        ]);
+        assert!(!text.contains("s3cr3t") && !text.contains(":pw@"), "{text}");
+    }
+}
