@@ -184,12 +184,7 @@ fn owners_in(
     let mut owners: Vec<String> = sources
         .iter()
         .zip(results)
-        .filter(|(s, _)| {
-            matches!(
-                s.spec,
-                SignalSpec::PodOomKilled(_) | SignalSpec::PodCrashLoop(_) | SignalSpec::PodRestarts(_)
-            )
-        })
+        .filter(|(s, _)| s.spec.is_pod_signal())
         .filter_map(|(_, r)| r.as_ref().ok())
         .flatten()
         .filter_map(|series| series.labels.get("owner").cloned())
