@@ -35,3 +35,7 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
   done
 fi
+
+# The Kafka tests start throw-away brokers of nisshi 0.8.1 (a Kafka-protocol broker from
+# crates.io; about 10 minutes to build the first time, skipped when installed).
+sh "$(dirname "$0")/nisshi.sh" install

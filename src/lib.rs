@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod decision;
 pub mod engine;
 pub mod guard;
+pub mod kafka;
 pub mod leader;
 pub mod metrics;
 pub mod pg;

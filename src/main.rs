@@ -145,6 +145,9 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(kafka) = automaton::kafka::KafkaSettings::from_env()? {
+        daemon.attach_kafka(automaton::kafka::KafkaSource::new(kafka));
+    }
     if let Some(pg) = automaton::pg::PgSettings::from_env()? {
         daemon.attach_postgres(automaton::pg::PgSource::new(pg));
     }

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub leader: prometheus::IntGauge,
+    pub kafka_lag: prometheus::GaugeVec,
 }
 
 impl Metrics {
@@ -77,6 +78,13 @@ impl Metrics {
             "automaton_leader",
             "1 while this replica holds the Lease and may act",
         )?;
+        let kafka_lag = prometheus::GaugeVec::new(
+            Opts::new(
+                "kafka_consumer_lag",
+                "Consumer-group lag per topic at the last collection",
+            ),
+            &["group", "topic"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("automaton_build_info", "Build information"),
             &["version"],
@@ -91,6 +99,7 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(build_info.clone()),
             Box::new(leader.clone()),
+            Box::new(kafka_lag.clone()),
         ] {
             registry.register(c)?;
         }
@@ -106,6 +115,7 @@ impl Metrics {
             reloads,
             build_info,
             leader,
+            kafka_lag,
         })
     }
 

@@ -80,6 +80,8 @@ pub struct Status {
     pub answered: std::collections::BTreeSet<String>,
     pub budget: BudgetInfo,
     pub reload: ReloadInfo,
+    /// Per-partition consumer lag and stalled flags of the last Kafka collections.
+    pub kafka: serde_json::Value,
     pub recent_decisions: VecDeque<Decision>,
 }
 
@@ -103,6 +105,7 @@ impl Status {
                 left: 0,
             },
             reload: ReloadInfo::default(),
+            kafka: serde_json::Value::Null,
             recent_decisions: VecDeque::with_capacity(RECENT),
         }
     }

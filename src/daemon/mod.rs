@@ -3,6 +3,7 @@
 //! everything in logs, metrics and `/status`. Shutdown is only looked at between ticks, so
 //! an action is never cut in half.
 
+mod kafka;
 mod kube;
 mod postgres;
 mod tick;
@@ -50,6 +51,8 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
+    /// Present when a Kafka cluster is configured.
+    kafka: Option<crate::kafka::KafkaSource>,
     /// Present when a PostgreSQL server is configured.
     postgres: Option<Arc<crate::pg::PgSource>>,
     /// What can execute for real; the rest is dry-run.
@@ -92,6 +95,7 @@ impl Daemon {
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
+            kafka: None,
             postgres: None,
             executors: Executors::HTTP_ONLY,
         })

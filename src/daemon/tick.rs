@@ -55,6 +55,11 @@ impl Daemon {
                 tasks.spawn(async move { (i, work.await) }.instrument(span));
                 continue;
             }
+            if let SignalSpec::KafkaLag(k) = &spec {
+                let work = self.collect_kafka(k, timeout);
+                tasks.spawn(async move { (i, work.await) }.instrument(span));
+                continue;
+            }
             tasks.spawn(async move { (i, collect(&spec, timeout).await) }.instrument(span));
         }
         while let Some(joined) = tasks.join_next().await {
@@ -92,6 +97,19 @@ impl Daemon {
                 );
             }
         }
+        for series in sources
+            .iter()
+            .zip(&results)
+            .filter(|(s, _)| matches!(s.spec, SignalSpec::KafkaLag(_)))
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flatten()
+        {
+            let label = |k: &str| series.labels.get(k).map_or("", String::as_str);
+            self.metrics
+                .kafka_lag
+                .with_label_values(&[label("group"), label("topic")])
+                .set(series.value);
+        }
         for (source, ok) in up {
             self.metrics
                 .source_up
@@ -122,6 +140,7 @@ impl Daemon {
             status.push_decision(d);
         }
         status.leader = leading;
+        status.kafka = self.kafka_report();
         status.refresh(&mut self.engine, now);
         status.last_tick = Some(Instant::now());
         status.ticks += 1;

@@ -1,0 +1,168 @@
+//! A throw-away `nisshi` Kafka broker per test: a child process on a free port of 127.0.0.1
+//! with in-memory storage, killed when the [`Broker`] is dropped (also when the test panics).
+//! It starts in well under a second; `start` polls the port with a bounded deadline. The
+//! binary is found on PATH or in `~/.cargo/bin`; install it with `scripts/nisshi.sh install`.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const START_DEADLINE: Duration = Duration::from_secs(10);
+const VERSION: &str = "0.8.1";
+
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+}
+
+fn nisshi_bin() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("nisshi"))
+        .find(|p| p.is_file());
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/nisshi"));
+    let bin = on_path
+        .or(home.filter(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("nisshi {VERSION} is not installed: run `scripts/nisshi.sh install`"));
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .expect("nisshi --version");
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        version.contains(VERSION),
+        "nisshi {VERSION} expected, found {version:?}: run `scripts/nisshi.sh install`"
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        Self::start_on(free_port())
+    }
+
+    /// A broker on `port`, e.g. a fresh one where a killed one was.
+    pub fn start_on(port: u16) -> Broker {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(nisshi_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "memory://nisshi/",
+                "--group-initial-rebalance-delay",
+                "0s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nisshi");
+        let mut broker = Broker { port, child };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return broker;
+            }
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                panic!("nisshi exited before listening on {port}: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nisshi did not listen on {port} within {START_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker and waits until it is gone and the port is closed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap());
+        c
+    }
+
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().expect("admin client");
+        let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin.create_topics(&topics, &opts).await.expect("create_topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+        }
+    }
+
+    /// Produces `count` messages to `partition` and waits until all are acknowledged.
+    pub fn produce(&self, topic: &str, partition: i32, count: usize) {
+        let producer: BaseProducer = self
+            .config()
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "100000")
+            .create()
+            .expect("producer");
+        for i in 0..count {
+            let payload = i.to_string();
+            let record = BaseRecord::<(), String>::to(topic)
+                .partition(partition)
+                .payload(&payload);
+            producer.send(record).unwrap_or_else(|(e, _)| panic!("send: {e}"));
+            if i % 1000 == 999 {
+                producer.poll(Duration::ZERO);
+            }
+        }
+        producer.flush(Duration::from_secs(20)).expect("flush");
+    }
+
+    /// Commits `offsets` (partition, offset) of `topic` for `group`, without joining it.
+    pub fn commit(&self, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .expect("tpl");
+        }
+        consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
