@@ -6,6 +6,8 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# librdkafka is built from source with TLS: it links the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # The whole-binary Kubernetes tests run ../shared/tools/fakekube.py, which needs PyYAML.
 python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)

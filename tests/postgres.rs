@@ -574,7 +574,7 @@ async fn a_rule_terminates_idle_connections_through_the_daemon() {
     use automaton::decision::Verdict;
     use automaton::settings::Settings;
 
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let observer = cluster.connect("observer", "postgres", "observer").await;
     let age = Duration::from_millis(500);
     let old = cluster.open(3, "app", "postgres", "web").await;
@@ -608,4 +608,37 @@ async fn a_rule_terminates_idle_connections_through_the_daemon() {
         metrics.contains(r#"signal_source_up{source="postgres"} 1"#),
         "{metrics}"
     );
+
+    // The server stopped mid-run: unknown, the source down, no action; started again: the
+    // same daemon reads it again.
+    drop(observer);
+    cluster.stop();
+    let down = daemon.tick().await.remove(0);
+    assert_eq!(
+        (down.value, down.reason),
+        (None, Some(automaton::decision::SkipReason::Unknown)),
+        "{down:?}"
+    );
+    assert!(daemon
+        .metrics
+        .encode()
+        .contains(r#"signal_source_up{source="postgres"} 0"#));
+    cluster.start_again();
+    let deadline = Instant::now() + WAIT;
+    let back = loop {
+        let d = daemon.tick().await.remove(0);
+        if d.value.is_some() || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        back.value.is_some(),
+        "the daemon reads PostgreSQL again: {back:?}"
+    );
+    assert_eq!(back.decision, Verdict::None, "no idle connections left: {back:?}");
+    assert!(daemon
+        .metrics
+        .encode()
+        .contains(r#"signal_source_up{source="postgres"} 1"#));
 }

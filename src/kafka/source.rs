@@ -351,14 +351,14 @@ impl Inner {
 mod tests {
     use super::*;
 
-    /// This build's librdkafka has no OpenSSL: `sasl_ssl` must be a clear, password-free
+    /// A configuration librdkafka refuses (GSSAPI: not built in) is a clear, password-free
     /// reason (and no panic), and the next collection tries again.
     #[tokio::test]
     async fn a_client_librdkafka_refuses_is_an_error() {
         let vars = [
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
             ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
-            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_SASL_MECHANISM", "GSSAPI"),
             ("KAFKA_SASL_USERNAME", "automaton"),
             ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
         ];
@@ -386,5 +386,30 @@ mod tests {
                 .map(|e| e.contains("client")),
             Some(true)
         );
+    }
+
+    /// This build's librdkafka has TLS (OpenSSL): a `sasl_ssl` client is created, and an
+    /// unreachable broker is an ordinary, password-free unknown.
+    #[tokio::test]
+    async fn tls_clients_are_built_and_fail_only_on_the_network() {
+        let vars = [
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_SASL_USERNAME", "automaton"),
+            ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
+            ("KAFKA_TIMEOUT", "1s"),
+        ];
+        let settings = KafkaSettings::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .unwrap()
+            .unwrap();
+        let spec = KafkaLag {
+            group: "g".into(),
+            topic: None,
+            offset_reset: OffsetReset::Latest,
+        };
+        let err = KafkaSource::new(settings).collect(&spec).await.unwrap_err();
+        assert!(!err.starts_with("cannot create a Kafka client"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }
