@@ -85,7 +85,7 @@ pub struct Settings {
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_vars(std::env::vars())
+        Self::from_vars(env_vars())
     }
 
     /// Reads settings from `(NAME, value)` pairs (tests pass their own).
@@ -231,6 +231,12 @@ impl Settings {
     pub fn stale_after(&self) -> Duration {
         self.check_interval * 3
     }
+}
+
+/// The process environment as UTF-8 pairs. `std::env::vars()` would panic on a non-UTF-8
+/// value anywhere in the environment; such variables are none of ours, so they are skipped.
+pub fn env_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 /// `15s`, `1m`, or a bare number of seconds (the seed's ConfigMap says `CHECK_INTERVAL: "60"`).

@@ -42,10 +42,7 @@ impl KafkaSettings {
     /// Reads the process environment. `Ok(None)` when `KAFKA_BOOTSTRAP_SERVERS` is not set
     /// (and no other `KAFKA_*` connection variable either).
     pub fn from_env() -> Result<Option<KafkaSettings>, KafkaError> {
-        // `vars()` would panic on a non-UTF-8 value anywhere in the environment.
-        Self::from_vars(
-            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        Self::from_vars(crate::settings::env_vars())
     }
 
     /// Reads settings from `(NAME, value)` pairs (tests pass their own).

@@ -45,10 +45,7 @@ impl PgSettings {
     /// Reads the process environment. `Ok(None)` when neither `DATABASE_URL` nor
     /// `POSTGRES_HOST` is set (and no other connection variable either).
     pub fn from_env() -> Result<Option<PgSettings>, PgError> {
-        // `vars()` would panic on a non-UTF-8 value anywhere in the environment.
-        Self::from_vars(
-            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        Self::from_vars(crate::settings::env_vars())
     }
 
     /// Reads settings from `(NAME, value)` pairs (tests pass their own).
