@@ -214,20 +214,7 @@ async fn the_lag_rule_fires_after_for_and_an_outage_is_unknown_never_an_action()
 
     let mut broker = Broker::start();
     let port = broker.port;
-    let setup = |broker: Broker| async move {
-        broker.create_topic("email.received", 4).await;
-        for partition in 0..4 {
-            broker.produce("email.received", partition, 5_000);
-        }
-        // Lag 5000 + 5000 + 4000 + 3000 = 17 000 > 15 000.
-        broker.commit(
-            "email-service-group",
-            "email.received",
-            &[(0, 0), (1, 0), (2, 1_000), (3, 2_000)],
-        );
-        broker
-    };
-    broker = setup(broker).await;
+    broker.seed_email_lag().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = "rules:\n  - name: kafka-consumer-lag\n    priority: high\n    \
                  signal: {kafka_lag: {group: email-service-group, topic: email.received}}\n    \
@@ -273,7 +260,8 @@ async fn the_lag_rule_fires_after_for_and_an_outage_is_unknown_never_an_action()
         .encode()
         .contains(r#"signal_source_up{source="kafka"} 0"#));
 
-    let _broker = setup(Broker::start_on(port)).await;
+    let restarted = Broker::start_on(port);
+    restarted.seed_email_lag().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let back = loop {
         let d = daemon.tick().await.remove(0);

@@ -38,16 +38,7 @@ const RULES: &str = r#"rules:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_lag_scales_the_deployment_through_the_scale_subresource_once() {
     let broker = Broker::start();
-    broker.create_topic("email.received", 4).await;
-    for partition in 0..4 {
-        broker.produce("email.received", partition, 5_000);
-    }
-    // 20 000 messages, 3 000 consumed: lag 17 000.
-    broker.commit(
-        "email-service-group",
-        "email.received",
-        &[(0, 0), (1, 0), (2, 1_000), (3, 2_000)],
-    );
+    broker.seed_email_lag().await;
     let fake = FakeKube::start(SCENARIO);
     let rules = fake.dir.path().join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");

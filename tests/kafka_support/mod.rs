@@ -161,6 +161,23 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// The seed scenario: topic `email.received` with 4 partitions and 20 000 messages, of
+    /// which group `email-service-group` consumed 3 000 — lag 5000 + 5000 + 4000 + 3000 =
+    /// 17 000, above the default threshold of 15 000.
+    pub async fn seed_email_lag(&self) {
+        self.create_topic("email.received", 4).await;
+        for partition in 0..4 {
+            self.produce("email.received", partition, 5_000);
+        }
+        self.commit(
+            "email-service-group",
+            "email.received",
+            &[(0, 0), (1, 0), (2, 1_000), (3, 2_000)],
+        );
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
