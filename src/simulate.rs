@@ -22,7 +22,7 @@ use crate::rules::values::Dur;
 use crate::rules::RuleSet;
 use crate::signals::{Reading, Series};
 
-const SIGNAL_KINDS: [&str; 8] = [
+const SIGNAL_KINDS: [&str; 9] = [
     "kafka_lag",
     "postgres",
     "pod_oom_killed",
@@ -30,6 +30,7 @@ const SIGNAL_KINDS: [&str; 8] = [
     "pod_restarts",
     "disk_usage",
     "memory_pressure",
+    "memory_oom_kills",
     "slot_lag",
 ];
 

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::reload;
 use crate::rules::{self, LoadError};
 use crate::settings::Settings;
+use crate::signals::collect::Collectors;
 use crate::status::{wall_clock, ReloadInfo, Status};
 
 #[derive(Debug, Error)]
@@ -44,6 +45,7 @@ pub struct Daemon {
     rules_dir: PathBuf,
     engine: Engine,
     executor: Executor,
+    collectors: Collectors,
     pub metrics: Arc<Metrics>,
     pub status: Arc<RwLock<Status>>,
     epoch: Instant,
@@ -89,6 +91,7 @@ impl Daemon {
             rules_dir,
             engine,
             executor: Executor::new()?,
+            collectors: Collectors::new().map_err(ActionError::Client)?,
             metrics,
             status: Arc::new(RwLock::new(status)),
             epoch: Instant::now(),

@@ -2,11 +2,13 @@
 //! written in a rule file) and, where it is collected by this build, one file with its
 //! collector. Collection is I/O; everything after it (rules, guard) is pure.
 
+pub mod cgroup;
 pub mod collect;
 pub mod disk;
 pub mod pods;
 pub mod psi;
 pub mod selector;
+pub mod solana;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,6 +60,8 @@ pub enum SignalSpec {
     DiskUsage(DiskUsage),
     /// Weighted PSI memory pressure, `0.7*some.avg10 + 0.3*some.avg60` by default.
     MemoryPressure(MemoryPressure),
+    /// OOM kills in a cgroup since the previous sample (`oom_kill` of `memory.events`).
+    MemoryOomKills(MemoryOomKills),
     /// Solana slot lag: reference slot − local slot.
     SlotLag(SlotLag),
 }
@@ -151,6 +155,18 @@ pub struct MemoryPressure {
     pub weights: PsiWeights,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryOomKills {
+    /// A cgroup v2 `memory.events` file; the automaton's own cgroup by default.
+    #[serde(default = "default_events_path")]
+    pub path: String,
+}
+
+fn default_events_path() -> String {
+    "/sys/fs/cgroup/memory.events".to_owned()
+}
+
 fn default_psi_path() -> String {
     "/proc/pressure/memory".to_owned()
 }
@@ -204,6 +220,7 @@ impl SignalSpec {
             SignalSpec::PodRestarts(_) => "pod_restarts",
             SignalSpec::DiskUsage(_) => "disk_usage",
             SignalSpec::MemoryPressure(_) => "memory_pressure",
+            SignalSpec::MemoryOomKills(_) => "memory_oom_kills",
             SignalSpec::SlotLag(_) => "slot_lag",
         }
     }
@@ -218,6 +235,7 @@ impl SignalSpec {
             }
             SignalSpec::DiskUsage(_) => "disk",
             SignalSpec::MemoryPressure(_) => "psi",
+            SignalSpec::MemoryOomKills(_) => "cgroup",
             SignalSpec::SlotLag(_) => "solana_rpc",
         }
     }
@@ -265,6 +283,7 @@ impl SignalSpec {
             }
             SignalSpec::PodCrashLoop(p) => &p.selector,
             SignalSpec::PodRestarts(p) => &p.selector,
+            SignalSpec::SlotLag(s) => return solana::validate(s),
             _ => return errors,
         };
         if let Err(e) = selector::Selector::parse(selector) {

@@ -23,7 +23,8 @@ pub fn parse(text: &str) -> Result<(PsiLine, Option<PsiLine>), String> {
         let slot = match fields.next() {
             Some("some") => &mut some,
             Some("full") => &mut full,
-            other => return Err(format!("unexpected PSI line start {:?}", other.unwrap_or(""))),
+            // A kind a newer kernel may add: ignored, as prometheus/procfs does.
+            _ => continue,
         };
         let mut parsed = PsiLine::default();
         let mut seen = 0;
@@ -80,6 +81,57 @@ mod tests {
         assert_eq!(full.unwrap().avg60, 2.0);
         let v = weighted(&some, &PsiWeights::default());
         assert!((v - (0.7 * 12.5 + 0.3 * 20.0)).abs() < 1e-9, "{v}");
+    }
+
+    /// prometheus/procfs' fixtures (`/proc/pressure/memory`) and its parser's edge cases.
+    #[test]
+    fn reads_the_procfs_fixtures_and_their_edge_cases() {
+        let (some, full) =
+            parse("some avg10=0.10 avg60=2.00 avg300=3.85 total=15\nfull avg10=0.20 avg60=3.00 avg300=4.95 total=25\n")
+                .unwrap();
+        assert_eq!(
+            (some.avg10, some.avg60, some.avg300, some.total),
+            (0.1, 2.0, 3.85, 15)
+        );
+        let full = full.unwrap();
+        assert_eq!(
+            (full.avg10, full.avg60, full.avg300, full.total),
+            (0.2, 3.0, 4.95, 25)
+        );
+        // A `cpu` file of an older kernel: no `full` line.
+        assert!(parse("some avg10=0.10 avg60=2.00 avg300=3.85 total=15\n")
+            .unwrap()
+            .1
+            .is_none());
+        // Unknown kinds are ignored, but without `some` there is no value.
+        assert!(parse("nonsense haha test=fake").is_err());
+        for bad in [
+            "some avg10=0.10 avg60=2.00 avg300=3.85 total=oops\nfull avg10=0.20 avg60=3.00 avg300=teddy total=25",
+            "some avg10=0.10 avg60=2.00 avg300=3.85 total=1\nfull avg10=0.20 avg60=3.00 avg300=test total=25",
+        ] {
+            assert!(parse(bad).is_err(), "a malformed `full` line must fail the file: {bad:?}");
+        }
+    }
+
+    /// A container's cgroup v2 `memory.pressure` has the same format; what cannot be read
+    /// is unknown with the path in the reason.
+    #[test]
+    fn reads_a_cgroup_file_and_reports_what_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("memory.pressure");
+        std::fs::write(&file, KERNEL).unwrap();
+        let series = collect(file.to_str().unwrap(), &PsiWeights::default()).unwrap();
+        assert!((series[0].value - 14.75).abs() < 1e-9, "{}", series[0].value);
+        assert_eq!(series[0].labels["path"], file.to_str().unwrap());
+        // A directory where the file should be: unreadable, whoever runs the test.
+        let err = collect(dir.path().to_str().unwrap(), &PsiWeights::default()).unwrap_err();
+        assert!(
+            err.starts_with(&format!("read {}", dir.path().display())),
+            "{err}"
+        );
+        std::fs::write(&file, "some avg10=1.00 avg60=2.00\n").unwrap();
+        let err = collect(file.to_str().unwrap(), &PsiWeights::default()).unwrap_err();
+        assert!(err.contains("lacks one of"), "{err}");
     }
 
     #[test]
