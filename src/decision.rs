@@ -52,6 +52,8 @@ pub enum SkipReason {
     Unknown,
     /// The plan could not be made from what is known (e.g. the current memory is unknown).
     Plan,
+    /// The rule's own `rate_limit` is used up.
+    RateLimit,
 }
 
 impl SkipReason {
@@ -64,6 +66,7 @@ impl SkipReason {
             SkipReason::Bound => "bound",
             SkipReason::Unknown => "unknown",
             SkipReason::Plan => "plan",
+            SkipReason::RateLimit => "rate_limit",
         }
     }
 }
@@ -101,6 +104,9 @@ pub struct Decision {
     /// Index of the rule in the rule set the engine ran.
     #[serde(skip)]
     pub rule_index: usize,
+    /// This is the rule's `notify_first`, emitted just before its action's decision.
+    #[serde(skip)]
+    pub notice: bool,
 }
 
 /// The `detail` of a decision. Kept structured and rendered only when printed, because the

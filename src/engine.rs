@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::actions::{execute::Executors, Limits, PlanCtx, World};
 use crate::decision::{Decision, Detail, SkipReason, State, Verdict};
-use crate::guard::{Budget, Guard};
+use crate::guard::{Budget, Guard, RuleRate};
 use crate::rules::state::{Conditions, Observation, TargetState};
 use crate::rules::{Rule, RuleSet};
 use crate::signals::{Reading, Series};
@@ -46,14 +46,21 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     readings: Vec<Option<Reading>>,
     states: Vec<Targets>,
+    /// Each rule's `rate_limit` window, when it has one.
+    rates: Vec<Option<RuleRate>>,
     guard: Guard,
     config: EngineConfig,
+}
+
+fn rate_of(rule: &Rule) -> Option<RuleRate> {
+    rule.spec.rate_limit.as_ref().map(RuleRate::new)
 }
 
 impl Engine {
     pub fn new(rules: Arc<RuleSet>, config: EngineConfig) -> Self {
         let n = rules.rules.len();
         Engine {
+            rates: rules.rules.iter().map(rate_of).collect(),
             rules,
             readings: vec![None; n],
             states: vec![BTreeMap::new(); n],
@@ -95,15 +102,27 @@ impl Engine {
     /// Swaps in a new rule set. Cooldowns always carry over (a reload must never allow a
     /// double action); pending/firing progress carries over only for unchanged rules.
     pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
-        let mut old_states: BTreeMap<Arc<str>, (usize, Targets)> = BTreeMap::new();
-        for (i, states) in std::mem::take(&mut self.states).into_iter().enumerate() {
-            old_states.insert(self.rules.rules[i].name.clone(), (i, states));
+        let mut old_states: BTreeMap<Arc<str>, (usize, Targets, Option<RuleRate>)> = BTreeMap::new();
+        let old_rates = std::mem::take(&mut self.rates);
+        for ((i, states), rate) in std::mem::take(&mut self.states)
+            .into_iter()
+            .enumerate()
+            .zip(old_rates)
+        {
+            old_states.insert(self.rules.rules[i].name.clone(), (i, states, rate));
         }
         let mut readings = Vec::with_capacity(rules.rules.len());
         let mut states = Vec::with_capacity(rules.rules.len());
+        let mut rates = Vec::with_capacity(rules.rules.len());
         for rule in &rules.rules {
             match old_states.remove(&rule.name) {
-                Some((i, mut kept)) => {
+                Some((i, mut kept, rate)) => {
+                    // Like cooldowns, the actions already taken keep counting.
+                    rates.push(match (rate, &rule.spec.rate_limit) {
+                        (Some(rate), Some(limit)) => Some(rate.relimited(limit)),
+                        (None, Some(limit)) => Some(RuleRate::new(limit)),
+                        (_, None) => None,
+                    });
                     let old = &self.rules.rules[i];
                     if old.spec != rule.spec {
                         for st in kept.values_mut() {
@@ -125,12 +144,14 @@ impl Engine {
                 None => {
                     readings.push(None);
                     states.push(BTreeMap::new());
+                    rates.push(rate_of(rule));
                 }
             }
         }
         self.rules = rules;
         self.readings = readings;
         self.states = states;
+        self.rates = rates;
     }
 
     /// Records the latest reading for a rule.
@@ -161,6 +182,7 @@ impl Engine {
                 now,
                 world,
                 guard: &mut self.guard,
+                rate: self.rates[index].as_mut(),
                 config: &self.config,
                 out,
             };
@@ -176,6 +198,7 @@ struct Step<'a> {
     now: Duration,
     world: &'a dyn World,
     guard: &'a mut Guard,
+    rate: Option<&'a mut RuleRate>,
     config: &'a EngineConfig,
     out: &'a mut Vec<Decision>,
 }
@@ -302,6 +325,7 @@ impl Step<'_> {
             active_since: st.active_since,
             plan: None,
             rule_index: self.index,
+            notice: false,
         };
         match state {
             State::Unknown => d.skip(
@@ -310,6 +334,11 @@ impl Step<'_> {
             ),
             State::Inactive | State::Pending => {}
             State::Firing => self.guard_and_plan(&mut d, st, series, executable),
+        }
+        if d.decision == Verdict::Act {
+            if let Some(notify) = &rule.spec.notify_first {
+                self.out.push(notice(&d, notify));
+            }
         }
         self.out.push(d);
     }
@@ -348,7 +377,17 @@ impl Step<'_> {
         d.change = Some(plan.change.clone());
         if let Some(why) = &plan.noop {
             d.skip(SkipReason::Bound, Some(Detail::Text(why.clone())));
+        } else if self
+            .rate
+            .as_deref_mut()
+            .is_some_and(|r| !r.has_room(now, d.dry_run))
+        {
+            let text = self.rate.as_deref().map(RuleRate::describe).unwrap_or_default();
+            d.skip(SkipReason::RateLimit, Some(Detail::Text(text)));
         } else if d.dry_run {
+            if let Some(rate) = self.rate.as_deref_mut() {
+                rate.take(now, true);
+            }
             st.last_dry_act = Some(now);
             let why =
                 (!executable).then(|| format!("no executor for `{}` in this build: dry-run only", d.action));
@@ -358,12 +397,35 @@ impl Step<'_> {
             let text = format!("{} actions in the last {}s", b.limit(), b.window().as_secs());
             d.skip(SkipReason::Budget, Some(Detail::Text(text)));
         } else {
+            if let Some(rate) = self.rate.as_deref_mut() {
+                rate.take(now, false);
+            }
             st.last_act = Some(now);
             st.last_dry_act = Some(now);
             d.decision = Verdict::Act;
             d.plan = Some(Box::new(plan));
         }
     }
+}
+
+/// The decision of a rule's `notify_first`: an `act` of `notify` carrying the change about to
+/// be made, placed just before the action's own decision so whoever executes the decisions
+/// in order tells the humans first. It shares the action's cooldown and uses no budget.
+fn notice(d: &Decision, notify: &crate::actions::notify::Notify) -> Decision {
+    let mut n = d.clone();
+    n.action = "notify";
+    n.notice = true;
+    n.change = Some(serde_json::json!({
+        "notify": notify.host(),
+        "before": d.action,
+        "change": d.change,
+    }));
+    n.plan = Some(Box::new(crate::actions::Plan {
+        change: n.change.clone().unwrap_or_default(),
+        noop: None,
+        effect: crate::actions::Effect::External,
+    }));
+    n
 }
 
 /// Whether `a` is deeper into the condition than `b`.

@@ -9,7 +9,6 @@ use super::Daemon;
 use crate::actions::world::NoWorld;
 use crate::actions::ActionSpec;
 use crate::decision::{Decision, Detail, Verdict};
-use crate::signals::collect::collect;
 use crate::signals::{Reading, SignalSpec};
 use crate::status::SourceInfo;
 
@@ -60,7 +59,8 @@ impl Daemon {
                 tasks.spawn(async move { (i, work.await) }.instrument(span));
                 continue;
             }
-            tasks.spawn(async move { (i, collect(&spec, timeout).await) }.instrument(span));
+            let collectors = self.collectors.clone();
+            tasks.spawn(async move { (i, collectors.collect(&spec, timeout).await) }.instrument(span));
         }
         while let Some(joined) = tasks.join_next().await {
             if let Ok((i, result)) = joined {
@@ -151,10 +151,17 @@ impl Daemon {
     /// the object, or already there) turns it into a skip.
     async fn execute(&self, d: &mut Decision) {
         let rule = &self.engine.rules().rules[d.rule_index];
-        let result = match (&rule.spec.action, &self.kube) {
-            (ActionSpec::Http(_) | ActionSpec::Notify(_), _) => self
+        // The rule's `notify_first`, just before its action, is executed as a `notify`. It is
+        // best effort: the action goes ahead even if the webhook is down (the failure is
+        // logged and counted).
+        let notice = d
+            .notice
+            .then(|| rule.spec.notify_first.clone().map(ActionSpec::Notify))
+            .flatten();
+        let result = match (notice.as_ref().unwrap_or(&rule.spec.action), &self.kube) {
+            (spec @ (ActionSpec::Http(_) | ActionSpec::Notify(_)), _) => self
                 .executor
-                .execute(&rule.spec.action, d)
+                .execute(spec, d)
                 .await
                 .map(|detail| (None, detail, None))
                 .map_err(|e| e.to_string()),

@@ -63,6 +63,16 @@ impl Budget {
     pub fn window(&self) -> Duration {
         self.window
     }
+
+    /// The same log of past actions under new limits: a reload that edits a limit must not
+    /// forget what was already done.
+    pub fn relimited(mut self, limit: u32, window: Duration) -> Self {
+        self.limit = limit;
+        self.window = window;
+        let keep = self.taken.len().saturating_sub(limit as usize);
+        self.taken.drain(..keep);
+        self
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! 1. **leader**: only the replica holding the lease acts (`not_leader`);
 //! 2. **cooldown**: per rule and target since its last action (`cooldown`);
 //! 3. **bound**: the plan changes nothing, e.g. already at `max` (`bound`);
-//! 4. **dry-run**: global, per rule, or no executor in this build (`dry_run`);
-//! 5. **budget**: the global storm budget (`budget`).
+//! 4. **rate limit**: the rule's own `rate_limit`, all its targets together (`rate_limit`);
+//! 5. **dry-run**: global, per rule, or no executor in this build (`dry_run`);
+//! 6. **budget**: the global storm budget (`budget`).
 //!
 //! Bound comes before dry-run and budget so a no-op never consumes budget and never shows
 //! as a would-be action; a dry-run's would-be action starts the cooldown (a separate dry
@@ -12,8 +13,10 @@
 //! run would have.
 
 pub mod budget;
+pub mod rate;
 
 pub use budget::Budget;
+pub use rate::RuleRate;
 
 /// The guard's own state: leadership, global dry-run and the budget.
 #[derive(Debug, Clone)]

@@ -50,6 +50,22 @@ pub struct RuleSpec {
     /// Plan and report, never execute.
     #[serde(default)]
     pub dry_run: bool,
+    /// At most `max` actions of this rule (all targets together) in any `per`: a reading
+    /// stuck above the threshold cannot walk a cache to zero one cooldown at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// A webhook told before the action runs ("about to restart X, because…"), so a
+    /// disruptive action never surprises the people on call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_first: Option<crate::actions::notify::Notify>,
+}
+
+/// `rate_limit: {max: 3, per: 1h}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub max: u32,
+    pub per: Dur,
 }
 
 /// Default cooldown per rule and target.
@@ -120,6 +136,25 @@ impl RuleSpec {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = self.signal.validate();
         errors.extend(self.action.validate(&self.signal));
+        if let Some(limit) = &self.rate_limit {
+            if limit.max == 0 || limit.per.0.is_zero() {
+                errors.push(format!(
+                    "`rate_limit` needs `max` and `per` above 0, found max {} per {}",
+                    limit.max, limit.per
+                ));
+            }
+        }
+        if let Some(notify) = &self.notify_first {
+            errors.extend(
+                notify
+                    .validate()
+                    .into_iter()
+                    .map(|e| format!("`notify_first` {e}")),
+            );
+            if matches!(self.action, ActionSpec::Notify(_)) {
+                errors.push("`notify_first` on a `notify` action: the action already notifies".to_owned());
+            }
+        }
         if let crate::signals::SignalSpec::MemoryPressure(m) = &self.signal {
             let w = m.weights;
             if [w.avg10, w.avg60, w.avg300]
