@@ -54,6 +54,16 @@ pub enum SkipReason {
     Plan,
     /// The rule's own `rate_limit` is used up.
     RateLimit,
+    /// The target carries `automaton.dev/paused: "true"`.
+    Paused,
+    /// An earlier action of this rule on this target failed its verification.
+    Quarantined,
+    /// The circuit breaker of the action's dependency is open.
+    CircuitOpen,
+    /// A HorizontalPodAutoscaler owns the target's replicas.
+    HpaManaged,
+    /// The target is managed by Argo CD or Flux and GITOPS_POLICY is `skip`.
+    Gitops,
 }
 
 impl SkipReason {
@@ -67,6 +77,11 @@ impl SkipReason {
             SkipReason::Unknown => "unknown",
             SkipReason::Plan => "plan",
             SkipReason::RateLimit => "rate_limit",
+            SkipReason::Paused => "paused",
+            SkipReason::Quarantined => "quarantined",
+            SkipReason::CircuitOpen => "circuit_open",
+            SkipReason::HpaManaged => "hpa_managed",
+            SkipReason::Gitops => "gitops",
         }
     }
 }
@@ -74,6 +89,10 @@ impl SkipReason {
 /// One evaluation of one (rule, target).
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
+    /// The action's id, for `act` decisions: in the log line, the Event and the webhook, so
+    /// one action can be followed everywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Arc<str>>,
     /// Seconds since the engine started (simulated seconds in `simulate`).
     #[serde(serialize_with = "secs")]
     pub at: Duration,
@@ -95,6 +114,13 @@ pub struct Decision {
     /// Whether the executed action succeeded (set by the executor; absent before).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub success: Option<bool>,
+    /// The end of the verification of an earlier action, when this evaluation ends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::rules::verify::Verification>,
+    /// The GitOps tool that manages the target (GITOPS_POLICY=warn: acted anyway, the
+    /// change must also go to Git).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<String>,
     /// When the condition first held, for `healing_latency_seconds`.
     #[serde(skip)]
     pub active_since: Option<Duration>,
@@ -107,6 +133,9 @@ pub struct Decision {
     /// This is the rule's `notify_first`, emitted just before its action's decision.
     #[serde(skip)]
     pub notice: bool,
+    /// Whether the (rule, target) is quarantined after this evaluation.
+    #[serde(skip)]
+    pub quarantined: bool,
 }
 
 /// The `detail` of a decision. Kept structured and rendered only when printed, because the
@@ -143,6 +172,12 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Decision {
+    /// A decision that follows another one of the same evaluation (a `notify_first` notice,
+    /// a rollback): not an evaluation of its own.
+    pub fn follows_up(&self) -> bool {
+        self.notice || self.action == "rollback"
+    }
+
     /// Marks the decision as a skip for `reason`.
     pub fn skip(&mut self, reason: SkipReason, detail: Option<Detail>) {
         self.decision = Verdict::Skip;

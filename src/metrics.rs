@@ -23,6 +23,10 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub leader: prometheus::IntGauge,
     pub kafka_lag: prometheus::GaugeVec,
+    pub circuit: IntGaugeVec,
+    pub verifications: IntCounterVec,
+    pub rollbacks: IntCounterVec,
+    pub quarantined: IntGaugeVec,
 }
 
 impl Metrics {
@@ -89,6 +93,34 @@ impl Metrics {
             Opts::new("automaton_build_info", "Build information"),
             &["version"],
         )?;
+        let circuit = IntGaugeVec::new(
+            Opts::new(
+                "circuit_breaker_state",
+                "Circuit breaker of each dependency: 0 closed, 1 half-open, 2 open",
+            ),
+            &["dependency"],
+        )?;
+        let verifications = IntCounterVec::new(
+            Opts::new(
+                "healing_verifications_total",
+                "Ended verifications of actions, by result (success, failed, unknown)",
+            ),
+            &["rule", "result"],
+        )?;
+        let rollbacks = IntCounterVec::new(
+            Opts::new(
+                "healing_rollbacks_total",
+                "Rollbacks executed after a failed verification",
+            ),
+            &["rule"],
+        )?;
+        let quarantined = IntGaugeVec::new(
+            Opts::new(
+                "healing_quarantined",
+                "1 while a rule may not act on a target because its last action failed verification",
+            ),
+            &["rule", "target"],
+        )?;
         for c in [
             Box::new(actions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -100,6 +132,10 @@ impl Metrics {
             Box::new(build_info.clone()),
             Box::new(leader.clone()),
             Box::new(kafka_lag.clone()),
+            Box::new(circuit.clone()),
+            Box::new(verifications.clone()),
+            Box::new(rollbacks.clone()),
+            Box::new(quarantined.clone()),
         ] {
             registry.register(c)?;
         }
@@ -116,17 +152,31 @@ impl Metrics {
             build_info,
             leader,
             kafka_lag,
+            circuit,
+            verifications,
+            rollbacks,
+            quarantined,
         })
     }
 
     /// Records an evaluation. An `act` is counted later, by [`Metrics::action_done`].
     pub fn record(&self, d: &Decision) {
-        self.checks.with_label_values(&[&d.rule]).inc();
-        for state in State::ALL {
-            let on = i64::from(state == d.state);
-            self.rule_state
-                .with_label_values(&[&d.rule, &d.target, state.as_str()])
-                .set(on);
+        if !d.follows_up() {
+            self.checks.with_label_values(&[&d.rule]).inc();
+            for state in State::ALL {
+                let on = i64::from(state == d.state);
+                self.rule_state
+                    .with_label_values(&[&d.rule, &d.target, state.as_str()])
+                    .set(on);
+            }
+            self.quarantined
+                .with_label_values(&[&d.rule, &d.target])
+                .set(i64::from(d.quarantined));
+        }
+        if let Some(v) = &d.verification {
+            self.verifications
+                .with_label_values(&[&d.rule, v.result.as_str()])
+                .inc();
         }
         if d.decision == Verdict::Skip {
             if let Some(reason) = d.reason {
@@ -146,6 +196,9 @@ impl Metrics {
         self.actions
             .with_label_values(&[&d.rule, d.action, success, "false"])
             .inc();
+        if d.action == "rollback" && success == "true" {
+            self.rollbacks.with_label_values(&[&d.rule]).inc();
+        }
         if let Some(l) = latency {
             self.latency
                 .with_label_values(&[d.action])

@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/quarantine/clear", axum::routing::post(clear_quarantine))
         .with_state(state)
 }
 
@@ -72,6 +73,41 @@ async fn readyz(State(s): State<AppState>) -> Response {
         )
             .into_response()
     }
+}
+
+/// `?rule=R&target=T` (either or both may be left out: all of them).
+#[derive(Debug, serde::Deserialize)]
+struct ClearQuery {
+    rule: Option<String>,
+    target: Option<String>,
+}
+
+/// An operator's "this (rule, target) may act again". Queued for the daemon, which owns the
+/// engine, and applied at its next evaluation. Like every endpoint here it is meant for the
+/// cluster network only (`kubectl port-forward`); the Service is ClusterIP.
+async fn clear_quarantine(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ClearQuery>,
+) -> Response {
+    let quarantined: Vec<String> = {
+        let mut status = s.status.write().unwrap_or_else(|e| e.into_inner());
+        status.clear_requests.push((q.rule.clone(), q.target.clone()));
+        status
+            .rules
+            .iter()
+            .filter(|r| q.rule.as_ref().is_none_or(|n| *n == r.name))
+            .flat_map(|r| {
+                r.targets
+                    .iter()
+                    .filter(|t| t.quarantined.is_some())
+                    .filter(|t| q.target.as_ref().is_none_or(|n| *n == t.target))
+                    .map(move |t| format!("{}/{}", r.name, t.target))
+            })
+            .collect()
+    };
+    let body = serde_json::json!({"queued": true, "quarantined_now": quarantined,
+        "note": "applied at the next evaluation"});
+    (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 async fn status(State(s): State<AppState>) -> Response {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::actions::Limits;
+use crate::guard::breaker::BreakerSettings;
 use crate::rules::values::{Bytes, Dur};
 
 #[derive(Debug, Error)]
@@ -35,6 +36,10 @@ struct Raw {
     hostname: Option<String>,
     lease_name: Option<String>,
     lease_duration: Option<String>,
+    breaker_failures: Option<String>,
+    breaker_cool_off: Option<String>,
+    gitops_policy: Option<String>,
+    notify_webhook: Option<String>,
 }
 
 /// Whether to use the Kubernetes API.
@@ -80,6 +85,16 @@ pub struct Settings {
     pub lease_name: String,
     /// `LEASE_DURATION` seconds (default 15): a dead leader is replaced within this.
     pub lease_duration: u64,
+    /// `BREAKER_FAILURES` (default 5) consecutive failures open a dependency's breaker for
+    /// `BREAKER_COOL_OFF` (default 30s).
+    pub breaker: BreakerSettings,
+    /// `GITOPS_POLICY`: `warn` (default: act on objects Argo CD or Flux manage, and say the
+    /// change must also go to Git) or `skip`.
+    pub gitops_skip: bool,
+    /// `NOTIFY_WEBHOOK`: where the automaton's own notices go (a failed verification and its
+    /// rollback, a change to a GitOps-managed object). Optional; a secret (only its host is
+    /// ever shown).
+    pub notify_webhook: Option<String>,
 }
 
 impl Settings {
@@ -192,6 +207,39 @@ impl Settings {
             |v: &str| v.parse::<u64>().ok().filter(|n| *n >= 3),
             s.lease_duration
         );
+        parse!(
+            "BREAKER_FAILURES",
+            raw.breaker_failures,
+            "a whole number of at least 1",
+            |v: &str| v.parse::<u32>().ok().filter(|n| *n >= 1),
+            s.breaker.failures
+        );
+        parse!(
+            "BREAKER_COOL_OFF",
+            raw.breaker_cool_off,
+            "a duration such as `30s`",
+            |v: &str| v.parse::<Dur>().ok().map(|d| d.0).filter(|d| !d.is_zero()),
+            s.breaker.cool_off
+        );
+        parse!(
+            "GITOPS_POLICY",
+            raw.gitops_policy,
+            "`warn` or `skip`",
+            |v: &str| match v {
+                "warn" => Some(false),
+                "skip" => Some(true),
+                _ => None,
+            },
+            s.gitops_skip
+        );
+        // Not through `parse!`: a webhook URL holds its token, so it is never echoed.
+        match raw.notify_webhook.as_deref().map(str::trim) {
+            None | Some("") => {}
+            Some(url) => match crate::actions::http::check_url("NOTIFY_WEBHOOK", url) {
+                None => s.notify_webhook = Some(url.to_owned()),
+                Some(why) => errors.push(why),
+            },
+        }
         if s.limits.min_replicas > s.limits.max_replicas {
             errors.push(format!(
                 "MIN_REPLICAS={} is above MAX_REPLICAS={}",
@@ -224,6 +272,9 @@ impl Settings {
             pod_name: "automaton".to_owned(),
             lease_name: "automaton".to_owned(),
             lease_duration: 15,
+            breaker: BreakerSettings::default(),
+            gitops_skip: false,
+            notify_webhook: None,
         }
     }
 

@@ -58,6 +58,13 @@ pub struct Step {
     /// Whether this replica holds the lease from this step on (default: it does).
     #[serde(default)]
     pub leader: Option<bool>,
+    /// Dependencies whose circuit breaker is open from this step on (`kubernetes`,
+    /// `postgres`, `http/HOST:PORT`, `webhook/HOST`); `[]` closes them all again.
+    #[serde(default)]
+    pub open_circuits: Option<Vec<String>>,
+    /// An operator clears every quarantine at this step.
+    #[serde(default)]
+    pub clear_quarantine: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +157,12 @@ pub fn run(
         for step in timeline.steps.iter().filter(|s| s.at.0 == now) {
             if let Some(leader) = step.leader {
                 engine.set_leader(leader);
+            }
+            if let Some(open) = &step.open_circuits {
+                engine.set_open_circuits(open.iter().cloned().collect());
+            }
+            if step.clear_quarantine {
+                engine.clear_quarantine(None, None);
             }
             for (rule, reading) in readings_for(engine.rules(), step, now) {
                 engine.observe(rule, reading);

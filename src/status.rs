@@ -35,6 +35,12 @@ pub struct TargetInfo {
     pub value: Option<f64>,
     pub active_since: Option<f64>,
     pub last_action: Option<f64>,
+    /// Seconds (engine time) when an action under verification was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verifying_since: Option<f64>,
+    /// Why the (rule, target) is quarantined, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +88,12 @@ pub struct Status {
     pub reload: ReloadInfo,
     /// Per-partition consumer lag and stalled flags of the last Kafka collections.
     pub kafka: serde_json::Value,
+    /// The circuit breaker of every dependency used so far.
+    pub circuits: BTreeMap<String, crate::guard::breaker::BreakerInfo>,
+    /// Quarantine clears an operator asked for (`POST /quarantine/clear`), applied by the
+    /// daemon at its next evaluation.
+    #[serde(skip)]
+    pub clear_requests: Vec<(Option<String>, Option<String>)>,
     pub recent_decisions: VecDeque<Decision>,
 }
 
@@ -106,6 +118,8 @@ impl Status {
             },
             reload: ReloadInfo::default(),
             kafka: serde_json::Value::Null,
+            circuits: BTreeMap::new(),
+            clear_requests: Vec::new(),
             recent_decisions: VecDeque::with_capacity(RECENT),
         }
     }
@@ -121,6 +135,9 @@ impl Status {
     /// done, and every source has answered at least once. A source that goes down later is
     /// reported by [`Status::degraded`] but does not make the pod unready: readiness would
     /// only stall rollouts, while the engine already refuses to act on that source's data.
+    /// The Kubernetes API is the exception: without it nothing can be acted on at all (and
+    /// the Lease cannot be held), so its outage makes the pod unready — never unhealthy: a
+    /// liveness probe must not restart us for a dependency's outage.
     pub fn not_ready(&self) -> Vec<String> {
         let mut reasons = Vec::new();
         if !self.rules_loaded {
@@ -129,7 +146,24 @@ impl Status {
         if self.ticks == 0 {
             reasons.push("no collection has completed yet".to_owned());
         }
+        if let Some(kube) = self
+            .circuits
+            .get("kubernetes")
+            .filter(|c| c.state != crate::guard::breaker::CircuitState::Closed)
+        {
+            reasons.push(format!(
+                "the Kubernetes API is unreachable (circuit {:?}, last error: {}): no action is attempted",
+                kube.state,
+                kube.last_error.as_deref().unwrap_or("unknown")
+            ));
+        }
         for (key, s) in &self.sources {
+            if s.source == "kubernetes" && !s.up && self.answered.contains(key) {
+                reasons.push(format!(
+                    "the Kubernetes API is unreachable: source {key}: {}",
+                    s.error.as_deref().unwrap_or("unknown")
+                ));
+            }
             if !self.answered.contains(key) {
                 reasons.push(format!(
                     "source {} ({key}) has not answered yet: {}",
@@ -205,6 +239,11 @@ impl Status {
                         value: st.value,
                         active_since: st.active_since.map(|d| d.as_secs_f64()),
                         last_action: st.last_act.map(|d| d.as_secs_f64()),
+                        verifying_since: st.verifying.as_ref().map(|v| v.acted_at.as_secs_f64()),
+                        quarantined: st
+                            .quarantine
+                            .as_ref()
+                            .map(|q| format!("since {}s: {}", q.since.as_secs(), q.why)),
                     })
                     .collect(),
             })

@@ -72,6 +72,7 @@ fn http(url: String) -> ActionSpec {
 
 fn decision() -> Decision {
     Decision {
+        id: Some(Arc::from("act-test-1")),
         at: Duration::ZERO,
         rule: Arc::from("r"),
         target: Arc::from("t"),
@@ -84,10 +85,13 @@ fn decision() -> Decision {
         dry_run: false,
         change: None,
         success: None,
+        verification: None,
+        gitops: None,
         active_since: None,
         plan: None,
         rule_index: 0,
         notice: false,
+        quarantined: false,
     }
 }
 

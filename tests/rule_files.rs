@@ -134,7 +134,7 @@ const BAD: &[Bad] = &[
       scale: {target: deployment/app, replicas: 3}
     cooldwn: 5m
 "#,
-        errors: &["8:5: rules[0]: unknown field `cooldwn`, expected one of `name`, `description`, `priority`, `signal`, `when`, `for`, `clear`, `action`, `cooldown`, `dry_run` (did you mean `cooldown`?)"],
+        errors: &["8:5: rules[0]: unknown field `cooldwn`, expected one of `name`, `description`, `priority`, `signal`, `when`, `for`, `clear`, `action`, `cooldown`, `dry_run`, `rate_limit`, `verify`, `rollback`, `notify_first` (did you mean `cooldown`?)"],
     },
     Bad {
         what: "unknown signal kind",
@@ -146,7 +146,7 @@ const BAD: &[Bad] = &[
     action:
       scale: {target: deployment/app, replicas: 3}
 "#,
-        errors: &["4:7: rules[0].signal: unknown variant `kafka_lagg`, expected one of `kafka_lag`, `postgres`, `pod_oom_killed`, `pod_crash_loop`, `pod_restarts`, `disk_usage`, `memory_pressure`, `slot_lag` (did you mean `kafka_lag`?)"],
+        errors: &["4:7: rules[0].signal: unknown variant `kafka_lagg`, expected one of `kafka_lag`, `postgres`, `pod_oom_killed`, `pod_crash_loop`, `pod_restarts`, `disk_usage`, `memory_pressure`, `memory_oom_kills`, `slot_lag` (did you mean `kafka_lag`?)"],
     },
     Bad {
         what: "unknown action kind",

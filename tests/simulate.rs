@@ -893,6 +893,7 @@ fn seed_acts(rules: &str) -> Vec<Value> {
 fn seed_expected() -> Vec<Value> {
     vec![
         json!({
+            "id": "sim-1",
             "at": 30.0,
             "rule": "pod-oom-killed",
             "target": "deployment/email-service",
@@ -910,6 +911,7 @@ fn seed_expected() -> Vec<Value> {
             "success": true,
         }),
         json!({
+            "id": "sim-2",
             "at": 60.0,
             "rule": "kafka-consumer-lag",
             "target": "deployment/email-service",

@@ -54,6 +54,19 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// `host:port` of an URL (the default port when none is written): one circuit breaker per
+/// endpoint, whatever path is called on it.
+pub fn host_port(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => "invalid".to_owned(),
+    }
+}
+
 /// Checks an URL is absolute http(s). The message says what is wrong without echoing the
 /// value: a webhook URL that does not parse may still hold its token.
 pub fn check_url(field: &str, url: &str) -> Option<String> {

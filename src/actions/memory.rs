@@ -93,6 +93,12 @@ impl RaiseMemory {
             limit: new_limit,
         };
         let mut plan = Plan::new(change, effect);
+        plan.undo = Some(Effect::SetMemory {
+            target: ctx.target.to_owned(),
+            container: container.to_owned(),
+            request,
+            limit,
+        });
         if new_limit == limit && new_request == request {
             plan.noop = Some(format!(
                 "container `{container}` is already at the memory cap {cap}"
@@ -119,6 +125,7 @@ mod tests {
             Workload {
                 replicas: None,
                 containers: BTreeMap::from([("app".to_owned(), res)]),
+                ..Workload::default()
             },
         )]))
     }

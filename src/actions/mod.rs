@@ -82,14 +82,19 @@ pub struct Plan {
     pub noop: Option<String>,
     /// The effect on the world, applied by the simulator and by executors.
     pub effect: Effect,
+    /// The effect that restores what the plan found (the replicas, the memory before), for a
+    /// rollback after a failed verification; `None` when the change cannot be undone (a
+    /// restart, a Job, a call).
+    pub undo: Option<Effect>,
 }
 
 impl Plan {
-    fn new(change: serde_json::Value, effect: Effect) -> Self {
+    pub fn new(change: serde_json::Value, effect: Effect) -> Self {
         Plan {
             change,
             noop: None,
             effect,
+            undo: None,
         }
     }
 }
@@ -115,6 +120,20 @@ pub enum Effect {
 }
 
 impl ActionSpec {
+    /// The external dependency the action goes through: the key of its circuit breaker.
+    pub fn dependency(&self) -> String {
+        match self {
+            ActionSpec::Scale(_)
+            | ActionSpec::Restart(_)
+            | ActionSpec::RaiseMemory(_)
+            | ActionSpec::RunJob(_)
+            | ActionSpec::CleanLogs(_) => "kubernetes".to_owned(),
+            ActionSpec::TerminateIdleConnections(_) => "postgres".to_owned(),
+            ActionSpec::Http(a) => format!("http/{}", http::host_port(&a.url)),
+            ActionSpec::Notify(a) => a.target(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ActionSpec::Scale(_) => "scale",

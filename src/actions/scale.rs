@@ -104,6 +104,10 @@ impl Scale {
             replicas: desired,
         };
         let mut plan = Plan::new(serde_json::Value::Object(change), effect);
+        plan.undo = current.map(|replicas| Effect::SetReplicas {
+            target: ctx.target.to_owned(),
+            replicas,
+        });
         if current == Some(desired) {
             plan.noop = Some(format!("already at {desired} replicas (bounds {min}..={max})"));
         }

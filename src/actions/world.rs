@@ -18,6 +18,16 @@ pub struct Workload {
     /// Containers of the pod template, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub containers: BTreeMap<String, Resources>,
+    /// `automaton.dev/paused: "true"`: an operator said hands off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// The GitOps tool that reverts spec changes to this object (`argocd: INSTANCE`,
+    /// `flux: NAME`), from its labels and annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<String>,
+    /// The HorizontalPodAutoscaler that owns its replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ mod job;
 mod logs;
 mod memory;
 mod restart;
+mod rollback;
 mod scale;
 
 use std::future::Future;
@@ -99,8 +100,9 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// The Event note: `rule R: BEFORE → AFTER (decision at Ns)`.
     fn note(&self, before: &str, after: &str) -> String {
+        let id = self.decision.id.as_deref().unwrap_or("-");
         format!(
-            "rule {}: {before} → {after} (decision at {}s)",
+            "rule {}: {before} → {after} (action {id}, decision at {}s)",
             self.rule.name,
             self.decision.at.as_secs()
         )
@@ -311,10 +313,38 @@ impl KubeExecutor {
         }
     }
 
+    /// A Warning Event on a workload target: a verification that failed, a change that
+    /// GitOps will revert. Best effort, like every Event.
+    pub async fn warn(&self, target: &str, reason: &str, action: &str, note: String) {
+        let live = match workload_ref(target) {
+            Ok(target) => self.live(&target).await,
+            Err(e) => Err(e),
+        };
+        match live {
+            Ok(live) => {
+                self.event(&live.object_ref, EventType::Warning, reason, action, note)
+                    .await
+            }
+            Err(error) => warn!(%error, reason, "the Warning Event could not be recorded"),
+        }
+    }
+
     /// Records a Normal Event on `regarding`. A failed Event never fails the action.
     async fn publish(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
+        self.event(regarding, EventType::Normal, reason, action, note)
+            .await
+    }
+
+    async fn event(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: EventType::Normal,
+            type_,
             reason: reason.to_owned(),
             note: Some(truncate(note, 1024)),
             action: action.to_owned(),

@@ -214,6 +214,7 @@ impl LiveWorkload {
         Workload {
             replicas: self.replicas,
             containers: self.containers.clone(),
+            ..Workload::default()
         }
     }
 

@@ -3,6 +3,7 @@
 //! everything in logs, metrics and `/status`. Shutdown is only looked at between ticks, so
 //! an action is never cut in half.
 
+mod execute;
 mod kafka;
 mod kube;
 mod postgres;
@@ -20,6 +21,7 @@ use tracing::{debug, error, info, warn};
 use crate::actions::execute::{ActionError, Executor, Executors};
 use crate::decision::{Decision, SkipReason, State, Verdict};
 use crate::engine::{Engine, EngineConfig};
+use crate::guard::breaker::Breakers;
 use crate::metrics::Metrics;
 use crate::reload;
 use crate::rules::{self, LoadError};
@@ -46,6 +48,8 @@ pub struct Daemon {
     engine: Engine,
     executor: Executor,
     collectors: Collectors,
+    /// One circuit breaker per external dependency, shared by collection and execution.
+    breakers: Arc<Breakers>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<RwLock<Status>>,
     epoch: Instant,
@@ -73,6 +77,8 @@ impl Daemon {
             dry_run: settings.dry_run,
             budget_limit: settings.budget_limit,
             budget_window: settings.budget_window,
+            gitops_skip: settings.gitops_skip,
+            id_prefix: Arc::from(action_id_prefix()),
             ..EngineConfig::default()
         };
         let metrics = Arc::new(Metrics::new()?);
@@ -86,12 +92,14 @@ impl Daemon {
         info!(rules = set.rules.len(), sources = set.sources.len(), dir = %rules_dir.display(), "rules loaded");
         let mut engine = Engine::new(Arc::new(set), config);
         status.refresh(&mut engine, Duration::ZERO);
+        let breakers = Arc::new(Breakers::new(settings.breaker));
         Ok(Daemon {
             settings,
             rules_dir,
             engine,
             executor: Executor::new()?,
             collectors: Collectors::new().map_err(ActionError::Client)?,
+            breakers,
             metrics,
             status: Arc::new(RwLock::new(status)),
             epoch: Instant::now(),
@@ -154,10 +162,17 @@ impl Daemon {
         let reason = d.reason.map(SkipReason::as_str);
         macro_rules! event {
             ($level:ident, $msg:literal) => {
-                $level!(rule = %d.rule, target = %d.target, action = d.action, state = d.state.as_str(),
+                $level!(id = d.id.as_deref(), rule = %d.rule, target = %d.target, action = d.action, state = d.state.as_str(),
                     value = d.value, reason, detail = d.detail.as_ref().map(ToString::to_string), change, dry_run = d.dry_run,
-                    success = d.success, $msg)
+                    success = d.success, verification = d.verification.as_ref().map(|v| v.result.as_str()),
+                    gitops = d.gitops.as_deref(), $msg)
             };
+        }
+        if let Some(v) = &d.verification {
+            match v.result {
+                crate::rules::verify::VerifyResult::Failed => event!(warn, "verification failed"),
+                _ => event!(info, "verification ended"),
+            }
         }
         match (d.decision, changed) {
             (Verdict::Act, _) if d.success == Some(true) => event!(info, "action executed"),
@@ -211,4 +226,22 @@ impl Daemon {
             k.release().await;
         }
     }
+}
+
+/// The prefix of this process's action ids: its start time, in seconds since the epoch in
+/// base 36, so ids stay unique across restarts and sort by time (`act-t3k9q2-17`).
+fn action_id_prefix() -> String {
+    let mut secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(secs % 36) as usize]);
+        secs /= 36;
+        if secs == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!("act-{}", String::from_utf8_lossy(&digits))
 }

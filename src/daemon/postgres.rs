@@ -46,9 +46,9 @@ impl Daemon {
     pub(super) async fn terminate_idle(
         &self,
         spec: &TerminateIdle,
-    ) -> Result<(String, serde_json::Value), (String, Option<serde_json::Value>)> {
+    ) -> Result<(String, serde_json::Value), (String, Option<serde_json::Value>, bool)> {
         let Some(source) = &self.postgres else {
-            return Err(("no PostgreSQL configured".to_owned(), None));
+            return Err(("no PostgreSQL configured".to_owned(), None, false));
         };
         match source.terminate_idle(spec).await {
             Ok(done) => {
@@ -60,7 +60,13 @@ impl Daemon {
                     PgError::NotPermitted { terminated, .. } => serde_json::to_value(terminated).ok(),
                     _ => None,
                 };
-                Err((e.to_string(), change))
+                // The server being unreachable counts against its circuit breaker; a refusal
+                // (permissions) does not: it answered.
+                let down = matches!(
+                    e,
+                    PgError::Connect { .. } | PgError::ConnectTimeout { .. } | PgError::QueryTimeout { .. }
+                );
+                Err((e.to_string(), change, down))
             }
         }
     }

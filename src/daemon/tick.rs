@@ -7,8 +7,7 @@ use tracing::{info_span, warn, Instrument};
 
 use super::Daemon;
 use crate::actions::world::NoWorld;
-use crate::actions::ActionSpec;
-use crate::decision::{Decision, Detail, Verdict};
+use crate::decision::{Decision, Verdict};
 use crate::signals::{Reading, SignalSpec};
 use crate::status::SourceInfo;
 
@@ -40,8 +39,20 @@ impl Daemon {
             .collect();
         let timeout = self.settings.check_interval.min(Duration::from_secs(10));
         let mut results = vec![Err("collection did not finish".to_owned()); sources.len()];
+        // One breaker decision per dependency per tick: its sources are collected together
+        // (a half-open breaker's probe is this tick's collection) or not at all.
+        let mut admitted: BTreeMap<String, Result<(), String>> = BTreeMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, source) in sources.iter().enumerate() {
+            if let Some(dep) = source.spec.dependency() {
+                let admit = admitted
+                    .entry(dep)
+                    .or_insert_with_key(|dep| self.breakers.admit(dep));
+                if let Err(why) = admit {
+                    results[i] = Err(why.clone());
+                    continue;
+                }
+            }
             if source.spec.is_pod_signal() {
                 // In memory, from the watch: no task needed.
                 results[i] = self.collect_pods(&source.spec);
@@ -67,6 +78,7 @@ impl Daemon {
                 results[i] = result;
             }
         }
+        self.record_dependencies(&sources, &results, &admitted);
         let mut up: HashMap<&'static str, bool> = HashMap::new();
         let mut infos = BTreeMap::new();
         for (source, result) in sources.iter().zip(&results) {
@@ -121,6 +133,8 @@ impl Daemon {
             let owners = owners_in(&sources, &results);
             self.refresh_world(owners).await;
         }
+        self.engine.set_open_circuits(self.breakers.open());
+        self.apply_clear_requests();
         let mut decisions = match &self.kube {
             Some(k) => self.engine.evaluate(now, &k.world),
             None => self.engine.evaluate(now, &NoWorld),
@@ -131,10 +145,14 @@ impl Daemon {
                 let target = d.target.clone();
                 self.forget_workload(&target);
             }
+            if d.verification.is_some() || d.gitops.is_some() {
+                self.follow_up(d).await;
+            }
             self.metrics.record(d);
             self.log(d);
         }
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        self.publish_breakers(&mut status);
         status.set_sources(infos, scope == Scope::All);
         for d in decisions.iter().filter(|d| d.decision != Verdict::None) {
             status.push_decision(d);
@@ -146,59 +164,59 @@ impl Daemon {
         status.ticks += 1;
         decisions
     }
+}
 
-    /// Executes an `act` decision; an executor that finds nothing to do (cooldown kept on
-    /// the object, or already there) turns it into a skip.
-    async fn execute(&self, d: &mut Decision) {
-        let rule = &self.engine.rules().rules[d.rule_index];
-        // The rule's `notify_first`, just before its action, is executed as a `notify`. It is
-        // best effort: the action goes ahead even if the webhook is down (the failure is
-        // logged and counted).
-        let notice = d
-            .notice
-            .then(|| rule.spec.notify_first.clone().map(ActionSpec::Notify))
-            .flatten();
-        let result = match (notice.as_ref().unwrap_or(&rule.spec.action), &self.kube) {
-            (spec @ (ActionSpec::Http(_) | ActionSpec::Notify(_)), _) => self
-                .executor
-                .execute(spec, d)
-                .await
-                .map(|detail| (None, detail, None))
-                .map_err(|e| e.to_string()),
-            (ActionSpec::TerminateIdleConnections(spec), _) => match self.terminate_idle(spec).await {
-                Ok((detail, change)) => Ok((None, detail, Some(change))),
-                Err((error, change)) => {
-                    if change.is_some() {
-                        d.change = change;
-                    }
-                    Err(error)
+impl Daemon {
+    /// Feeds this tick's collections to the breakers: per dependency, one success when any of
+    /// its sources answered, one failure when all failed (so one mistyped consumer group does
+    /// not count as the cluster being down while its other groups answer).
+    fn record_dependencies(
+        &self,
+        sources: &[crate::rules::Source],
+        results: &[Result<Vec<crate::signals::Series>, String>],
+        admitted: &BTreeMap<String, Result<(), String>>,
+    ) {
+        for (dep, _) in admitted.iter().filter(|(_, a)| a.is_ok()) {
+            let mut outcome: Option<Result<(), &str>> = None;
+            for (source, result) in sources.iter().zip(results) {
+                if source.spec.dependency().as_deref() != Some(dep.as_str()) {
+                    continue;
                 }
-            },
-            (_, Some(k)) => match k.executor.execute(rule, d).await {
-                Ok(outcome) => Ok((outcome.skipped, outcome.detail, outcome.change)),
-                Err(e) => Err(e.to_string()),
-            },
-            (other, None) => Err(format!("no executor for `{}`", other.kind())),
-        };
-        match result {
-            Ok((Some(reason), detail, _)) => d.skip(reason, Some(Detail::Text(detail))),
-            Ok((None, detail, change)) => {
-                let latency = d
-                    .active_since
-                    .map(|since| self.epoch.elapsed().saturating_sub(since));
-                self.metrics.action_done(d, true, latency);
-                d.success = Some(true);
-                d.detail = Some(Detail::Text(detail));
-                if change.is_some() {
-                    d.change = change;
-                }
+                outcome = match (outcome, result) {
+                    (_, Ok(_)) | (Some(Ok(())), _) => Some(Ok(())),
+                    (_, Err(e)) => Some(Err(e.as_str())),
+                };
             }
-            Err(e) => {
-                self.metrics.action_done(d, false, None);
-                d.success = Some(false);
-                d.detail = Some(Detail::Text(e));
+            if let Some(outcome) = outcome {
+                self.breakers.record(dep, outcome);
             }
         }
+    }
+
+    /// Quarantine clears an operator asked for through `POST /quarantine/clear`.
+    fn apply_clear_requests(&mut self) {
+        let requests = std::mem::take(&mut self.status().clear_requests);
+        for (rule, target) in requests {
+            let cleared = self.engine.clear_quarantine(rule.as_deref(), target.as_deref());
+            tracing::info!(
+                rule = rule.as_deref(),
+                target = target.as_deref(),
+                cleared,
+                "quarantine cleared by an operator"
+            );
+        }
+    }
+
+    /// The breakers' states into `circuit_breaker_state` and `/status`.
+    fn publish_breakers(&self, status: &mut crate::status::Status) {
+        let infos = self.breakers.infos();
+        for (dep, info) in &infos {
+            self.metrics
+                .circuit
+                .with_label_values(&[dep])
+                .set(info.state.gauge());
+        }
+        status.circuits = infos;
     }
 }
 

@@ -7,6 +7,7 @@ pub mod spec;
 pub mod state;
 pub mod subst;
 pub mod values;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -54,10 +54,34 @@ pub struct RuleSpec {
     /// stuck above the threshold cannot walk a cache to zero one cooldown at a time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// After acting, the condition the signal must reach within a window; when it does not
+    /// (or the signal gets worse), the action is rolled back and the target quarantined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+    /// With `verify`: undo a change that did not help (default true). `false` keeps the
+    /// change and only notifies and quarantines.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub rollback: bool,
     /// A webhook told before the action runs ("about to restart X, because…"), so a
     /// disruptive action never surprises the people on call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_first: Option<crate::actions::notify::Notify>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// `verify: {within: 10m, expect: "< 5000"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    pub within: Dur,
+    pub expect: Condition,
 }
 
 /// `rate_limit: {max: 3, per: 1h}`.
@@ -143,6 +167,13 @@ impl RuleSpec {
                     limit.max, limit.per
                 ));
             }
+        }
+        if let Some(v) = &self.verify {
+            if v.within.0.is_zero() {
+                errors.push("`verify.within` must be above 0".to_owned());
+            }
+        } else if !self.rollback {
+            errors.push("`rollback: false` without `verify`: there is nothing to roll back".to_owned());
         }
         if let Some(notify) = &self.notify_first {
             errors.extend(

@@ -37,6 +37,10 @@ pub struct TargetState {
     pub last_dry_act: Option<Duration>,
     /// The last value seen.
     pub value: Option<f64>,
+    /// The last action, while its `verify` window is open.
+    pub verifying: Option<Box<super::verify::Verifying>>,
+    /// Set when a verification failed: no more actions until cleared.
+    pub quarantine: Option<super::verify::Quarantine>,
 }
 
 impl TargetState {

@@ -240,6 +240,20 @@ impl SignalSpec {
         }
     }
 
+    /// The external dependency the collection goes through: the key of its circuit breaker.
+    /// Local files (disk, PSI, cgroup) have none.
+    pub fn dependency(&self) -> Option<String> {
+        match self {
+            SignalSpec::KafkaLag(_) => Some("kafka".to_owned()),
+            SignalSpec::Postgres(_) => Some("postgres".to_owned()),
+            SignalSpec::PodOomKilled(_) | SignalSpec::PodCrashLoop(_) | SignalSpec::PodRestarts(_) => {
+                Some("kubernetes".to_owned())
+            }
+            SignalSpec::SlotLag(s) => Some(format!("http/{}", crate::actions::http::host_port(&s.rpc))),
+            SignalSpec::DiskUsage(_) | SignalSpec::MemoryPressure(_) | SignalSpec::MemoryOomKills(_) => None,
+        }
+    }
+
     /// Whether series of this signal carry an `owner` label (the workload of the pod), so a
     /// rule may use `target: owner`.
     pub fn is_pod_signal(&self) -> bool {

@@ -113,7 +113,11 @@ impl KubeExecutor {
 }
 
 /// The container's memory as the live template has it; both must be known to raise them.
-fn current(live: &LiveWorkload, target: &WorkloadRef, container: &str) -> Result<Memory, ClusterError> {
+pub(super) fn current(
+    live: &LiveWorkload,
+    target: &WorkloadRef,
+    container: &str,
+) -> Result<Memory, ClusterError> {
     let res = live.containers.get(container).ok_or_else(|| {
         ClusterError::Invalid(format!(
             "{target} has no container `{container}` (containers: {})",

@@ -32,21 +32,7 @@ impl KubeExecutor {
             ));
         }
 
-        let body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
-        let params = patch_params();
-        let request = target.request("PATCH", "patch", &self.namespace, Some("scale"));
-        match target.kind {
-            WorkloadKind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-                self.call(&request, || api.patch_scale(&target.name, &params, &body))
-                    .await?;
-            }
-            WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
-                self.call(&request, || api.patch_scale(&target.name, &params, &body))
-                    .await?;
-            }
-        }
+        self.set_replicas(target, replicas).await?;
 
         let shown = before.map_or("?".to_owned(), |b| b.to_string());
         let mut detail = format!("{target} scaled from {shown} to {replicas} replicas");
@@ -67,5 +53,26 @@ impl KubeExecutor {
         let note = ctx.note(&format!("{shown} replicas"), &format!("{replicas} replicas"));
         self.publish(&live.object_ref, reason, "Scale", note).await;
         Ok(Outcome::done(detail, json!({"replicas": [before, replicas]})))
+    }
+
+    /// `spec.replicas` through the scale subresource: an absolute value, so a retried
+    /// request cannot apply a `step` twice.
+    pub(super) async fn set_replicas(&self, target: &WorkloadRef, replicas: u32) -> Result<(), ClusterError> {
+        let body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        let params = patch_params();
+        let request = target.request("PATCH", "patch", &self.namespace, Some("scale"));
+        match target.kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+                self.call(&request, || api.patch_scale(&target.name, &params, &body))
+                    .await?;
+            }
+            WorkloadKind::StatefulSet => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
+                self.call(&request, || api.patch_scale(&target.name, &params, &body))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }

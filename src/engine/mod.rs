@@ -2,14 +2,18 @@
 //! pipeline's stages (rules' state machine → guard → action plan) without doing any I/O or
 //! reading the clock, so the daemon, `run --once` and `simulate` all run the same code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::actions::{execute::Executors, Limits, PlanCtx, World};
-use crate::decision::{Decision, Detail, SkipReason, State, Verdict};
+mod step;
+
+use step::Step;
+
+use crate::actions::{execute::Executors, Limits, World};
+use crate::decision::Decision;
 use crate::guard::{Budget, Guard, RuleRate};
-use crate::rules::state::{Conditions, Observation, TargetState};
+use crate::rules::state::{Observation, TargetState};
 use crate::rules::{Rule, RuleSet};
 use crate::signals::{Reading, Series};
 
@@ -24,6 +28,10 @@ pub struct EngineConfig {
     pub budget_window: Duration,
     /// Whether an action kind can be executed here; the others run as dry-run.
     pub executable: Executors,
+    /// GITOPS_POLICY=skip: never change an object Argo CD or Flux manages (else: act, warn).
+    pub gitops_skip: bool,
+    /// Action ids are `PREFIX-N`: the daemon's start time, `sim` in `simulate`.
+    pub id_prefix: Arc<str>,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +43,8 @@ impl Default for EngineConfig {
             budget_limit: 10,
             budget_window: Duration::from_secs(600),
             executable: Executors::HTTP_ONLY,
+            gitops_skip: false,
+            id_prefix: Arc::from("sim"),
         }
     }
 }
@@ -50,6 +60,10 @@ pub struct Engine {
     rates: Vec<Option<RuleRate>>,
     guard: Guard,
     config: EngineConfig,
+    /// Dependencies whose circuit breaker is open, as the daemon last saw them.
+    open_circuits: BTreeSet<String>,
+    /// Actions taken so far: the sequence of action ids.
+    next_id: u64,
 }
 
 fn rate_of(rule: &Rule) -> Option<RuleRate> {
@@ -70,6 +84,8 @@ impl Engine {
                 budget: Budget::new(config.budget_limit, config.budget_window),
             },
             config,
+            open_circuits: BTreeSet::new(),
+            next_id: 0,
         }
     }
 
@@ -80,6 +96,27 @@ impl Engine {
     /// Which action kinds can be executed (the others run as dry-run, saying so).
     pub fn set_executors(&mut self, executors: Executors) {
         self.config.executable = executors;
+    }
+
+    /// The dependencies whose circuit breaker is open: actions through them are skipped.
+    pub fn set_open_circuits(&mut self, open: BTreeSet<String>) {
+        self.open_circuits = open;
+    }
+
+    /// Clears quarantines: of one rule (and target), or all. Returns how many were cleared.
+    pub fn clear_quarantine(&mut self, rule: Option<&str>, target: Option<&str>) -> usize {
+        let mut cleared = 0;
+        for (r, targets) in self.rules.rules.iter().zip(&mut self.states) {
+            if rule.is_some_and(|name| *r.name != *name) {
+                continue;
+            }
+            for (t, st) in targets.iter_mut() {
+                if target.is_none_or(|name| **t == *name) && st.quarantine.take().is_some() {
+                    cleared += 1;
+                }
+            }
+        }
+        cleared
     }
 
     pub fn set_leader(&mut self, leader: bool) {
@@ -129,6 +166,7 @@ impl Engine {
                             *st = TargetState {
                                 last_act: st.last_act,
                                 last_dry_act: st.last_dry_act,
+                                quarantine: st.quarantine.take(),
                                 ..Default::default()
                             };
                         }
@@ -184,23 +222,13 @@ impl Engine {
                 guard: &mut self.guard,
                 rate: self.rates[index].as_mut(),
                 config: &self.config,
+                open_circuits: &self.open_circuits,
+                next_id: &mut self.next_id,
                 out,
             };
             evaluate_rule(&mut step, &mut self.readings[index], &mut self.states[index]);
         }
     }
-}
-
-/// Everything one evaluation of one rule needs besides the per-target state.
-struct Step<'a> {
-    index: usize,
-    rule: &'a Rule,
-    now: Duration,
-    world: &'a dyn World,
-    guard: &'a mut Guard,
-    rate: Option<&'a mut RuleRate>,
-    config: &'a EngineConfig,
-    out: &'a mut Vec<Decision>,
 }
 
 fn evaluate_rule(step: &mut Step<'_>, reading: &mut Option<Reading>, targets: &mut Targets) {
@@ -288,144 +316,6 @@ fn evaluate_rule(step: &mut Step<'_>, reading: &mut Option<Reading>, targets: &m
         let st = targets.entry(target.clone()).or_default();
         step.target(target, st, Observation::Value(s.value), None, Some(s));
     }
-}
-
-impl Step<'_> {
-    /// Advances one (rule, target) and runs the guard chain when it is firing.
-    fn target(
-        &mut self,
-        target: Arc<str>,
-        st: &mut TargetState,
-        obs: Observation,
-        why_unknown: Option<&str>,
-        series: Option<&Series>,
-    ) {
-        let (rule, now) = (self.rule, self.now);
-        let conditions = Conditions {
-            when: rule.spec.when,
-            clear: rule.spec.clear,
-            hold_for: rule.hold_for,
-        };
-        let executable = self.config.executable.can_execute(&rule.spec.action);
-        let dry_run = self.guard.dry_run || rule.spec.dry_run || !executable;
-        let state = st.observe(now, obs, &conditions);
-        let mut d = Decision {
-            at: now,
-            rule: rule.name.clone(),
-            target,
-            value: st.value,
-            state,
-            decision: Verdict::None,
-            reason: None,
-            detail: None,
-            action: rule.spec.action.kind(),
-            dry_run,
-            change: None,
-            success: None,
-            active_since: st.active_since,
-            plan: None,
-            rule_index: self.index,
-            notice: false,
-        };
-        match state {
-            State::Unknown => d.skip(
-                SkipReason::Unknown,
-                why_unknown.map(|w| Detail::Text(w.to_owned())),
-            ),
-            State::Inactive | State::Pending => {}
-            State::Firing => self.guard_and_plan(&mut d, st, series, executable),
-        }
-        if d.decision == Verdict::Act {
-            if let Some(notify) = &rule.spec.notify_first {
-                self.out.push(notice(&d, notify));
-            }
-        }
-        self.out.push(d);
-    }
-
-    /// The guard chain (see [`crate::guard`]) and the plan.
-    fn guard_and_plan(
-        &mut self,
-        d: &mut Decision,
-        st: &mut TargetState,
-        series: Option<&Series>,
-        executable: bool,
-    ) {
-        let (rule, now) = (self.rule, self.now);
-        if !self.guard.leader {
-            return d.skip(SkipReason::NotLeader, None);
-        }
-        let last = if d.dry_run { st.last_dry_act } else { st.last_act };
-        if let Some(last) = last.filter(|t| now < *t + rule.cooldown) {
-            return d.skip(
-                SkipReason::Cooldown,
-                Some(Detail::CooldownLeft(last + rule.cooldown - now)),
-            );
-        }
-        let empty = BTreeMap::new();
-        let ctx = PlanCtx {
-            target: &d.target,
-            value: st.value.unwrap_or(0.0),
-            labels: series.map_or(&empty, |s| &s.labels),
-            world: self.world,
-            limits: &self.config.limits,
-        };
-        let plan = match rule.spec.action.plan(&ctx) {
-            Ok(plan) => plan,
-            Err(why) => return d.skip(SkipReason::Plan, Some(Detail::Text(why))),
-        };
-        d.change = Some(plan.change.clone());
-        if let Some(why) = &plan.noop {
-            d.skip(SkipReason::Bound, Some(Detail::Text(why.clone())));
-        } else if self
-            .rate
-            .as_deref_mut()
-            .is_some_and(|r| !r.has_room(now, d.dry_run))
-        {
-            let text = self.rate.as_deref().map(RuleRate::describe).unwrap_or_default();
-            d.skip(SkipReason::RateLimit, Some(Detail::Text(text)));
-        } else if d.dry_run {
-            if let Some(rate) = self.rate.as_deref_mut() {
-                rate.take(now, true);
-            }
-            st.last_dry_act = Some(now);
-            let why =
-                (!executable).then(|| format!("no executor for `{}` in this build: dry-run only", d.action));
-            d.skip(SkipReason::DryRun, why.map(Detail::Text));
-        } else if !self.guard.budget.try_take(now) {
-            let b = &self.guard.budget;
-            let text = format!("{} actions in the last {}s", b.limit(), b.window().as_secs());
-            d.skip(SkipReason::Budget, Some(Detail::Text(text)));
-        } else {
-            if let Some(rate) = self.rate.as_deref_mut() {
-                rate.take(now, false);
-            }
-            st.last_act = Some(now);
-            st.last_dry_act = Some(now);
-            d.decision = Verdict::Act;
-            d.plan = Some(Box::new(plan));
-        }
-    }
-}
-
-/// The decision of a rule's `notify_first`: an `act` of `notify` carrying the change about to
-/// be made, placed just before the action's own decision so whoever executes the decisions
-/// in order tells the humans first. It shares the action's cooldown and uses no budget.
-fn notice(d: &Decision, notify: &crate::actions::notify::Notify) -> Decision {
-    let mut n = d.clone();
-    n.action = "notify";
-    n.notice = true;
-    n.change = Some(serde_json::json!({
-        "notify": notify.host(),
-        "before": d.action,
-        "change": d.change,
-    }));
-    n.plan = Some(Box::new(crate::actions::Plan {
-        change: n.change.clone().unwrap_or_default(),
-        noop: None,
-        effect: crate::actions::Effect::External,
-    }));
-    n
 }
 
 /// Whether `a` is deeper into the condition than `b`.
