@@ -205,6 +205,13 @@ impl Step<'_> {
             }
             d.gitops = Some(tool.clone());
         }
+        if let Some(v) = st.verifying.as_deref() {
+            // Acting again before the last action is judged would blur the verdict (and a
+            // `step` would stack on a change that may be rolled back).
+            let until = v.acted_at + rule.spec.verify.map_or(Duration::ZERO, |s| s.within.0);
+            let text = format!("the last action is being verified until {}s", until.as_secs());
+            return d.skip(SkipReason::Cooldown, Some(Detail::Text(text)));
+        }
         let last = if d.dry_run { st.last_dry_act } else { st.last_act };
         if let Some(last) = last.filter(|t| now < *t + rule.cooldown) {
             return d.skip(
