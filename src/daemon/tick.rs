@@ -78,7 +78,7 @@ impl Daemon {
                 results[i] = result;
             }
         }
-        self.record_dependencies(&sources, &results, &admitted);
+        let failed_now = self.record_dependencies(&sources, &results, &admitted);
         let mut up: HashMap<&'static str, bool> = HashMap::new();
         let mut infos = BTreeMap::new();
         for (source, result) in sources.iter().zip(&results) {
@@ -133,7 +133,11 @@ impl Daemon {
             let owners = owners_in(&sources, &results);
             self.refresh_world(owners).await;
         }
-        self.engine.set_open_circuits(self.breakers.open());
+        // Not through an open breaker, nor through a dependency that just failed every
+        // collection this tick (its breaker may not have counted enough failures yet).
+        let mut closed_to_actions = self.breakers.open();
+        closed_to_actions.extend(failed_now);
+        self.engine.set_open_circuits(closed_to_actions);
         self.apply_clear_requests();
         let mut decisions = match &self.kube {
             Some(k) => self.engine.evaluate(now, &k.world),
@@ -169,13 +173,15 @@ impl Daemon {
 impl Daemon {
     /// Feeds this tick's collections to the breakers: per dependency, one success when any of
     /// its sources answered, one failure when all failed (so one mistyped consumer group does
-    /// not count as the cluster being down while its other groups answer).
+    /// not count as the cluster being down while its other groups answer). Returns the
+    /// dependencies that failed.
     fn record_dependencies(
         &self,
         sources: &[crate::rules::Source],
         results: &[Result<Vec<crate::signals::Series>, String>],
         admitted: &BTreeMap<String, Result<(), String>>,
-    ) {
+    ) -> Vec<String> {
+        let mut failed = Vec::new();
         for (dep, _) in admitted.iter().filter(|(_, a)| a.is_ok()) {
             let mut outcome: Option<Result<(), &str>> = None;
             for (source, result) in sources.iter().zip(results) {
@@ -188,9 +194,13 @@ impl Daemon {
                 };
             }
             if let Some(outcome) = outcome {
+                if outcome.is_err() {
+                    failed.push(dep.clone());
+                }
                 self.breakers.record(dep, outcome);
             }
         }
+        failed
     }
 
     /// Quarantine clears an operator asked for through `POST /quarantine/clear`.

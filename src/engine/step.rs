@@ -189,7 +189,7 @@ impl Step<'_> {
         }
         let dependency = rule.spec.action.dependency();
         if self.open_circuits.contains(&dependency) {
-            let text = format!("the circuit breaker of {dependency} is open");
+            let text = format!("{dependency} is unavailable: its circuit breaker is open, or it failed this tick");
             return d.skip(SkipReason::CircuitOpen, Some(Detail::Text(text)));
         }
         let workload = self.world.workload(&d.target);

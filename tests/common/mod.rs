@@ -41,38 +41,65 @@ pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+fn spawn_fakekube(dir: &Path, port: u16, scenario: &str) -> Child {
+    let scenario_path = dir.join("scenario.yaml");
+    std::fs::write(&scenario_path, scenario).expect("write scenario");
+    let kubeconfig = dir.join("kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let child = Command::new("python3")
+        .arg(fakekube_py())
+        .args(["--port", &port.to_string(), "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--log")
+        .arg(dir.join("requests.jsonl"))
+        .arg("--scenario")
+        .arg(&scenario_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs fakekube.py");
+    eventually("fakekube's kubeconfig", Duration::from_secs(20), || {
+        std::fs::metadata(&kubeconfig)
+            .ok()
+            .filter(|m| m.len() > 0)
+            .map(|_| ())
+    });
+    child
+}
+
 impl FakeKube {
     pub fn start(scenario: &str) -> FakeKube {
         let dir = tempfile::tempdir().expect("tempdir");
-        let scenario_path = dir.path().join("scenario.yaml");
-        std::fs::write(&scenario_path, scenario).expect("write scenario");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let log = dir.path().join("requests.jsonl");
-        let child = Command::new("python3")
-            .arg(fakekube_py())
-            .args(["--port", "0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .arg("--log")
-            .arg(&log)
-            .arg("--scenario")
-            .arg(&scenario_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs fakekube.py");
-        let fake = FakeKube {
+        let child = spawn_fakekube(dir.path(), 0, scenario);
+        FakeKube {
             child,
+            kubeconfig: dir.path().join("kubeconfig"),
+            log: dir.path().join("requests.jsonl"),
             dir,
-            kubeconfig,
-            log,
-        };
-        eventually("fakekube's kubeconfig", Duration::from_secs(20), || {
-            std::fs::metadata(&fake.kubeconfig)
-                .ok()
-                .filter(|m| m.len() > 0)
-                .map(|_| ())
-        });
-        fake
+        }
+    }
+
+    /// The port the API server listens on (from its kubeconfig).
+    pub fn port(&self) -> u16 {
+        let config = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let server = config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server:"))
+            .expect("a server line");
+        server.trim().rsplit(':').next().and_then(|p| p.trim_matches('/').parse().ok()).expect("a port")
+    }
+
+    /// The API server goes away (connections refused from now on).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new API server on the same port (same kubeconfig, same request log), serving
+    /// `scenario` from a fresh state.
+    pub fn restart(&mut self, port: u16, scenario: &str) {
+        self.stop();
+        self.child = spawn_fakekube(self.dir.path(), port, scenario);
     }
 
     /// Every request so far, as logged (`t`, `method`, `path`, `query`, `body`, `status`…).
