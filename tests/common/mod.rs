@@ -86,7 +86,12 @@ impl FakeKube {
             .lines()
             .find_map(|l| l.trim().strip_prefix("server:"))
             .expect("a server line");
-        server.trim().rsplit(':').next().and_then(|p| p.trim_matches('/').parse().ok()).expect("a port")
+        server
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_matches('/').parse().ok())
+            .expect("a port")
     }
 
     /// The API server goes away (connections refused from now on).
