@@ -211,3 +211,37 @@ fn the_binary_prints_the_notice_line_just_before_the_restart_line() {
     assert_eq!(shape, vec![("notify", 900.0), ("restart", 900.0)]);
     assert_eq!(acts[0]["change"]["before"], "restart");
 }
+
+#[test]
+fn a_filling_ledger_volume_runs_the_backup_and_the_prune_jobs_once_each() {
+    let ledger = "{path: /mnt/ledger}";
+    let decisions = simulate(
+        &[],
+        &steady("disk_usage", ledger, 70, |t| if t < 60 { 70.0 } else { 85.0 }),
+    );
+    let m = |min: u64| min * 60;
+    let backup: Vec<u64> = acts(&decisions, "validator-ledger-backup")
+        .iter()
+        .map(|a| a.0)
+        .collect();
+    let prune: Vec<u64> = acts(&decisions, "validator-ledger-prune")
+        .iter()
+        .map(|a| a.0)
+        .collect();
+    // Over 80 % from 1m, for 5m: both at 6m; the prune again after its 1h cooldown, the
+    // backup not (6h).
+    assert_eq!(backup, vec![m(6)]);
+    assert_eq!(prune, vec![m(6), m(66)]);
+    let job = decisions
+        .iter()
+        .find(|d| &*d.rule == "validator-ledger-prune" && d.decision == Verdict::Act)
+        .unwrap();
+    assert_eq!(&*job.target, "cronjob/solana-ledger-prune");
+    assert_eq!(
+        job.change.as_ref().unwrap()["job_from_cronjob"],
+        "solana-ledger-prune"
+    );
+    // Other volumes are other rules: untouched by this timeline.
+    assert!(acts(&decisions, "validator-snapshots-prune").is_empty());
+    assert!(acts(&decisions, "validator-accounts-disk").is_empty());
+}
