@@ -292,6 +292,7 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("patch", "apps", "deployments/scale"),
         ("patch", "apps", "statefulsets/scale"),
         ("get", "apps", "replicasets"),
+        ("list", "autoscaling", "horizontalpodautoscalers"),
         ("get", "batch", "cronjobs"),
         ("create", "batch", "jobs"),
         ("create", "", "events"),
@@ -319,6 +320,8 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("patch", "", "pods"),
         ("create", "", "pods"),
         ("update", "coordination.k8s.io", "leases"),
+        ("watch", "autoscaling", "horizontalpodautoscalers"),
+        ("patch", "autoscaling", "horizontalpodautoscalers"),
     ] {
         assert!(
             !can_i(rules, verb, group, resource),
@@ -586,6 +589,7 @@ fn base_rbac_is_least_privilege() {
         ("apps", "deployments/scale", &["get", "patch"]),
         ("apps", "statefulsets/scale", &["get", "patch"]),
         ("apps", "replicasets", &["get"]),
+        ("autoscaling", "horizontalpodautoscalers", &["list"]),
         ("batch", "cronjobs", &["get", "list"]),
         ("batch", "jobs", &["create"]),
         ("", "events", &["create", "patch"]),

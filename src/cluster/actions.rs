@@ -14,7 +14,7 @@ mod scale;
 use std::future::Future;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -24,6 +24,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 use tracing::{instrument, warn};
 
+use super::backoff::{self, FullJitter};
 use super::error::{ApiRequest, ClusterError};
 use super::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
 use super::{last_action_key, Cluster, FIELD_MANAGER};
@@ -66,16 +67,19 @@ impl Outcome {
     }
 }
 
-/// The retry schedule of transient failures (429, 5xx, timeouts): 3 retries with jitter,
-/// 200 ms doubling up to 2 s, so an action gives up within seconds and the next tick decides
-/// again with fresh data.
-pub fn default_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::new()
+/// The HTTP executor's schedule until it takes [`super::backoff::default_backoff`] (backon's
+/// additive jitter, from a fixed seed: see [`super::backoff`]). Not used here.
+pub fn default_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::new()
         .with_jitter()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(2))
         .with_max_times(3)
 }
+
+/// A `retryAfterSeconds` longer than this is not waited for: the action fails now (the
+/// tick is not held up) and the next evaluation decides again with fresh data.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Executes workload actions against one namespace.
 #[derive(Clone)]
@@ -83,7 +87,7 @@ pub struct KubeExecutor {
     client: Client,
     namespace: String,
     recorder: Recorder,
-    backoff: ExponentialBuilder,
+    backoff: FullJitter,
     /// Per API request.
     timeout: Duration,
     /// Per `exec` (a `find -delete` over a large directory takes a while).
@@ -119,7 +123,7 @@ impl KubeExecutor {
             recorder: Recorder::new(cluster.client.clone(), reporter),
             client: cluster.client.clone(),
             namespace: cluster.namespace.clone(),
-            backoff: default_backoff(),
+            backoff: backoff::default_backoff(),
             timeout: Duration::from_secs(10),
             exec_timeout: Duration::from_secs(120),
             clock: Timestamp::now,
@@ -127,7 +131,7 @@ impl KubeExecutor {
     }
 
     /// Replaces the retry schedule of transient failures (tests use a tiny one).
-    pub fn with_backoff(mut self, backoff: ExponentialBuilder) -> Self {
+    pub fn with_backoff(mut self, backoff: FullJitter) -> Self {
         self.backoff = backoff;
         self
     }
@@ -210,7 +214,8 @@ impl KubeExecutor {
         Timestamp::from_second(now.as_second()).unwrap_or(now)
     }
 
-    /// Runs one request with a timeout, retrying transient failures on the backoff.
+    /// Runs one request with a timeout, retrying transient failures on the backoff; the
+    /// `retryAfterSeconds` of a Status (up to [`MAX_RETRY_AFTER`]) replaces its delay.
     async fn retrying<T, F, Fut>(
         &self,
         request: &ApiRequest,
@@ -236,6 +241,11 @@ impl KubeExecutor {
         timed
             .retry(self.backoff)
             .when(ClusterError::is_transient)
+            .adjust(|error, next| match error.retry_after() {
+                Some(wait) if wait > MAX_RETRY_AFTER => None,
+                Some(wait) => next.map(|_| wait),
+                None => next,
+            })
             .notify(|error, delay| warn!(%error, ?delay, "transient Kubernetes API failure, retrying"))
             .await
     }

@@ -225,6 +225,21 @@ impl ClusterError {
         )
     }
 
+    /// How long the API server asked to wait before retrying: `details.retryAfterSeconds`
+    /// of a `Status` (`NewTooManyRequests`, `NewServerTimeout`…). The `Retry-After` header
+    /// that API Priority and Fairness sends with its plain-text 429 is not seen: kube 5's
+    /// `Error::Api` keeps the body only, so that 429 waits the computed backoff.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let ClusterError::Transient { source, .. } = self else {
+            return None;
+        };
+        let kube::Error::Api(status) = source.as_ref() else {
+            return None;
+        };
+        let seconds = status.details.as_ref()?.retry_after_seconds;
+        (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)))
+    }
+
     /// A 409 on an optimistic-concurrency precondition (`metadata.resourceVersion`).
     pub fn is_conflict(&self) -> bool {
         matches!(self, ClusterError::Conflict { reason, .. } if reason != "AlreadyExists")
@@ -343,6 +358,30 @@ mod tests {
             ClusterError::NotKubernetes("http").metric_label(),
             "not_kubernetes"
         );
+    }
+
+    #[test]
+    fn retry_after_comes_from_the_status_details() {
+        let with = |seconds| {
+            let details = kube::core::response::StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: Vec::new(),
+                retry_after_seconds: seconds,
+            };
+            let status = Status::failure("slow down", "TooManyRequests")
+                .with_code(429)
+                .with_details(details);
+            ClusterError::from_kube(patch_scale(), kube::Error::Api(status.boxed()))
+        };
+        assert_eq!(with(3).retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(with(0).retry_after(), None, "0 means not set");
+        let plain = ClusterError::from_kube(patch_scale(), api(429, "Failed to parse error data"));
+        assert_eq!(plain.retry_after(), None);
+        let forbidden = ClusterError::from_kube(patch_scale(), api(403, "Forbidden"));
+        assert_eq!(forbidden.retry_after(), None);
     }
 
     #[test]

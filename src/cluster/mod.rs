@@ -3,7 +3,9 @@
 //! engine never sees a kube type.
 
 pub mod actions;
+pub mod backoff;
 pub mod error;
+pub mod managers;
 pub mod owners;
 pub mod workload;
 

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client, Resource};
 
 use super::error::{ApiRequest, ClusterError};
-use super::last_action_key;
+use super::{last_action_key, managers};
 use crate::actions::{Resources, Target, Workload};
 use crate::rules::values::Bytes;
 
@@ -113,14 +113,16 @@ pub struct LiveWorkload {
     pub resource_version: String,
     /// `spec.replicas`.
     pub replicas: Option<u32>,
-    /// `metadata.annotations` (where the per-rule last-action times live).
+    /// `metadata.labels` (where GitOps tools mark what they apply).
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations` (the per-rule last-action times, `automaton.dev/paused`).
     pub annotations: BTreeMap<String, String>,
     /// Memory request and limit of each container of the pod template, by name. A quantity
     /// that is not a plain byte count (`500m`) is left unknown rather than guessed.
     pub containers: BTreeMap<String, Resources>,
     /// The pod template's `kubectl.kubernetes.io/restartedAt`.
     pub restarted_at: Option<String>,
-    /// `spec.paused` of a Deployment.
+    /// `spec.paused` of a Deployment (a paused rollout, not `automaton.dev/paused`).
     pub paused: bool,
     /// The rollout strategy type: `RollingUpdate`, `Recreate`, `OnDelete`.
     pub strategy: Option<String>,
@@ -193,6 +195,7 @@ impl LiveWorkload {
             uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             replicas: replicas.and_then(|r| u32::try_from(r).ok()),
+            labels: meta.labels.clone().unwrap_or_default(),
             annotations: meta.annotations.clone().unwrap_or_default(),
             containers,
             restarted_at,
@@ -209,12 +212,15 @@ impl LiveWorkload {
         }
     }
 
-    /// What planning needs of this workload.
+    /// What planning needs of this workload. `hpa` stays unknown here: the autoscalers are
+    /// other objects ([`managers::hpa_for`]).
     pub fn to_world(&self) -> Workload {
         Workload {
             replicas: self.replicas,
             containers: self.containers.clone(),
-            ..Workload::default()
+            paused: managers::paused(&self.annotations),
+            gitops: managers::gitops(&self.labels, &self.annotations),
+            hpa: None,
         }
     }
 
@@ -294,6 +300,8 @@ mod tests {
         assert_eq!(live.restarted_at.as_deref(), Some("2025-05-01T00:00:00Z"));
         let world = live.to_world();
         assert_eq!(world.replicas, Some(2));
+        assert!(!world.paused, "a paused rollout is not automaton.dev/paused");
+        assert_eq!((world.gitops.as_deref(), world.hpa.as_deref()), (None, None));
         assert_eq!(world.containers["app"].memory_request, Some(Bytes(512 << 20)));
         assert_eq!(world.containers["app"].memory_limit, Some(Bytes(1 << 30)));
         assert_eq!(world.containers["sidecar"], Resources::default());

@@ -2,15 +2,18 @@
 //! world the engine plans against (the live state of the workloads it may act on).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::Daemon;
 use crate::actions::SimWorld;
 use crate::cluster::actions::KubeExecutor;
+use crate::cluster::error::ClusterError;
+use crate::cluster::managers;
 use crate::cluster::workload::{self, WorkloadRef};
 use crate::cluster::Cluster;
 use crate::leader::{self, Campaign, LeaseTiming};
@@ -27,7 +30,12 @@ pub(super) struct Kube {
     /// When each workload of `world` was read: it is read again after CHECK_INTERVAL, so
     /// a burst of watch events costs one read per new workload, not one per workload.
     pub read_at: HashMap<String, Instant>,
+    /// The last failure to list HorizontalPodAutoscalers, so it is logged once, not per tick.
+    pub hpa_error: Option<String>,
 }
+
+/// The breaker of the Kubernetes API (as `ActionSpec::dependency` and pod signals name it).
+const KUBERNETES: &str = "kubernetes";
 
 impl Daemon {
     /// Connects the daemon to a cluster: starts the pod watch (which sends on `push` when a
@@ -48,6 +56,7 @@ impl Daemon {
             leader,
             world: SimWorld::default(),
             read_at: HashMap::new(),
+            hpa_error: None,
         });
     }
 
@@ -72,11 +81,15 @@ impl Daemon {
     }
 
     /// Reads the workloads the engine may plan for: the rules' fixed workload targets and
-    /// the owners of this tick's pod series, each at most once per CHECK_INTERVAL. A failed
-    /// read leaves the workload out, so a plan that needs it says "unknown" instead of
-    /// guessing.
+    /// the owners of this tick's pod series, each at most once per CHECK_INTERVAL, with the
+    /// namespace's HorizontalPodAutoscalers. Nothing is guessed: a workload whose read
+    /// failed, all those read while the HPA list failed, and all that are due while the
+    /// Kubernetes circuit is open are left out, so a plan that needs them says "unknown".
+    /// The reads go through the `kubernetes` breaker: they count as a failure only when no
+    /// request was answered (a 403 or 404 is an answer).
     pub(super) async fn refresh_world(&mut self, owners: Vec<String>) {
         let max_age = self.settings.check_interval;
+        let breakers = Arc::clone(&self.breakers);
         let Some(k) = &mut self.kube else { return };
         let mut wanted: Vec<&str> = self
             .engine
@@ -95,13 +108,44 @@ impl Daemon {
             .filter(|t| k.read_at.get(**t).is_none_or(|at| at.elapsed() >= max_age))
             .filter_map(|t| t.parse().ok())
             .collect();
+        if stale.is_empty() {
+            return;
+        }
+        if let Err(why) = breakers.admit(KUBERNETES) {
+            debug!(error = %why, "workloads not read for planning");
+            k.forget(&stale);
+            return;
+        }
         let (client, ns) = (&k.cluster.client, k.cluster.namespace.as_str());
-        let reads = join_all(stale.iter().map(|t| workload::get(client, ns, t))).await;
+        let (reads, hpas) = join(
+            join_all(stale.iter().map(|t| workload::get(client, ns, t))),
+            managers::list_hpas(client, ns),
+        )
+        .await;
+        let down = dependency_down(&reads, &hpas);
+        breakers.record(KUBERNETES, down.as_deref().map_or(Ok(()), Err));
+        let hpas = match hpas {
+            Ok(hpas) => {
+                k.hpa_error = None;
+                hpas
+            }
+            Err(e) => {
+                let error = e.to_string();
+                if k.hpa_error.as_ref() != Some(&error) {
+                    warn!(%error, "cannot list HorizontalPodAutoscalers: the workloads read now are left out of planning rather than assumed free of one");
+                }
+                k.hpa_error = Some(error);
+                k.forget(&stale);
+                return;
+            }
+        };
         for (target, read) in stale.iter().zip(reads) {
             let key = target.to_string();
             match read {
                 Ok(live) => {
-                    k.world.0.insert(key.clone(), live.to_world());
+                    let mut world = live.to_world();
+                    world.hpa = managers::hpa_for(&hpas, target);
+                    k.world.0.insert(key.clone(), world);
                     k.read_at.insert(key, Instant::now());
                 }
                 Err(e) => {
@@ -123,8 +167,71 @@ impl Daemon {
 }
 
 impl Kube {
+    /// Leaves `targets` out of the planning world until they are read again.
+    fn forget(&mut self, targets: &[WorkloadRef]) {
+        for target in targets {
+            let key = target.to_string();
+            self.world.0.remove(&key);
+            self.read_at.remove(&key);
+        }
+    }
+
     /// Releases the Lease on shutdown.
     pub async fn release(self) {
         self.leader.release().await;
+    }
+}
+
+/// The error that says the API server is down, when no request of a refresh was answered.
+fn dependency_down<T, U>(
+    reads: &[Result<T, ClusterError>],
+    hpas: &Result<U, ClusterError>,
+) -> Option<String> {
+    let errors: Vec<Option<&ClusterError>> = reads
+        .iter()
+        .map(|r| r.as_ref().err())
+        .chain(std::iter::once(hpas.as_ref().err()))
+        .collect();
+    let answered = errors.iter().any(|e| e.is_none_or(|e| !e.is_transient()));
+    (!answered)
+        .then(|| errors.into_iter().flatten().next().map(ToString::to_string))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::core::Status;
+
+    use super::*;
+    use crate::cluster::error::ApiRequest;
+
+    fn get() -> ApiRequest {
+        ApiRequest::new("GET", "get", "apps", "deployments", "prod", Some("web"))
+    }
+
+    fn timeout() -> Result<(), ClusterError> {
+        Err(ClusterError::Timeout {
+            request: Box::new(get()),
+            after: Duration::from_secs(10),
+        })
+    }
+
+    fn answered(code: u16, reason: &str) -> Result<(), ClusterError> {
+        let status = Status::failure("no", reason).with_code(code).boxed();
+        Err(ClusterError::from_kube(get(), kube::Error::Api(status)))
+    }
+
+    #[test]
+    fn the_breaker_fails_only_when_nothing_was_answered() {
+        assert!(dependency_down(&[timeout(), timeout()], &timeout()).is_some());
+        assert_eq!(
+            dependency_down(&[timeout()], &answered(503, "ServiceUnavailable")).as_deref(),
+            Some("GET deployments.apps \"web\" in namespace \"prod\": no answer within 10s")
+        );
+        assert_eq!(dependency_down(&[timeout(), Ok(())], &timeout()), None);
+        assert_eq!(dependency_down(&[answered(404, "NotFound")], &timeout()), None);
+        assert_eq!(dependency_down(&[timeout()], &answered(403, "Forbidden")), None);
     }
 }
