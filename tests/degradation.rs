@@ -42,7 +42,11 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
     let rules = fake.dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("rules.yaml"), format!("{OOM_RULES}{RESTART_RULE}")).unwrap();
-    let env = [("BREAKER_FAILURES", "2"), ("BREAKER_COOL_OFF", "1s"), ("LEASE_DURATION", "3")];
+    let env = [
+        ("BREAKER_FAILURES", "2"),
+        ("BREAKER_COOL_OFF", "1s"),
+        ("LEASE_DURATION", "3"),
+    ];
     let a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &env);
 
     eventually("ready", Duration::from_secs(60), || {
@@ -74,7 +78,11 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
     let failed = r#"healing_actions_total{action="restart",dry_run="false",rule="disk",success="false"}"#;
     assert_eq!(metric(&a, failed), None, "no action attempted against a dead API");
     let (_, status) = json(&a, "/status").unwrap();
-    assert_eq!(status["circuits"]["kubernetes"]["state"], "open", "{}", status["circuits"]);
+    assert_eq!(
+        status["circuits"]["kubernetes"]["state"], "open",
+        "{}",
+        status["circuits"]
+    );
     let disk = status["rules"]
         .as_array()
         .unwrap()
@@ -99,6 +107,9 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
         patch["body"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
         "2Gi"
     );
-    assert_eq!(metric(&a, r#"circuit_breaker_state{dependency="kubernetes"}"#), Some(0.0));
+    assert_eq!(
+        metric(&a, r#"circuit_breaker_state{dependency="kubernetes"}"#),
+        Some(0.0)
+    );
     assert_eq!(metric(&a, failed), None);
 }

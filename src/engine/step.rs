@@ -189,7 +189,8 @@ impl Step<'_> {
         }
         let dependency = rule.spec.action.dependency();
         if self.open_circuits.contains(&dependency) {
-            let text = format!("{dependency} is unavailable: its circuit breaker is open, or it failed this tick");
+            let text =
+                format!("{dependency} is unavailable: its circuit breaker is open, or it failed this tick");
             return d.skip(SkipReason::CircuitOpen, Some(Detail::Text(text)));
         }
         let workload = self.world.workload(&d.target);
