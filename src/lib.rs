@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod backoff;
 pub mod cli;
 pub mod cluster;
 pub mod daemon;

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use automaton::actions::execute::{ActionError, Executor};
 use automaton::actions::{http::Http, ActionSpec};
+use automaton::backoff::FullJitter;
 use automaton::decision::{Decision, State, Verdict};
 use automaton::rules::values::Dur;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use backon::ExponentialBuilder;
 
 /// A path and the statuses (with an optional Retry-After) it answers, call after call.
 type Script = (&'static str, Vec<(u16, Option<&'static str>)>);
@@ -52,11 +52,7 @@ async fn server(scripts: &[Script]) -> (String, Arc<Mutex<BTreeMap<String, usize
 }
 
 fn executor() -> Executor {
-    let fast = ExponentialBuilder::new()
-        .with_jitter()
-        .with_min_delay(Duration::from_millis(10))
-        .with_max_delay(Duration::from_millis(50))
-        .with_max_times(3);
+    let fast = FullJitter::exponential(Duration::from_millis(10), Duration::from_millis(50), 3);
     Executor::new().unwrap().with_backoff(fast)
 }
 

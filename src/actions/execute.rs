@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
+
+use crate::backoff::{FullJitter, MAX_RETRY_AFTER};
 use thiserror::Error;
 use tracing::debug;
 
@@ -64,10 +66,6 @@ impl ActionError {
     }
 }
 
-/// A `Retry-After` longer than this is not waited for: the action fails now and the next
-/// evaluation decides again with fresh data.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-
 /// `Retry-After` in its delta-seconds form (the HTTP-date form is read as absent).
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     let value = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
@@ -112,7 +110,7 @@ impl Executors {
 #[derive(Clone)]
 pub struct Executor {
     client: reqwest::Client,
-    backoff: ExponentialBuilder,
+    backoff: FullJitter,
 }
 
 /// One HTTP request of an action, rebuilt for every attempt.
@@ -136,12 +134,12 @@ impl Executor {
             .map_err(ActionError::Client)?;
         Ok(Executor {
             client,
-            backoff: crate::cluster::actions::default_backoff(),
+            backoff: crate::backoff::default_backoff(),
         })
     }
 
     /// Replaces the retry schedule (tests use a tiny one).
-    pub fn with_backoff(mut self, backoff: ExponentialBuilder) -> Self {
+    pub fn with_backoff(mut self, backoff: FullJitter) -> Self {
         self.backoff = backoff;
         self
     }

@@ -24,11 +24,11 @@ use kube::{Api, Client};
 use serde::Serialize;
 use tracing::{instrument, warn};
 
-use super::backoff::{self, FullJitter};
 use super::error::{ApiRequest, ClusterError};
 use super::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
 use super::{last_action_key, Cluster, FIELD_MANAGER};
 use crate::actions::{ActionSpec, Effect};
+use crate::backoff::{self, FullJitter, MAX_RETRY_AFTER};
 use crate::decision::{Decision, SkipReason};
 use crate::rules::Rule;
 
@@ -66,20 +66,6 @@ impl Outcome {
         }
     }
 }
-
-/// The HTTP executor's schedule until it takes [`super::backoff::default_backoff`] (backon's
-/// additive jitter, from a fixed seed: see [`super::backoff`]). Not used here.
-pub fn default_backoff() -> backon::ExponentialBuilder {
-    backon::ExponentialBuilder::new()
-        .with_jitter()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(2))
-        .with_max_times(3)
-}
-
-/// A `retryAfterSeconds` longer than this is not waited for: the action fails now (the
-/// tick is not held up) and the next evaluation decides again with fresh data.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Executes workload actions against one namespace.
 #[derive(Clone)]

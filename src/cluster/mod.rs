@@ -3,7 +3,6 @@
 //! engine never sees a kube type.
 
 pub mod actions;
-pub mod backoff;
 pub mod error;
 pub mod managers;
 pub mod owners;

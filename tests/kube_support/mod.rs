@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use automaton::actions::SimWorld;
+use automaton::backoff::FullJitter;
 use automaton::cluster::actions::{KubeExecutor, Outcome};
-use automaton::cluster::backoff::FullJitter;
 use automaton::cluster::error::ClusterError;
 use automaton::cluster::Cluster;
 use automaton::decision::{Decision, Verdict};

@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
+/// A `Retry-After` (HTTP header, or a Kubernetes Status' `retryAfterSeconds`) longer than
+/// this is not waited for: the action fails now and the next evaluation decides again with
+/// fresh data. Actions run one after another inside a tick, so a long wait would hold up
+/// every other action (three retries at the cap: 30 s).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// The retry schedule of transient failures (429, 5xx, timeouts): 3 retries, 200 ms
 /// doubling up to 2 s, full jitter, so an action gives up within seconds and the next tick
 /// decides again with fresh data.
