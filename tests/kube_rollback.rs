@@ -35,7 +35,7 @@ fn rollback_of(
         .find(|d| d.action == "rollback")
         .expect("a rollback");
     assert_eq!(rollback.decision, Verdict::Act);
-    assert_eq!(rollback.id.as_deref(), Some("sim-2"));
+    assert_eq!(rollback.id.as_deref(), Some("sim-1-rollback"));
     (rule, rollback)
 }
 
@@ -100,7 +100,7 @@ async fn scale_rollback_puts_back_the_replicas_the_action_found() {
         event(event_fields(
             "RolledBack",
             "Rollback",
-            "rule kafka-consumer-lag: 6 replicas → 2 replicas (action sim-2, decision at 660s)",
+            "rule kafka-consumer-lag: 6 replicas → 2 replicas (action sim-1-rollback, decision at 660s)",
             regarding_hello(),
         )),
     ];
@@ -149,7 +149,7 @@ async fn memory_rollback_lowers_request_and_limit_exactly_with_a_resource_versio
         event(event_fields(
             "RolledBack",
             "Rollback",
-            "rule pod-oom-killed: container hello-world memory 1Gi/2Gi → 512Mi/1Gi (request/limit) (action sim-2, decision at 660s)",
+            "rule pod-oom-killed: container hello-world memory 1Gi/2Gi → 512Mi/1Gi (request/limit) (action sim-1-rollback, decision at 660s)",
             regarding_hello(),
         )),
     ];

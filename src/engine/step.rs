@@ -83,7 +83,6 @@ impl Step<'_> {
             State::Firing => self.guard_and_plan(&mut d, st, series, executable),
         }
         if d.decision == Verdict::Act {
-            d.id = Some(self.id());
             if let Some(notify) = &rule.spec.notify_first {
                 let mut n = notice(&d, notify);
                 if self.open_circuits.contains(&notify.target()) {
@@ -140,7 +139,11 @@ impl Step<'_> {
         } else {
             // Undoing our own change: no cooldown, no budget, no rate limit stands in its way.
             r.decision = Verdict::Act;
-            r.id = Some(self.id());
+            // Named after the action it undoes, so logs and Events tie the two together.
+            r.id = match &v.id {
+                Some(id) => Some(Arc::from(format!("{id}-rollback"))),
+                None => Some(self.id()),
+            };
         }
         Some(r)
     }
@@ -260,8 +263,10 @@ impl Step<'_> {
             }
             st.last_act = Some(now);
             st.last_dry_act = Some(now);
+            d.id = Some(self.id());
             if rule.spec.verify.is_some() {
                 st.verifying = Some(Box::new(Verifying {
+                    id: d.id.clone(),
                     acted_at: now,
                     acted_value: st.value,
                     done: plan.effect.clone(),

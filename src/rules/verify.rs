@@ -16,6 +16,8 @@ use crate::actions::Effect;
 /// An action under verification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verifying {
+    /// The id of the action under verification: a rollback is named after it.
+    pub id: Option<std::sync::Arc<str>>,
     pub acted_at: Duration,
     /// The value that fired the action: "worse" is measured against it.
     pub acted_value: Option<f64>,
@@ -153,6 +155,7 @@ mod tests {
 
     fn acted(value: f64) -> Verifying {
         Verifying {
+            id: None,
             acted_at: Duration::from_secs(100),
             acted_value: Some(value),
             done: Effect::SetReplicas {
