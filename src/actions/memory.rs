@@ -139,6 +139,7 @@ mod tests {
             labels: &labels,
             world: w,
             limits: &limits,
+            when: crate::rules::values::Op::Gt,
         })
     }
 

@@ -71,6 +71,9 @@ pub struct PlanCtx<'a> {
     pub labels: &'a BTreeMap<String, String>,
     pub world: &'a dyn World,
     pub limits: &'a Limits,
+    /// The operator of the rule's `when`: a rule that fires on a high value adds capacity,
+    /// one that fires on a low value removes it (see `scale`).
+    pub when: crate::rules::values::Op,
 }
 
 /// The exact change an action will make, computed before anything is executed.

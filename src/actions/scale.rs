@@ -1,6 +1,13 @@
 //! `scale`: set replicas through the scale subresource. Exactly one of `replicas` (set),
 //! `step` (add) or `per_lag` (KEDA-like: one replica per N of lag) decides the wish; `min`,
 //! `max`, MIN_REPLICAS and MAX_REPLICAS bound it, and the change says which bound applied.
+//!
+//! A scale never moves against the pressure that fired it: a rule that fires on a high
+//! value (`>`, `>=`) or has a positive `step` adds capacity and never removes any (a
+//! workload someone scaled to 8 is not cut to the rule's 6, nor to its `max` of 5, in the
+//! middle of a lag spike); one that fires on a low value (`<`, `<=`) or has a negative
+//! `step` only removes capacity. `==` / `!=` rules set exactly what they say. The bounds
+//! stop our changes; they are not orders to undo someone else's.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -98,7 +105,25 @@ impl Scale {
         } else {
             u32::try_from(wish).unwrap_or(min)
         };
+        let desired = match (self.direction(ctx), current) {
+            (Direction::Up, Some(cur)) if desired < cur => {
+                change.insert(
+                    "held".into(),
+                    json!("this rule adds capacity: it never scales down"),
+                );
+                cur
+            }
+            (Direction::Down, Some(cur)) if desired > cur => {
+                change.insert(
+                    "held".into(),
+                    json!("this rule removes capacity: it never scales up"),
+                );
+                cur
+            }
+            _ => desired,
+        };
         change.insert("replicas".into(), json!([current, desired]));
+        let held = change.get("held").and_then(|h| h.as_str()).map(str::to_owned);
         let effect = Effect::SetReplicas {
             target: ctx.target.to_owned(),
             replicas: desired,
@@ -109,10 +134,31 @@ impl Scale {
             replicas,
         });
         if current == Some(desired) {
-            plan.noop = Some(format!("already at {desired} replicas (bounds {min}..={max})"));
+            plan.noop = Some(match held {
+                Some(held) => format!("at {desired} replicas, beyond what the rule would set: {held}"),
+                None => format!("already at {desired} replicas (bounds {min}..={max})"),
+            });
         }
         Ok(plan)
     }
+
+    fn direction(&self, ctx: &PlanCtx<'_>) -> Direction {
+        use crate::rules::values::Op;
+        match (self.step, ctx.when) {
+            (Some(step), _) if step > 0 => Direction::Up,
+            (Some(step), _) if step < 0 => Direction::Down,
+            (_, Op::Gt | Op::Ge) => Direction::Up,
+            (_, Op::Lt | Op::Le) => Direction::Down,
+            _ => Direction::Either,
+        }
+    }
+}
+
+/// Which way a scale may move the replicas.
+enum Direction {
+    Up,
+    Down,
+    Either,
 }
 
 #[cfg(test)]
@@ -123,6 +169,16 @@ mod tests {
     use crate::actions::{Limits, SimWorld, Workload};
 
     fn plan(scale: &Scale, current: u32, value: f64, partitions: Option<u32>) -> Plan {
+        plan_when(scale, current, value, partitions, crate::rules::values::Op::Gt)
+    }
+
+    fn plan_when(
+        scale: &Scale,
+        current: u32,
+        value: f64,
+        partitions: Option<u32>,
+        when: crate::rules::values::Op,
+    ) -> Plan {
         let world = SimWorld(BTreeMap::from([(
             "deployment/app".to_owned(),
             Workload {
@@ -141,6 +197,7 @@ mod tests {
             labels: &labels,
             world: &world,
             limits: &limits,
+            when,
         };
         scale.plan(&ctx).unwrap()
     }
@@ -171,6 +228,38 @@ mod tests {
         assert!(p.noop.is_some());
         let p = plan(&spec(None, Some(1), None, Some(5)), 5, 0.0, None);
         assert!(p.noop.is_some(), "{:?}", p.change);
+    }
+
+    /// Found by the property tests: `step: 1, max: 5` on a workload someone scaled to 8
+    /// used to plan 8 → 5 in the middle of the incident.
+    #[test]
+    fn a_scale_never_moves_against_the_pressure_that_fired_it() {
+        use crate::rules::values::Op;
+        let up = plan(&spec(None, Some(1), None, Some(5)), 8, 0.0, None);
+        assert_eq!(up.change["replicas"], json!([8, 8]));
+        assert!(
+            up.noop.as_deref().unwrap().contains("never scales down"),
+            "{:?}",
+            up.noop
+        );
+        let up = plan(&spec(Some(6), None, None, None), 8, 20000.0, None);
+        assert!(up.noop.is_some(), "a `>` rule with replicas: 6 leaves 8 alone");
+        let per_lag = plan(&spec(None, None, Some(5000), None), 8, 6000.0, Some(12));
+        assert!(
+            per_lag.noop.is_some(),
+            "lag 6000 wants 2, the workload has 8: left alone"
+        );
+        let down = plan_when(&spec(Some(1), None, None, None), 6, 10.0, None, Op::Lt);
+        assert_eq!(down.change["replicas"], json!([6, 1]));
+        let down = plan_when(&spec(Some(3), None, None, None), 1, 10.0, None, Op::Lt);
+        assert!(down.noop.as_deref().unwrap().contains("never scales up"));
+        let down = plan(&spec(None, Some(-2), None, None), 1, 0.0, None);
+        assert!(
+            down.noop.is_some(),
+            "a negative step never adds, even at MIN_REPLICAS"
+        );
+        let exact = plan_when(&spec(Some(3), None, None, None), 8, 0.0, None, Op::Eq);
+        assert_eq!(exact.change["replicas"], json!([8, 3]));
     }
 
     #[test]

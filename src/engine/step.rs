@@ -230,6 +230,7 @@ impl Step<'_> {
             labels: series.map_or(&empty, |s| &s.labels),
             world: self.world,
             limits: &self.config.limits,
+            when: rule.spec.when.op,
         };
         let plan = match rule.spec.action.plan(&ctx) {
             Ok(plan) => plan,
