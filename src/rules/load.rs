@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::spec::RuleFile;
-use super::subst::substitute;
+use super::subst::{lines, lines_inclusive, substitute, LINE_BREAKS};
 use super::{Rule, RuleSet};
 
 /// One problem in a rule file.
@@ -129,7 +129,8 @@ pub fn load_texts(
             }
         };
         let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
-        if subst.text.lines().all(blank) {
+        // Lines as YAML splits them: after `#x` and a lone `\r`, `rules: []` is not a comment.
+        if lines(&subst.text).all(blank) {
             errors.push(at(
                 1,
                 1,
@@ -150,7 +151,8 @@ pub fn load_texts(
                         vars.join(", ")
                     ));
                 }
-                errors.push(at(line, subst.source_col(line, col), message));
+                let (line, col) = inside(text, line, subst.source_col(line, col));
+                errors.push(at(line, col, message));
                 continue;
             }
         };
@@ -258,6 +260,20 @@ fn strip_positions(text: &str, own: (usize, usize), source_col: &dyn Fn(usize, u
     out
 }
 
+/// A position inside `text`. libyaml starts a new line at the end of the stream, so when the
+/// last line has no line break serde_yaml places an error at the end one line below the
+/// last; an editor cannot go there, so it becomes the end of the last line.
+fn inside(text: &str, line: usize, col: usize) -> (usize, usize) {
+    let last = lines_inclusive(text).last().unwrap_or("");
+    let ends_open = !last.is_empty() && !last.ends_with(LINE_BREAKS);
+    let count = lines_inclusive(text).count() + usize::from(!ends_open);
+    if line > count && ends_open {
+        (count, last.chars().count() + 1)
+    } else {
+        (line, col)
+    }
+}
+
 /// For "unknown field `x`, expected one of `a`, `b`" (or `variant`): the closest of the
 /// expected names, when it is close enough to be a typo.
 fn did_you_mean(msg: &str) -> Option<String> {
@@ -274,9 +290,10 @@ fn did_you_mean(msg: &str) -> Option<String> {
     (distance <= (unknown.len().max(best.len()) / 3).max(2)).then(|| best.to_owned())
 }
 
-/// Where `name: NAME` of a rule is written, searching forward from the previous rule.
+/// Where `name: NAME` of a rule is written, searching forward from the previous rule. Lines
+/// are YAML's (see [`lines`]), so the line agrees with serde_yaml's and substitution's.
 fn locate_name(text: &str, name: &str, from_line: &mut usize) -> (usize, usize) {
-    for (i, line) in text.lines().enumerate().skip(*from_line) {
+    for (i, line) in lines(text).enumerate().skip(*from_line) {
         let trimmed = line.trim_start().trim_start_matches('-').trim_start();
         if let Some(value) = trimmed.strip_prefix("name:") {
             if value.trim().trim_matches(|c| c == '"' || c == '\'') == name {
@@ -292,7 +309,7 @@ fn locate_name(text: &str, name: &str, from_line: &mut usize) -> (usize, usize) 
 
 /// The rule a line belongs to, for messages about text that could not be parsed yet.
 fn rule_name_before(text: &str, line: usize) -> Option<String> {
-    text.lines()
+    lines(text)
         .take(line)
         .collect::<Vec<_>>()
         .iter()
@@ -319,6 +336,30 @@ mod tests {
             did_you_mean("unknown field `zzzzzzzz`, expected `name` or `when`"),
             None
         );
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_as_in_yaml() {
+        // Found by the rule_loader fuzzer: serde_yaml ends a line at a lone `\r`, the loader
+        // did not, so positions disagreed and this file was "empty" (one comment line).
+        assert!(load_texts(&[(Path::new("r.yaml"), "# x\rrules: []\r")], &|_| None).is_ok());
+        let text = "rules:\r  - name: lag\r    when: \"> ${NOPE}\"\r";
+        let errs = load_texts(&[(Path::new("r.yaml"), text)], &|_| None).unwrap_err();
+        assert!(
+            errs[0].to_string().starts_with("r.yaml:3:14: rule `lag`: "),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn errors_at_the_end_stay_inside_the_file() {
+        // Found by the rule_loader fuzzer: without a final line break, the end of the text
+        // was reported one line below the last (`r.yaml:3:1` for a two-line file).
+        let errs = load_texts(&[(Path::new("r.yaml"), "rules:\n3 - x")], &|_| None).unwrap_err();
+        assert!(errs[0].to_string().starts_with("r.yaml:2:6: "), "{}", errs[0]);
+        let errs = load_texts(&[(Path::new("r.yaml"), "rules:\n3 - x\n")], &|_| None).unwrap_err();
+        assert!(errs[0].to_string().starts_with("r.yaml:3:1: "), "{}", errs[0]);
     }
 
     #[test]

@@ -46,6 +46,35 @@ impl Substituted {
     }
 }
 
+/// YAML's line breaks: serde_yaml (libyaml) ends a line at `\r\n`, `\n`, a lone `\r`, and at
+/// NEL, LS and PS. Substitution splits lines exactly like that, so its line numbers are the
+/// ones serde_yaml reports, and refuses every one of them in a value: a value with a LS
+/// would otherwise inject YAML (`{max: ${X}}` with `X=1<LS>replicas: 99`).
+pub const LINE_BREAKS: [char; 5] = ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'];
+
+/// The lines of `text` as YAML counts them, each with its line break (`\r\n` is one).
+pub fn lines_inclusive(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.char_indices().find(|(_, c)| LINE_BREAKS.contains(c)) {
+            Some((i, '\r')) if rest[i + 1..].starts_with('\n') => i + 2,
+            Some((i, c)) => i + c.len_utf8(),
+            None => rest.len(),
+        };
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        Some(line)
+    })
+}
+
+/// The lines of `text` as YAML counts them (see [`LINE_BREAKS`]), without their breaks.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    lines_inclusive(text).map(|line| line.trim_end_matches(LINE_BREAKS))
+}
+
 fn is_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
@@ -56,7 +85,7 @@ fn is_name(name: &str) -> bool {
 pub fn substitute(src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Substituted, Vec<SubstError>> {
     let mut out = Substituted::default();
     let mut errors = Vec::new();
-    for (index, line) in src.split_inclusive('\n').enumerate() {
+    for (index, line) in lines_inclusive(src).enumerate() {
         let line_no = index + 1;
         let mut rest = line;
         let mut consumed = 0; // bytes of `line` already handled
@@ -114,7 +143,7 @@ pub fn substitute(src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Sub
                     (Some(v), None) => v,
                 }
             };
-            if value.contains(['\n', '\r']) {
+            if value.contains(LINE_BREAKS) {
                 errors.push(SubstError {
                     line: line_no,
                     col: start_col,
@@ -172,6 +201,32 @@ mod tests {
         let got: Vec<_> = errs.iter().map(|e| (e.line, e.col)).collect();
         assert_eq!(got, vec![(2, 7), (2, 16), (2, 28), (3, 4)]);
         assert!(errs[0].message.contains("NOPE"));
+    }
+
+    #[test]
+    fn lines_are_split_as_yaml_splits_them() {
+        // Found by the rule_loader fuzzer: with a lone `\r` (or NEL, LS, PS) serde_yaml saw
+        // more lines than substitution, so errors pointed at the wrong line and column.
+        let got: Vec<_> = lines("a\r\nb\rc\nd\u{85}e\u{2028}f\u{2029}g").collect();
+        assert_eq!(got, ["a", "b", "c", "d", "e", "f", "g"]);
+        assert_eq!(
+            lines_inclusive("a\r\n\rb").collect::<Vec<_>>(),
+            ["a\r\n", "\r", "b"]
+        );
+        let errs = substitute("a: 1\rb: ${NOPE}", &env).unwrap_err();
+        assert_eq!((errs[0].line, errs[0].col), (2, 4));
+        assert!(substitute("x: ${OPEN\r}", &env).unwrap_err()[0]
+            .message
+            .starts_with("unclosed"));
+    }
+
+    #[test]
+    fn values_with_any_yaml_line_break_are_refused() {
+        // Found by the rule_loader fuzzer: a value with a LS kept the `\n` count but added a
+        // YAML line, letting the environment inject keys.
+        let ls = |name: &str| (name == "LS").then(|| "1\u{2028}replicas: 99".to_owned());
+        let errs = substitute("scale: {max: ${LS}}", &ls).unwrap_err();
+        assert!(errs[0].message.contains("line break"), "{}", errs[0].message);
     }
 
     #[test]

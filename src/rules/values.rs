@@ -100,6 +100,9 @@ impl Serialize for Condition {
 }
 
 /// Parses `15000`, `85%` (= 85), `0.5`, `512Mi`, `2Gi` (bytes), `1k` / `3M` (decimal).
+/// The result is always finite: the product with the unit is checked too, since a finite
+/// number can overflow with it (`1e308Ti`), and an infinite threshold prints as `inf`,
+/// which does not parse back.
 pub fn parse_quantity(s: &str) -> Result<f64, String> {
     const SUFFIXES: [(&str, f64); 10] = [
         ("Ki", 1024.0),
@@ -117,8 +120,8 @@ pub fn parse_quantity(s: &str) -> Result<f64, String> {
     for (suffix, factor) in SUFFIXES {
         if let Some(num) = s.strip_suffix(suffix) {
             if suffix.is_empty() || !num.is_empty() {
-                return match num.trim().parse::<f64>() {
-                    Ok(n) if n.is_finite() => Ok(n * factor),
+                return match num.trim().parse::<f64>().map(|n| n * factor) {
+                    Ok(n) if n.is_finite() => Ok(n),
                     _ => Err(format!(
                         "expected a number, optionally with %, Ki/Mi/Gi/Ti or k/M/G/T, found `{s}`"
                     )),
@@ -317,6 +320,15 @@ mod tests {
             let err = text.parse::<Condition>().unwrap_err();
             assert!(err.contains("expected"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn quantities_that_overflow_with_their_unit_are_refused() {
+        // Found by the rule_loader fuzzer: `> 1e308Ti` had an infinite threshold.
+        assert!(parse_quantity("1e308Ti").is_err());
+        assert!("> 1e308Ti".parse::<Condition>().is_err());
+        assert!("1e308Ti".parse::<Bytes>().is_err());
+        assert_eq!(parse_quantity("1e300k"), Ok(1e303));
     }
 
     #[test]
