@@ -57,7 +57,20 @@ async fn scale_down_after_the_cooldown_expired() {
             json!({"reason": "ScaledDown", "note": "rule kafka-consumer-lag: 5 replicas → 2 replicas (action sim-1, decision at 60s)"}),
         ),
     ];
-    let outcome = execute(script, &scale_to(2, 5)).await.expect("scaled down");
+    // A rule that removes capacity: it fires on a low value.
+    let scale_down = rule(
+        "kafka-consumer-lag",
+        "kafka_lag: {group: email-service-group}",
+        "scale: {target: deployment/hello-world, replicas: 2}",
+    )
+    .replace("when: \"> 0\"", "when: \"< 100\"");
+    let decision = decide(
+        &scale_down,
+        "deployment/hello-world: {replicas: 5}",
+        &[("group", "email-service-group")],
+        10.0,
+    );
+    let outcome = execute(script, &decision).await.expect("scaled down");
     assert_eq!(outcome.change, Some(json!({"replicas": [5, 2]})));
 }
 
@@ -69,6 +82,18 @@ async fn scale_already_at_the_target_is_bound_and_writes_nothing() {
     assert_eq!(outcome.skipped, Some(SkipReason::Bound));
     assert_eq!(outcome.detail, "deployment/hello-world already has 6 replicas");
     assert_eq!(outcome.change, None);
+}
+
+#[tokio::test]
+async fn a_scale_up_planned_on_a_stale_world_never_scales_down_what_someone_added_since() {
+    // Planned 1 → 6; someone has scaled to 8 in between: no write.
+    let script = vec![get(DEPLOYMENT).reply(200, &deployment().replicas(8).json())];
+    let outcome = execute(script, &scale_to(6, 1)).await.expect("a skip");
+    assert_eq!(outcome.skipped, Some(SkipReason::Bound));
+    assert_eq!(
+        outcome.detail,
+        "deployment/hello-world now has 8 replicas: setting 6 would go against the rule's direction"
+    );
 }
 
 #[tokio::test]

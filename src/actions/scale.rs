@@ -143,8 +143,13 @@ impl Scale {
     }
 
     fn direction(&self, ctx: &PlanCtx<'_>) -> Direction {
+        self.direction_for(ctx.when)
+    }
+
+    /// Which way this scale may move replicas, for a rule whose `when` uses `op`.
+    pub fn direction_for(&self, op: crate::rules::values::Op) -> Direction {
         use crate::rules::values::Op;
-        match (self.step, ctx.when) {
+        match (self.step, op) {
             (Some(step), _) if step > 0 => Direction::Up,
             (Some(step), _) if step < 0 => Direction::Down,
             (_, Op::Gt | Op::Ge) => Direction::Up,
@@ -155,7 +160,8 @@ impl Scale {
 }
 
 /// Which way a scale may move the replicas.
-enum Direction {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
     Up,
     Down,
     Either,

@@ -8,6 +8,8 @@ use serde_json::json;
 use tracing::warn;
 
 use super::{patch_params, Ctx, KubeExecutor, Outcome};
+use crate::actions::scale::Direction;
+use crate::actions::ActionSpec;
 use crate::cluster::error::ClusterError;
 use crate::cluster::workload::{WorkloadKind, WorkloadRef};
 use crate::decision::SkipReason;
@@ -30,6 +32,23 @@ impl KubeExecutor {
                 SkipReason::Bound,
                 format!("{target} already has {replicas} replicas"),
             ));
+        }
+        // Planned on what was read earlier; re-checked on the live object: a rule that adds
+        // capacity never removes replicas someone added since (and the other way round).
+        if let (ActionSpec::Scale(spec), Some(live_replicas)) = (&ctx.rule.spec.action, before) {
+            let against = match spec.direction_for(ctx.rule.spec.when.op) {
+                Direction::Up => live_replicas > replicas,
+                Direction::Down => live_replicas < replicas,
+                Direction::Either => false,
+            };
+            if against {
+                return Ok(Outcome::skipped(
+                    SkipReason::Bound,
+                    format!(
+                        "{target} now has {live_replicas} replicas: setting {replicas} would go against the rule's direction"
+                    ),
+                ));
+            }
         }
 
         self.set_replicas(target, replicas).await?;
