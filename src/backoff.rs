@@ -87,9 +87,59 @@ impl Iterator for FullJitterBackoff {
     }
 }
 
+/// The pod watch's reconnect schedule, for kube-runtime's `StreamBackoff`: 500 ms doubling
+/// to 5 s, full jitter, never giving up, and from the start again after an event arrives.
+/// kube-runtime's default (800 ms doubling to 30 s, plus a jitter that can double that) can
+/// leave pod signals unknown for a minute after the API server is back.
+#[derive(Debug)]
+pub struct Reconnect {
+    schedule: FullJitter,
+    current: FullJitterBackoff,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        let schedule = FullJitter::new(
+            ExponentialBuilder::new()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(5))
+                .without_max_times(),
+        );
+        Reconnect {
+            current: schedule.build(),
+            schedule,
+        }
+    }
+}
+
+impl Iterator for Reconnect {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.current.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for Reconnect {
+    fn reset(&mut self) {
+        self.current = self.schedule.build();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watch_reconnects_within_five_seconds_forever_and_starts_over_after_a_reset() {
+        use kube::runtime::utils::Backoff;
+        let mut r = Reconnect::default();
+        let first: Vec<Duration> = r.by_ref().take(200).collect();
+        assert_eq!(first.len(), 200, "never gives up");
+        assert!(first.iter().all(|d| *d <= Duration::from_secs(5)), "{first:?}");
+        r.reset();
+        assert!(r.next().unwrap() <= Duration::from_millis(500));
+    }
 
     #[test]
     fn delays_are_drawn_from_zero_to_the_capped_exponential() {

@@ -1,5 +1,6 @@
 //! The Kubernetes API going away under a running automaton (the whole binary against the
-//! fake API server, which is stopped and later started again on the same port): evaluation
+//! fake API server, reached through a TCP proxy that is taken off the network and put back
+//! on the same port, so the server keeps its state as a real one keeps etcd's): evaluation
 //! goes on, `/readyz` turns 503 with the reason while `/healthz` stays 200, no action is
 //! attempted, the breaker shows it, and when the API is back everything resumes — the pod
 //! watch, readiness, the Lease and a real action — without restarting the automaton.
@@ -8,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::proxy::Proxy;
 use common::scenario::{oom_scenario, OOM_RULES};
 use common::{eventually, Automaton, FakeKube};
 use serde_json::Value;
@@ -36,9 +38,9 @@ const RESTART_RULE: &str = r#"
 
 #[test]
 fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
-    // No kill in the first API server's life.
-    let mut fake = FakeKube::start(&oom_scenario(1, 3600.0, 0.0));
-    let port = fake.port();
+    // No kill on the timeline: the kill comes later, from the test, as a kubelet's report.
+    let fake = FakeKube::start(&oom_scenario(1, 3600.0, 0.0));
+    let mut proxy = Proxy::start(fake.port());
     let rules = fake.dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("rules.yaml"), format!("{OOM_RULES}{RESTART_RULE}")).unwrap();
@@ -47,7 +49,7 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
         ("BREAKER_COOL_OFF", "1s"),
         ("LEASE_DURATION", "3"),
     ];
-    let a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &env);
+    let a = Automaton::start(&fake.kubeconfig_via(proxy.port), &rules, "automaton-a", &env);
 
     eventually("ready", Duration::from_secs(60), || {
         json(&a, "/readyz").filter(|(code, _)| *code == 200).map(|_| ())
@@ -59,7 +61,7 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
     let acted = r#"healing_actions_total{action="restart",dry_run="false",rule="disk",success="true"}"#;
     assert_eq!(metric(&a, acted), Some(1.0));
 
-    fake.stop();
+    proxy.stop();
     let (_, body) = eventually("unready with the reason", Duration::from_secs(30), || {
         json(&a, "/readyz").filter(|(code, _)| *code == 503)
     });
@@ -92,12 +94,49 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
         .clone();
     assert_eq!(disk["targets"][0]["state"], "firing", "{disk}");
 
-    // The API is back (a fresh server on the same port) with an OOM kill 2 s after the
-    // automaton's watch returns: healed through the API, without restarting the automaton.
-    fake.restart(port, &oom_scenario(1, 2.0, 0.0));
-    eventually("ready again", Duration::from_secs(90), || {
-        json(&a, "/readyz").filter(|(code, _)| *code == 200).map(|_| ())
-    });
+    // The API is back on the same port: ready again, and an OOM kill reported now (as the
+    // kubelet would) is healed through the API, without restarting the automaton.
+    proxy.resume();
+    let resumed = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = json(&a, "/readyz");
+        if ready.as_ref().is_some_and(|(code, _)| *code == 200) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs = a.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+            let requests: Vec<String> = fake
+                .requests()
+                .iter()
+                .rev()
+                .take(15)
+                .map(|r| format!("{} {} {} {}", r["t"], r["method"], r["path"], r["status"]))
+                .collect();
+            panic!(
+                "not ready again within 60 s: {ready:?}\nstatus circuits: {}\nlast log lines (newest first):\n{}\nlast requests:\n{}",
+                json(&a, "/status").map(|(_, s)| s["circuits"].to_string()).unwrap_or_default(),
+                tail.join("\n"),
+                requests.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("ready again {:?} after the API came back", resumed.elapsed());
+    let now = common::rfc3339_ago(0);
+    let kill = serde_json::json!({"status": {"containerStatuses": [{
+        "name": "app", "ready": false, "restartCount": 1, "image": "registry.example/app:1.0", "imageID": "",
+        "state": {"running": {"startedAt": now}},
+        "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": common::rfc3339_ago(3600),
+            "finishedAt": now, "containerID": format!("containerd://{:064}", 7)}}}]}});
+    let (code, body) = fake.request(
+        "PATCH",
+        "/api/v1/namespaces/prod/pods/app-0-5d8f7-x0/status",
+        "application/merge-patch+json",
+        &kill.to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
     let patch = fake.wait_for("the memory patch after recovery", Duration::from_secs(90), |r| {
         r["method"] == "PATCH"
             && r["path"] == "/apis/apps/v1/namespaces/prod/deployments/app-0"

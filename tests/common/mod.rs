@@ -3,6 +3,7 @@
 //! when dropped, and the fake server's request log.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};
@@ -94,17 +95,37 @@ impl FakeKube {
             .expect("a port")
     }
 
-    /// The API server goes away (connections refused from now on).
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// A copy of the kubeconfig pointing at `port` on 127.0.0.1 (a proxy in front).
+    pub fn kubeconfig_via(&self, port: u16) -> PathBuf {
+        let config = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let via = config.replace(
+            &format!("http://127.0.0.1:{}", self.port()),
+            &format!("http://127.0.0.1:{port}"),
+        );
+        let path = self.dir.path().join("kubeconfig-via-proxy");
+        std::fs::write(&path, via).expect("write kubeconfig");
+        path
     }
 
-    /// A new API server on the same port (same kubeconfig, same request log), serving
-    /// `scenario` from a fresh state.
-    pub fn restart(&mut self, port: u16, scenario: &str) {
-        self.stop();
-        self.child = spawn_fakekube(self.dir.path(), port, scenario);
+    /// One request to the fake API server itself, as another client of the cluster
+    /// would make it (a kubelet reporting a pod's status): (status, body).
+    pub fn request(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port())).expect("connect");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
     }
 
     /// Every request so far, as logged (`t`, `method`, `path`, `query`, `body`, `status`…).

@@ -37,21 +37,39 @@ impl Watch {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
         };
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
-        let mut stream = std::pin::pin!(stream);
         let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + RETRY_AFTER, RETRY_AFTER);
         retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut relists = crate::backoff::Reconnect::default();
         loop {
-            tokio::select! {
-                item = stream.next() => match item {
-                    Some(Ok(event)) => self.event(event).await,
-                    Some(Err(error)) => self.error(&error),
-                    None => break,
-                },
-                _ = retry.tick() => self.retry_owners().await,
+            // A watch that broke is started again from a fresh list, not resumed: the list's
+            // end (InitDone) is the proof that the pods are known again, which a resumed
+            // watch in a quiet namespace would give only at the next pod change.
+            let stream = watcher(api.clone(), watcher::Config::default())
+                .backoff(crate::backoff::Reconnect::default());
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                tokio::select! {
+                    item = stream.next() => match item {
+                        Some(Ok(event)) => {
+                            kube::runtime::utils::Backoff::reset(&mut relists);
+                            self.event(event).await
+                        }
+                        Some(Err(error)) => {
+                            self.error(&error);
+                            if broken(&error) {
+                                break;
+                            }
+                        }
+                        None => {
+                            tracing::error!("the pod watcher ended; starting it again");
+                            break;
+                        }
+                    },
+                    _ = retry.tick() => self.retry_owners().await,
+                }
             }
+            tokio::time::sleep(relists.next().unwrap_or(RETRY_AFTER)).await;
         }
-        tracing::error!("the pod watcher ended; pod signals are no longer updated");
     }
 
     async fn event(&self, event: Event<DeserializeGuard<Pod>>) {
@@ -136,6 +154,16 @@ impl Watch {
                 lock(&self.state).set_owner(&key, controller.as_ref(), target);
             }
         }
+    }
+}
+
+/// Whether the watch itself broke (not its initial list, which the watcher retries, nor a
+/// routine 410 Gone, after which it re-lists by itself).
+fn broken(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::WatchStartFailed(_) | watcher::Error::WatchFailed(_) => true,
+        watcher::Error::WatchError(status) => status.code != 410,
+        watcher::Error::InitialListFailed(_) | watcher::Error::NoResourceVersion => false,
     }
 }
 
