@@ -80,11 +80,9 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
     let failed = r#"healing_actions_total{action="restart",dry_run="false",rule="disk",success="false"}"#;
     assert_eq!(metric(&a, failed), None, "no action attempted against a dead API");
     let (_, status) = json(&a, "/status").unwrap();
-    assert_eq!(
-        status["circuits"]["kubernetes"]["state"], "open",
-        "{}",
-        status["circuits"]
-    );
+    // Open, or half-open between a failed probe and the next (the cool-off is 1 s here).
+    let state = &status["circuits"]["kubernetes"]["state"];
+    assert!(state == "open" || state == "half_open", "{}", status["circuits"]);
     let disk = status["rules"]
         .as_array()
         .unwrap()
