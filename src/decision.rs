@@ -116,7 +116,7 @@ pub struct Decision {
     pub success: Option<bool>,
     /// The end of the verification of an earlier action, when this evaluation ends it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verification: Option<crate::rules::verify::Verification>,
+    pub verification: Option<Box<crate::rules::verify::Verification>>,
     /// The GitOps tool that manages the target (GITOPS_POLICY=warn: acted anyway, the
     /// change must also go to Git).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -120,7 +120,7 @@ impl Step<'_> {
                 inactive_since: None,
             });
         }
-        d.verification = Some(ended);
+        d.verification = Some(Box::new(ended));
         if result != VerifyResult::Failed || !self.rule.spec.rollback {
             return None;
         }
@@ -190,8 +190,9 @@ impl Step<'_> {
             );
             return d.skip(SkipReason::Quarantined, Some(Detail::Text(text)));
         }
-        let dependency = rule.spec.action.dependency();
-        if self.open_circuits.contains(&dependency) {
+        // Named only when some breaker is open: the dependency's name is built per call.
+        let dependency = (!self.open_circuits.is_empty()).then(|| rule.spec.action.dependency());
+        if let Some(dependency) = dependency.filter(|d| self.open_circuits.contains(d)) {
             let text =
                 format!("{dependency} is unavailable: its circuit breaker is open, or it failed this tick");
             return d.skip(SkipReason::CircuitOpen, Some(Detail::Text(text)));
