@@ -4,9 +4,10 @@
 //! and rule files it ships are valid for the daemon, and, when kubectl is on PATH,
 //! `kubectl kustomize` builds the base and the clean-logs overlay.
 
+mod deploy_support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Service, ServiceAccount};
@@ -15,64 +16,13 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::Metadata;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
+
+use deploy_support::{can_i, deploy, grants, kubectl_kustomize, read, relative, repo, strings, typed};
 
 const RULES_DIR: &str = "/etc/automaton/rules";
 const RULES_CONFIG_MAP: &str = "automaton-rules";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn deploy() -> PathBuf {
-    repo().join("deploy")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Deserializes `value` into `T` and serializes it back, failing on any difference:
-/// k8s-openapi skips fields it does not know, so a misspelt field would otherwise vanish.
-fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<T, String> {
-    let object: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    let back = serde_json::to_value(&object).map_err(|e| e.to_string())?;
-    let mut lost = Vec::new();
-    diff("", value, &back, &mut lost);
-    if lost.is_empty() {
-        Ok(object)
-    } else {
-        Err(lost.join("; "))
-    }
-}
-
-fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
-    match (before, after) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (key, va) in a {
-                let p = format!("{path}.{key}");
-                match b.get(key) {
-                    Some(vb) => diff(&p, va, vb, out),
-                    None => out.push(format!("{p} is not a field of this kind")),
-                }
-            }
-            out.extend(
-                b.keys()
-                    .filter(|k| !a.contains_key(*k))
-                    .map(|k| format!("{path}.{k} appeared")),
-            );
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
-                diff(&format!("{path}[{i}]"), va, vb, out);
-            }
-        }
-        (a, b) if a == b => {}
-        (a, b) => out.push(format!("{path}: {a} came back as {b}")),
-    }
-}
 
 /// Every non-empty YAML document of `text`, as JSON.
 fn documents(text: &str) -> Result<Vec<Value>, String> {
@@ -179,17 +129,6 @@ fn kustomization(dir: &Path) -> Value {
     docs.into_iter().next().expect("kustomization.yaml is not empty")
 }
 
-fn strings(value: &Value, key: &str) -> Vec<String> {
-    let list = value
-        .get(key)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    list.iter()
-        .map(|v| v.as_str().expect("a list of strings").to_owned())
-        .collect()
-}
-
 /// The objects of the files a kustomization lists in `resources` (the generated ConfigMap
 /// is checked on its own and through `kubectl kustomize`).
 fn load(dir: &Path) -> Objects {
@@ -223,37 +162,6 @@ fn generated_rule_files() -> Vec<(String, String)> {
             None => (file_name(&f), f),
         })
         .collect()
-}
-
-/// Whether `rules` allow `verb` on `resource` (`name` or `name/subresource`) of `group` in
-/// the namespace, for a request that names no object, matched as RBAC does: `*` matches
-/// anything, `*/sub` that subresource of any resource, and a rule limited to resourceNames
-/// allows no request without a name.
-fn can_i(rules: &[PolicyRule], verb: &str, group: &str, resource: &str) -> bool {
-    let subresource = resource.split_once('/').map(|(_, sub)| sub);
-    rules.iter().any(|r| {
-        r.verbs.iter().any(|v| v == verb || v == "*")
-            && r.api_groups.iter().flatten().any(|g| g == group || g == "*")
-            && r.resources.iter().flatten().any(|res| {
-                res == resource
-                    || res == "*"
-                    || res.strip_prefix("*/").is_some_and(|sub| Some(sub) == subresource)
-            })
-            && r.resource_names.as_ref().is_none_or(Vec::is_empty)
-    })
-}
-
-/// Every (verb, group/resource) the rules name, as `verb group/resource`.
-fn grants(rules: &[PolicyRule]) -> BTreeSet<String> {
-    let mut all = BTreeSet::new();
-    for r in rules {
-        for group in r.api_groups.iter().flatten() {
-            for resource in r.resources.iter().flatten() {
-                all.extend(r.verbs.iter().map(|v| format!("{v} {group}/{resource}")));
-            }
-        }
-    }
-    all
 }
 
 /// What no Role of this project may ever grant, whatever the object name.
@@ -303,7 +211,7 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("patch", "coordination.k8s.io", "leases"),
     ] {
         assert!(
-            can_i(rules, verb, group, resource),
+            can_i(rules, verb, group, resource, None),
             "can-i {verb} {group}/{resource} should be yes"
         );
     }
@@ -324,7 +232,7 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("patch", "autoscaling", "horizontalpodautoscalers"),
     ] {
         assert!(
-            !can_i(rules, verb, group, resource),
+            !can_i(rules, verb, group, resource, None),
             "can-i {verb} {group}/{resource} should be no"
         );
     }
@@ -394,32 +302,6 @@ fn kustomization_dirs() -> Vec<PathBuf> {
     let dirs = yaml_files(&deploy()).into_iter().filter(|p| is_kustomization(p));
     dirs.map(|p| p.parent().expect("a directory").to_owned())
         .collect()
-}
-
-/// `to` relative to the directory `from`; both absolute.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let up = std::iter::repeat_n(Component::ParentDir, from.len() - common);
-    up.chain(to[common..].iter().copied()).collect()
-}
-
-/// `kubectl kustomize DIR`, or None when kubectl is not installed.
-fn kubectl_kustomize(dir: &Path) -> Option<String> {
-    match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => panic!("kubectl: {e}"),
-        Ok(out) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success(),
-                "kubectl kustomize {}: {stderr}",
-                dir.display()
-            );
-            Some(String::from_utf8(out.stdout).expect("UTF-8"))
-        }
-    }
 }
 
 #[test]
@@ -621,15 +503,15 @@ fn only_the_clean_logs_component_grants_exec() {
     let component = load(&deploy().join("components/clean-logs"));
     let rules = component.rules();
     assert!(
-        can_i(&rules, "create", "", "pods/exec"),
+        can_i(&rules, "create", "", "pods/exec", None),
         "WebSocket exec on Kubernetes >= 1.35"
     );
     assert!(
-        can_i(&rules, "get", "", "pods/exec"),
+        can_i(&rules, "get", "", "pods/exec", None),
         "WebSocket exec before 1.35"
     );
-    assert!(can_i(&rules, "get", "", "pods"));
-    assert!(!can_i(&rules, "create", "", "pods/attach"));
+    assert!(can_i(&rules, "get", "", "pods", None));
+    assert!(!can_i(&rules, "create", "", "pods/attach", None));
     assert_eq!(never_granted(&rules), Vec::<String>::new());
 
     let binding = named(&component.role_bindings, "self-healing-exec");
@@ -651,14 +533,14 @@ fn can_i_matches_like_rbac() {
         ..Default::default()
     };
     let star = [rule(&["*"], &["*"], &["*"], &[])];
-    assert!(can_i(&star, "delete", "", "secrets"));
+    assert!(can_i(&star, "delete", "", "secrets", None));
     assert_eq!(never_granted(&star).len(), 3);
     let scale = [rule(&["patch"], &["apps"], &["*/scale"], &[])];
-    assert!(can_i(&scale, "patch", "apps", "statefulsets/scale"));
-    assert!(!can_i(&scale, "patch", "apps", "statefulsets"));
+    assert!(can_i(&scale, "patch", "apps", "statefulsets/scale", None));
+    assert!(!can_i(&scale, "patch", "apps", "statefulsets", None));
     let by_name = [rule(&["delete"], &[""], &["pods"], &["one"])];
     assert!(
-        !can_i(&by_name, "delete", "", "pods"),
+        !can_i(&by_name, "delete", "", "pods", None),
         "a named rule allows no unnamed request"
     );
     assert!(!never_granted(&by_name).is_empty(), "but it still grants delete");
@@ -901,7 +783,7 @@ fn kubectl_kustomize_builds_the_base_and_the_clean_logs_overlay() {
         .add_yaml(&built)
         .unwrap_or_else(|e| panic!("the clean-logs overlay: {e}"));
     let rules = with_exec.rules();
-    assert!(can_i(&rules, "create", "", "pods/exec"));
-    assert!(can_i(&rules, "patch", "apps", "deployments/scale"));
+    assert!(can_i(&rules, "create", "", "pods/exec", None));
+    assert!(can_i(&rules, "patch", "apps", "deployments/scale", None));
     assert_eq!(never_granted(&rules), Vec::<String>::new());
 }

@@ -5,8 +5,10 @@
 //! a scratch directory, and, when kubectl is on PATH, an overlay of the base, the component
 //! and a validator StatefulSet builds.
 
+mod deploy_support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
@@ -15,9 +17,10 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
+
+use deploy_support::{can_i, deploy, grants, kubectl_kustomize, read, relative, strings, typed};
 
 const BACKUP: &str = "solana-snapshot-backup";
 const PRUNE: &str = "solana-ledger-prune";
@@ -28,56 +31,8 @@ const VALIDATOR_VOLUMES: [(&str, &str); 3] = [
     ("snapshots", "/mnt/snapshots"),
 ];
 
-fn deploy() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy")
-}
-
 fn solana() -> PathBuf {
     deploy().join("solana")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Deserializes `value` into `T` and serializes it back, failing on any difference:
-/// k8s-openapi skips fields it does not know, so a misspelt field would otherwise vanish.
-fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<T, String> {
-    let object: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    let back = serde_json::to_value(&object).map_err(|e| e.to_string())?;
-    let mut lost = Vec::new();
-    diff("", value, &back, &mut lost);
-    if lost.is_empty() {
-        Ok(object)
-    } else {
-        Err(lost.join("; "))
-    }
-}
-
-fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
-    match (before, after) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (key, va) in a {
-                let p = format!("{path}.{key}");
-                match b.get(key) {
-                    Some(vb) => diff(&p, va, vb, out),
-                    None => out.push(format!("{p} is not a field of this kind")),
-                }
-            }
-            out.extend(
-                b.keys()
-                    .filter(|k| !a.contains_key(*k))
-                    .map(|k| format!("{path}.{k} appeared")),
-            );
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
-                diff(&format!("{path}[{i}]"), va, vb, out);
-            }
-        }
-        (a, b) if a == b => {}
-        (a, b) => out.push(format!("{path}: {a} came back as {b}")),
-    }
 }
 
 /// Every non-empty YAML document of `text`, as JSON.
@@ -92,17 +47,6 @@ fn document(path: &Path) -> Value {
     let mut docs = documents(&read(path));
     assert_eq!(docs.len(), 1, "{}: one document", path.display());
     docs.remove(0)
-}
-
-fn strings(value: &Value, key: &str) -> Vec<String> {
-    let list = value
-        .get(key)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    list.iter()
-        .map(|v| v.as_str().expect("a list of strings").to_owned())
-        .collect()
 }
 
 /// `patches:` of a kustomization, as paths.
@@ -246,37 +190,6 @@ fn settings() -> BTreeMap<String, String> {
         "patches the base's settings"
     );
     cm.data.unwrap_or_default()
-}
-
-/// Whether `rules` allow `verb` on `resource` of `group`, for a request naming `name` (or
-/// none), matched as RBAC does: `*` matches anything, and a rule limited to resourceNames
-/// allows only requests for one of those names.
-fn can_i(rules: &[PolicyRule], verb: &str, group: &str, resource: &str, name: Option<&str>) -> bool {
-    rules.iter().any(|r| {
-        r.verbs.iter().any(|v| v == verb || v == "*")
-            && r.api_groups.iter().flatten().any(|g| g == group || g == "*")
-            && r.resources
-                .iter()
-                .flatten()
-                .any(|res| res == resource || res == "*")
-            && match r.resource_names.as_deref() {
-                None | Some([]) => true,
-                Some(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
-            }
-    })
-}
-
-/// Every (verb, group/resource) the rules name, as `verb group/resource`.
-fn grants(rules: &[PolicyRule]) -> BTreeSet<String> {
-    let mut all = BTreeSet::new();
-    for r in rules {
-        for group in r.api_groups.iter().flatten() {
-            for resource in r.resources.iter().flatten() {
-                all.extend(r.verbs.iter().map(|v| format!("{v} {group}/{resource}")));
-            }
-        }
-    }
-    all
 }
 
 #[test]
@@ -1000,32 +913,6 @@ fn prune_keeps_the_newest_fulls_and_removes_only_what_it_promises() {
             String::from_utf8_lossy(&refused.stderr).contains("refusing"),
             "{key}={value}"
         );
-    }
-}
-
-/// `to` relative to the directory `from`; both absolute.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let up = std::iter::repeat_n(Component::ParentDir, from.len() - common);
-    up.chain(to[common..].iter().copied()).collect()
-}
-
-/// `kubectl kustomize DIR`, or None when kubectl is not installed.
-fn kubectl_kustomize(dir: &Path) -> Option<String> {
-    match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => panic!("kubectl: {e}"),
-        Ok(out) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success(),
-                "kubectl kustomize {}: {stderr}",
-                dir.display()
-            );
-            Some(String::from_utf8(out.stdout).expect("UTF-8"))
-        }
     }
 }
 
