@@ -18,6 +18,17 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 /// every other action (three retries at the cap: 30 s).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
+/// The delay before the next attempt: the server's `Retry-After` (`asked`) replaces the
+/// computed one (`next`), up to [`MAX_RETRY_AFTER`]; beyond it, or when the schedule is
+/// exhausted, there is no next attempt. For backon's `adjust`.
+pub fn after(asked: Option<Duration>, next: Option<Duration>) -> Option<Duration> {
+    match asked {
+        Some(wait) if wait > MAX_RETRY_AFTER => None,
+        Some(wait) => next.map(|_| wait),
+        None => next,
+    }
+}
+
 /// The retry schedule of transient failures (429, 5xx, timeouts): 3 retries, 200 ms
 /// doubling up to 2 s, full jitter, so an action gives up within seconds and the next tick
 /// decides again with fresh data.

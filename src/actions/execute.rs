@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backon::Retryable;
 
-use crate::backoff::{FullJitter, MAX_RETRY_AFTER};
+use crate::backoff::FullJitter;
 use thiserror::Error;
 use tracing::debug;
 
@@ -145,7 +145,7 @@ impl Executor {
     }
 
     /// Sends `call`, retrying transient failures with exponential backoff and full jitter;
-    /// a `Retry-After` up to [`MAX_RETRY_AFTER`] replaces the computed delay. Returns the
+    /// a `Retry-After` up to [`crate::backoff::MAX_RETRY_AFTER`] replaces the computed delay. Returns the
     /// status and how many attempts it took.
     async fn send(&self, call: &Call<'_>) -> Result<(u16, usize), ActionError> {
         let attempts = std::sync::atomic::AtomicUsize::new(0);
@@ -186,11 +186,7 @@ impl Executor {
         let status = once
             .retry(self.backoff)
             .when(ActionError::is_transient)
-            .adjust(|e, next| match e.retry_after() {
-                Some(wait) if wait > MAX_RETRY_AFTER => None,
-                Some(wait) => next.map(|_| wait),
-                None => next,
-            })
+            .adjust(|e, next| crate::backoff::after(e.retry_after(), next))
             .notify(|e, wait| debug!(error = %e, ?wait, "transient failure, retrying"))
             .await?;
         Ok((status, attempts.into_inner()))

@@ -28,7 +28,7 @@ use super::error::{ApiRequest, ClusterError};
 use super::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
 use super::{last_action_key, Cluster, FIELD_MANAGER};
 use crate::actions::{ActionSpec, Effect};
-use crate::backoff::{self, FullJitter, MAX_RETRY_AFTER};
+use crate::backoff::{self, FullJitter};
 use crate::decision::{Decision, SkipReason};
 use crate::rules::Rule;
 
@@ -201,7 +201,7 @@ impl KubeExecutor {
     }
 
     /// Runs one request with a timeout, retrying transient failures on the backoff; the
-    /// `retryAfterSeconds` of a Status (up to [`MAX_RETRY_AFTER`]) replaces its delay.
+    /// `retryAfterSeconds` of a Status (up to [`backoff::MAX_RETRY_AFTER`]) replaces its delay.
     async fn retrying<T, F, Fut>(
         &self,
         request: &ApiRequest,
@@ -227,11 +227,7 @@ impl KubeExecutor {
         timed
             .retry(self.backoff)
             .when(ClusterError::is_transient)
-            .adjust(|error, next| match error.retry_after() {
-                Some(wait) if wait > MAX_RETRY_AFTER => None,
-                Some(wait) => next.map(|_| wait),
-                None => next,
-            })
+            .adjust(|error, next| backoff::after(error.retry_after(), next))
             .notify(|error, delay| warn!(%error, ?delay, "transient Kubernetes API failure, retrying"))
             .await
     }
