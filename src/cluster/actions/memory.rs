@@ -57,19 +57,8 @@ impl KubeExecutor {
                     ),
                 ));
             }
-            let body = json!({
-                "metadata": {
-                    "resourceVersion": live.resource_version,
-                    "annotations": {last_action_key(&ctx.rule.name): now.to_string()},
-                },
-                "spec": {"template": {"spec": {"containers": [{
-                    "name": container,
-                    "resources": {
-                        "requests": {"memory": after.request.to_string()},
-                        "limits": {"memory": after.limit.to_string()},
-                    },
-                }]}}},
-            });
+            let mut body = memory_patch(&live, container, after);
+            body["metadata"]["annotations"] = json!({last_action_key(&ctx.rule.name): now.to_string()});
             match self.patch_workload(target, &Patch::Strategic(body)).await {
                 Ok(()) => return Ok(self.raised(ctx, &live, container, before, after).await),
                 Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
@@ -110,6 +99,21 @@ impl KubeExecutor {
             }),
         )
     }
+}
+
+/// The strategic merge patch that sets one container's memory request and limit (containers
+/// merge by name), guarded by the `resourceVersion` just read.
+pub(super) fn memory_patch(live: &LiveWorkload, container: &str, memory: Memory) -> serde_json::Value {
+    json!({
+        "metadata": {"resourceVersion": live.resource_version},
+        "spec": {"template": {"spec": {"containers": [{
+            "name": container,
+            "resources": {
+                "requests": {"memory": memory.request.to_string()},
+                "limits": {"memory": memory.limit.to_string()},
+            },
+        }]}}},
+    })
 }
 
 /// The container's memory as the live template has it; both must be known to raise them.

@@ -7,7 +7,7 @@
 use kube::api::Patch;
 use serde_json::json;
 
-use super::memory::{current, Memory};
+use super::memory::{current, memory_patch, Memory};
 use super::{workload_ref, Ctx, KubeExecutor, Outcome};
 use crate::actions::Effect;
 use crate::cluster::error::ClusterError;
@@ -68,21 +68,12 @@ impl KubeExecutor {
                         format!("{target}: container `{container}` is now {shown}, not what the action set: left alone"),
                     ));
                 }
-                let body = json!({
-                    "metadata": {"resourceVersion": live.resource_version},
-                    "spec": {"template": {"spec": {"containers": [{
-                        "name": container,
-                        "resources": {
-                            "requests": {"memory": request.to_string()},
-                            "limits": {"memory": limit.to_string()},
-                        },
-                    }]}}},
-                });
-                self.patch_workload(&target, &Patch::Strategic(body)).await?;
                 let back = Memory {
                     request: *request,
                     limit: *limit,
                 };
+                self.patch_workload(&target, &Patch::Strategic(memory_patch(&live, container, back)))
+                    .await?;
                 let shown = |m: Memory| format!("{}/{}", m.request, m.limit);
                 let note = ctx.note(
                     &format!("container {container} memory {}", shown(now)),
