@@ -19,14 +19,6 @@ fn json(a: &Automaton, path: &str) -> Option<(u16, Value)> {
     Some((code, serde_json::from_str(&body).ok()?))
 }
 
-fn metric(a: &Automaton, prefix: &str) -> Option<f64> {
-    let (_, text) = a.get("/metrics")?;
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 const RESTART_RULE: &str = r#"
   - name: disk
     priority: critical
@@ -59,7 +51,7 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
         r["method"] == "PATCH" && r["path"] == "/apis/apps/v1/namespaces/prod/deployments/app-0"
     });
     let acted = r#"healing_actions_total{action="restart",dry_run="false",rule="disk",success="true"}"#;
-    assert_eq!(metric(&a, acted), Some(1.0));
+    assert_eq!(a.metric(acted), Some(1.0));
 
     proxy.stop();
     let (_, body) = eventually("unready with the reason", Duration::from_secs(30), || {
@@ -68,17 +60,17 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
     let reasons = body["reasons"].to_string();
     assert!(reasons.contains("Kubernetes API is unreachable"), "{reasons}");
     eventually("the kubernetes breaker open", Duration::from_secs(30), || {
-        (metric(&a, r#"circuit_breaker_state{dependency="kubernetes"}"#)? >= 1.0).then_some(())
+        (a.metric(r#"circuit_breaker_state{dependency="kubernetes"}"#)? >= 1.0).then_some(())
     });
     // A while into the outage: still alive, still evaluating, never an attempted action.
-    let checks = |a: &Automaton| metric(a, r#"healing_checks_total{rule="disk"}"#).unwrap_or(0.0);
+    let checks = |a: &Automaton| a.metric(r#"healing_checks_total{rule="disk"}"#).unwrap_or(0.0);
     let seen = checks(&a);
     eventually("evaluation going on", Duration::from_secs(30), || {
         (checks(&a) >= seen + 3.0).then_some(())
     });
     assert_eq!(a.get("/healthz").map(|(code, _)| code), Some(200));
     let failed = r#"healing_actions_total{action="restart",dry_run="false",rule="disk",success="false"}"#;
-    assert_eq!(metric(&a, failed), None, "no action attempted against a dead API");
+    assert_eq!(a.metric(failed), None, "no action attempted against a dead API");
     let (_, status) = json(&a, "/status").unwrap();
     // Open, or half-open between a failed probe and the next (the cool-off is 1 s here).
     let state = &status["circuits"]["kubernetes"]["state"];
@@ -145,8 +137,8 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
         "2Gi"
     );
     assert_eq!(
-        metric(&a, r#"circuit_breaker_state{dependency="kubernetes"}"#),
+        a.metric(r#"circuit_breaker_state{dependency="kubernetes"}"#),
         Some(0.0)
     );
-    assert_eq!(metric(&a, failed), None);
+    assert_eq!(a.metric(failed), None);
 }

@@ -22,14 +22,6 @@ fn rules_dir(fake: &FakeKube) -> std::path::PathBuf {
     dir
 }
 
-fn metric(a: &Automaton, prefix: &str) -> Option<f64> {
-    let (_, text) = a.get("/metrics")?;
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn an_oom_kill_on_the_watch_raises_memory_once_with_an_event() {
     let fake = FakeKube::start(&oom_scenario(1, 2.0, 0.0));
@@ -58,7 +50,7 @@ fn an_oom_kill_on_the_watch_raises_memory_once_with_an_event() {
 
     // A few more ticks: the kill stays in the signal's window, the rule stays firing, and
     // the cooldown holds: still exactly one write.
-    let checks = |a: &Automaton| metric(a, r#"healing_checks_total{rule="oom"}"#).unwrap_or(0.0);
+    let checks = |a: &Automaton| a.metric(r#"healing_checks_total{rule="oom"}"#).unwrap_or(0.0);
     let seen = checks(&a);
     eventually("three more ticks", Duration::from_secs(30), || {
         (checks(&a) >= seen + 3.0).then_some(())
@@ -66,14 +58,11 @@ fn an_oom_kill_on_the_watch_raises_memory_once_with_an_event() {
     let patches = fake.requests().iter().filter(|r| is_patch_of(r, "app-0")).count();
     assert_eq!(patches, 1, "exactly one write for one kill");
     assert_eq!(
-        metric(
-            &a,
-            r#"healing_actions_total{action="raise_memory",dry_run="false",rule="oom",success="true"}"#
-        ),
+        a.metric(r#"healing_actions_total{action="raise_memory",dry_run="false",rule="oom",success="true"}"#),
         Some(1.0)
     );
-    assert_eq!(metric(&a, "automaton_leader"), Some(1.0));
-    assert_eq!(metric(&a, r#"signal_source_up{source="kubernetes"}"#), Some(1.0));
+    assert_eq!(a.metric("automaton_leader"), Some(1.0));
+    assert_eq!(a.metric(r#"signal_source_up{source="kubernetes"}"#), Some(1.0));
     assert!(
         a.logs().contains("\"message\":\"action executed\""),
         "{}",
@@ -90,7 +79,7 @@ fn two_replicas_one_leader_acts_and_the_other_takes_over() {
     let mut a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &env);
     let mut b = Automaton::start(&fake.kubeconfig, &rules, "automaton-b", &env);
 
-    let leader = |x: &Automaton| metric(x, "automaton_leader") == Some(1.0);
+    let leader = |x: &Automaton| x.metric("automaton_leader") == Some(1.0);
     eventually("one leader", Duration::from_secs(30), || {
         (leader(&a) || leader(&b)).then_some(())
     });

@@ -214,6 +214,15 @@ impl Automaton {
         Some((code, body))
     }
 
+    /// The value of the first `/metrics` line starting with `prefix` (a name with labels).
+    pub fn metric(&self, prefix: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics")?;
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
     pub fn terminate(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
