@@ -169,7 +169,8 @@ impl Daemon {
     async fn tell(&self, reason: &str, d: &Decision, note: String) {
         tracing::warn!(rule = %d.rule, target = %d.target, id = d.id.as_deref(), reason, "{note}");
         if let Some(k) = &self.kube {
-            if d.target.starts_with("deployment/") || d.target.starts_with("statefulset/") {
+            // Events are recorded on workloads; other targets (endpoints, webhooks) have none.
+            if d.target.parse::<crate::cluster::workload::WorkloadRef>().is_ok() {
                 k.executor.warn(&d.target, reason, "Notify", note.clone()).await;
             }
         }

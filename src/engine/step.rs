@@ -177,7 +177,9 @@ impl Step<'_> {
         if !self.guard.leader {
             return d.skip(SkipReason::NotLeader, None);
         }
-        if self.paused(&d.target) {
+        // One look-up of the target for every guard fact it carries (paused, HPA, GitOps).
+        let workload = self.world.workload(&d.target);
+        if workload.is_some_and(|w| w.paused) {
             let text = "the target is annotated automaton.dev/paused: \"true\"".to_owned();
             return d.skip(SkipReason::Paused, Some(Detail::Text(text)));
         }
@@ -197,7 +199,6 @@ impl Step<'_> {
                 format!("{dependency} is unavailable: its circuit breaker is open, or it failed this tick");
             return d.skip(SkipReason::CircuitOpen, Some(Detail::Text(text)));
         }
-        let workload = self.world.workload(&d.target);
         if let (ActionSpec::Scale(_), Some(hpa)) = (&rule.spec.action, workload.and_then(|w| w.hpa.as_ref()))
         {
             let text = format!("HorizontalPodAutoscaler {hpa} owns the replicas of {}", d.target);
