@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use automaton::actions::world::NoWorld;
-use automaton::engine::{Engine, EngineConfig};
+use automaton::core::engine::EngineConfig;
+use automaton::core::series::{Reading, Series};
+use automaton::core::world::NoWorld;
 use automaton::rules::load_texts;
-use automaton::signals::{Reading, Series};
+use automaton::rules::Engine;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 const RULES: usize = 1_000;
@@ -27,7 +28,7 @@ fn engine() -> Engine {
     let set = load_texts(&[(Path::new("bench.yaml"), yaml.as_str())], &|_| None).expect("valid rules");
     let config = EngineConfig {
         budget_limit: 1_000_000,
-        executable: automaton::actions::execute::Executors::ALL,
+        executable: automaton::core::engine::Executable::All,
         ..EngineConfig::default()
     };
     Engine::new(Arc::new(set), config)

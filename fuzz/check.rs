@@ -68,7 +68,7 @@ pub fn yaml_lines(text: &str) -> Vec<&str> {
 /// Durations, conditions and byte quantities: whatever parses prints back to the same value
 /// (their `Display` is what `/status`, `explain` and re-serialized rules show).
 pub fn check_scalars(s: &str) {
-    use automaton::rules::values::{parse_quantity, Bytes, Condition, Dur};
+    use automaton::core::values::{parse_quantity, Bytes, Condition, Dur};
     match s.parse::<Dur>() {
         Ok(d) => assert_eq!(
             d.to_string().parse::<Dur>(),

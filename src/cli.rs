@@ -47,5 +47,5 @@ pub enum Command {
 
 /// Same syntax as rule durations (`15s`, `1m`).
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
-    text.parse::<crate::rules::values::Dur>().map(|d| d.0)
+    text.parse::<crate::core::values::Dur>().map(|d| d.0)
 }

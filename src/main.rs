@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use automaton::cli::{Cli, Command};
+use automaton::core::engine::EngineConfig;
 use automaton::daemon::{Daemon, DaemonError};
-use automaton::engine::EngineConfig;
 use automaton::rules::{self, load::process_env};
 use automaton::server::{router, AppState};
 use automaton::settings::{LogFormat, Settings};
@@ -116,12 +116,9 @@ fn simulate_cmd(
     };
     let interval = interval.unwrap_or(settings.check_interval);
     let config = EngineConfig {
-        limits: settings.limits,
+        // Samples age against the simulated tick, which `--interval` may set.
         stale_after: interval * 3,
-        dry_run: settings.dry_run,
-        budget_limit: settings.budget_limit,
-        budget_window: settings.budget_window,
-        ..EngineConfig::default()
+        ..EngineConfig::from(settings)
     };
     let (decisions, _) = simulate::run(set, &parsed, interval, config);
     let mut out = std::io::stdout().lock();

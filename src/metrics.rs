@@ -9,7 +9,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::decision::{Decision, SkipReason, State, Verdict};
+use crate::core::decision::{Decision, SkipReason, State, Verdict};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -183,7 +183,7 @@ impl Metrics {
                 self.skips.with_label_values(&[&d.rule, reason.as_str()]).inc();
                 if reason == SkipReason::DryRun {
                     self.actions
-                        .with_label_values(&[&d.rule, d.action, "true", "true"])
+                        .with_label_values(&[&d.rule, d.kind.as_str(), "true", "true"])
                         .inc();
                 }
             }
@@ -194,14 +194,14 @@ impl Metrics {
     pub fn action_done(&self, d: &Decision, success: bool, latency: Option<Duration>) {
         let success = if success { "true" } else { "false" };
         self.actions
-            .with_label_values(&[&d.rule, d.action, success, "false"])
+            .with_label_values(&[&d.rule, d.kind.as_str(), success, "false"])
             .inc();
-        if d.action == "rollback" && success == "true" {
+        if d.kind.as_str() == "rollback" && success == "true" {
             self.rollbacks.with_label_values(&[&d.rule]).inc();
         }
         if let Some(l) = latency {
             self.latency
-                .with_label_values(&[d.action])
+                .with_label_values(&[d.kind.as_str()])
                 .observe(l.as_secs_f64());
         }
     }

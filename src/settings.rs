@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::actions::Limits;
-use crate::guard::breaker::BreakerSettings;
-use crate::rules::values::{Bytes, Dur};
+use crate::core::guard::breaker::BreakerSettings;
+use crate::core::plan::Limits;
+use crate::core::values::{Bytes, Dur};
 
 #[derive(Debug, Error)]
 #[error("invalid settings:\n  {}", .0.join("\n  "))]
@@ -187,7 +187,7 @@ impl Settings {
             "NAMESPACE",
             raw.namespace,
             "a Kubernetes namespace name",
-            |v: &str| crate::actions::target::is_dns1123(v).then(|| Some(v.to_owned())),
+            |v: &str| crate::core::values::is_dns1123(v).then(|| Some(v.to_owned())),
             s.namespace
         );
         if let Some(name) = raw.pod_name.or(raw.hostname).filter(|n| !n.is_empty()) {
@@ -197,7 +197,7 @@ impl Settings {
             "LEASE_NAME",
             raw.lease_name,
             "a Kubernetes object name",
-            |v: &str| crate::actions::target::is_dns1123(v).then(|| v.to_owned()),
+            |v: &str| crate::core::values::is_dns1123(v).then(|| v.to_owned()),
             s.lease_name
         );
         parse!(
@@ -235,7 +235,7 @@ impl Settings {
         // Not through `parse!`: a webhook URL holds its token, so it is never echoed.
         match raw.notify_webhook.as_deref().map(str::trim) {
             None | Some("") => {}
-            Some(url) => match crate::actions::http::check_url("NOTIFY_WEBHOOK", url) {
+            Some(url) => match crate::core::url::check_url("NOTIFY_WEBHOOK", url) {
                 None => s.notify_webhook = Some(url.to_owned()),
                 Some(why) => errors.push(why),
             },
@@ -281,6 +281,23 @@ impl Settings {
     /// Samples older than this are unknown.
     pub fn stale_after(&self) -> Duration {
         self.check_interval * 3
+    }
+}
+
+/// The engine's settings, in one place for `run` and `simulate`: a setting the daemon
+/// honours is honoured by a simulation of the same environment. The daemon then names its
+/// executors and its action-id prefix; `simulate` keeps every kind executable and `sim`.
+impl From<&Settings> for crate::core::engine::EngineConfig {
+    fn from(s: &Settings) -> Self {
+        crate::core::engine::EngineConfig {
+            limits: s.limits,
+            stale_after: s.stale_after(),
+            dry_run: s.dry_run,
+            budget_limit: s.budget_limit,
+            budget_window: s.budget_window,
+            gitops_skip: s.gitops_skip,
+            ..crate::core::engine::EngineConfig::default()
+        }
     }
 }
 

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer};
 
-use crate::actions::SimWorld;
-use crate::decision::{Decision, Verdict};
-use crate::engine::{Engine, EngineConfig};
-use crate::rules::values::Dur;
+use crate::core::decision::{Decision, Verdict};
+use crate::core::engine::{Engine, EngineConfig};
+use crate::core::series::{Reading, Series};
+use crate::core::values::Dur;
+use crate::core::world::SimWorld;
 use crate::rules::RuleSet;
-use crate::signals::{Reading, Series};
 
 const SIGNAL_KINDS: [&str; 9] = [
     "kafka_lag",
@@ -142,7 +142,7 @@ pub fn run(
     interval: Duration,
     mut config: EngineConfig,
 ) -> (Vec<Decision>, SimWorld) {
-    config.executable = crate::actions::execute::Executors::ALL;
+    config.executable = crate::core::engine::Executable::All;
     let mut engine = Engine::new(Arc::new(rules), config);
     let mut world = timeline.world.clone();
     let mut ticks: BTreeSet<Duration> = timeline.steps.iter().map(|s| s.at.0).collect();

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::decision::Decision;
-use crate::engine::Engine;
+use crate::core::decision::Decision;
+use crate::rules::Engine;
 use crate::rules::RuleSet;
 
 /// How many decisions `/status` keeps.
@@ -31,7 +31,7 @@ pub struct RuleInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
     pub target: String,
-    pub state: crate::decision::State,
+    pub state: crate::core::decision::State,
     pub value: Option<f64>,
     pub active_since: Option<f64>,
     pub last_action: Option<f64>,
@@ -89,7 +89,7 @@ pub struct Status {
     /// Per-partition consumer lag and stalled flags of the last Kafka collections.
     pub kafka: serde_json::Value,
     /// The circuit breaker of every dependency used so far.
-    pub circuits: BTreeMap<String, crate::guard::breaker::BreakerInfo>,
+    pub circuits: BTreeMap<String, crate::core::guard::breaker::BreakerInfo>,
     /// Quarantine clears an operator asked for (`POST /quarantine/clear`), applied by the
     /// daemon at its next evaluation.
     #[serde(skip)]
@@ -149,7 +149,7 @@ impl Status {
         if let Some(kube) = self
             .circuits
             .get("kubernetes")
-            .filter(|c| c.state != crate::guard::breaker::CircuitState::Closed)
+            .filter(|c| c.state != crate::core::guard::breaker::CircuitState::Closed)
         {
             reasons.push(format!(
                 "the Kubernetes API is unreachable (circuit {:?}, last error: {}): no action is attempted",

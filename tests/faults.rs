@@ -10,9 +10,9 @@ mod pg;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use automaton::core::decision::{Decision, SkipReason, State, Verdict};
+use automaton::core::guard::breaker::BreakerSettings;
 use automaton::daemon::Daemon;
-use automaton::decision::{Decision, SkipReason, State, Verdict};
-use automaton::guard::breaker::BreakerSettings;
 use automaton::kafka::{KafkaSettings, KafkaSource};
 use automaton::settings::Settings;
 use axum::routing::post;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use automaton::actions::execute::{ActionError, Executor};
 use automaton::actions::{http::Http, ActionSpec};
 use automaton::backoff::FullJitter;
-use automaton::decision::{Decision, State, Verdict};
-use automaton::rules::values::Dur;
+use automaton::core::decision::{Decision, State, Verdict};
+use automaton::core::values::Dur;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
@@ -77,7 +77,7 @@ fn decision() -> Decision {
         decision: Verdict::Act,
         reason: None,
         detail: None,
-        action: "http",
+        kind: automaton::core::decision::DecisionKind::Action("http"),
         dry_run: false,
         change: None,
         success: None,
@@ -86,7 +86,6 @@ fn decision() -> Decision {
         active_since: None,
         plan: None,
         rule_index: 0,
-        notice: false,
         quarantined: false,
     }
 }

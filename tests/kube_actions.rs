@@ -4,7 +4,7 @@
 mod kube_support;
 
 use automaton::cluster::error::ClusterError;
-use automaton::decision::SkipReason;
+use automaton::core::decision::SkipReason;
 use kube_support::*;
 use serde_json::json;
 use std::time::Duration;

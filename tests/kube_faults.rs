@@ -9,8 +9,8 @@ mod kube_support;
 use std::time::{Duration, Instant};
 
 use automaton::cluster::error::ClusterError;
-use automaton::decision::Decision;
-use automaton::guard::breaker::{BreakerSettings, Breakers, CircuitState};
+use automaton::core::decision::Decision;
+use automaton::core::guard::breaker::{BreakerSettings, Breakers, CircuitState};
 use automaton::rules::Rule;
 use kube_support::*;
 use serde_json::json;

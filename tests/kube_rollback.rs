@@ -7,8 +7,8 @@ mod kube_support;
 
 use std::time::Duration;
 
-use automaton::actions::SimWorld;
-use automaton::decision::{Decision, SkipReason, Verdict};
+use automaton::core::decision::{Decision, SkipReason, Verdict};
+use automaton::core::world::SimWorld;
 use automaton::rules::Rule;
 use kube_support::*;
 use serde_json::json;
@@ -32,7 +32,7 @@ fn rollback_of(
     let rollback = engine
         .evaluate(Duration::from_secs(660), &world)
         .into_iter()
-        .find(|d| d.action == "rollback")
+        .find(|d| d.kind.as_str() == "rollback")
         .expect("a rollback");
     assert_eq!(rollback.decision, Verdict::Act);
     assert_eq!(rollback.id.as_deref(), Some("sim-1-rollback"));

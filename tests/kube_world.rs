@@ -7,11 +7,11 @@ mod kube_support;
 
 use std::time::Duration;
 
-use automaton::actions::{SimWorld, Workload};
 use automaton::cluster::managers::{hpa_for, list_hpas};
 use automaton::cluster::workload::LiveWorkload;
-use automaton::decision::{Decision, SkipReason, Verdict};
-use automaton::engine::EngineConfig;
+use automaton::core::decision::{Decision, SkipReason, Verdict};
+use automaton::core::engine::EngineConfig;
+use automaton::core::world::{SimWorld, Workload};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube_support::*;
@@ -40,7 +40,7 @@ const MEMORY: &str = "raise_memory: {target: deployment/nginx-deployment, factor
 /// The decision of a firing rule with `action` on nginx-deployment, planned against `w`.
 fn decision(action: &str, w: Workload, gitops_skip: bool) -> Decision {
     let config = EngineConfig {
-        executable: automaton::actions::execute::Executors::ALL,
+        executable: automaton::core::engine::Executable::All,
         gitops_skip,
         ..EngineConfig::default()
     };

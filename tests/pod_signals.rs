@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use automaton::cluster::owners::{Owners, RETRY_AFTER};
-use automaton::rules::values::Dur;
+use automaton::core::series::Series;
+use automaton::core::values::Dur;
 use automaton::signals::pods::PodSignals;
-use automaton::signals::{PodOomKilled, PodRestarts, PodSelector, Series, SignalSpec};
+use automaton::signals::{PodOomKilled, PodRestarts, PodSelector, SignalSpec};
 use http::{Request, Response};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

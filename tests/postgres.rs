@@ -10,9 +10,10 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use automaton::actions::connections::TerminateIdle;
+use automaton::core::series::Series;
+use automaton::core::values::Dur;
 use automaton::pg::{PgError, PgSource};
-use automaton::rules::values::Dur;
-use automaton::signals::{Postgres, PostgresMetric, Series};
+use automaton::signals::{Postgres, PostgresMetric};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, NoTls};
@@ -570,8 +571,8 @@ async fn filters_by_database_user_and_application_name() {
 /// connections through the same engine, guard, decision line and metrics as every action.
 #[tokio::test]
 async fn a_rule_terminates_idle_connections_through_the_daemon() {
+    use automaton::core::decision::Verdict;
     use automaton::daemon::Daemon;
-    use automaton::decision::Verdict;
     use automaton::settings::Settings;
 
     let mut cluster = Cluster::start().await;
@@ -616,7 +617,7 @@ async fn a_rule_terminates_idle_connections_through_the_daemon() {
     let down = daemon.tick().await.remove(0);
     assert_eq!(
         (down.value, down.reason),
-        (None, Some(automaton::decision::SkipReason::Unknown)),
+        (None, Some(automaton::core::decision::SkipReason::Unknown)),
         "{down:?}"
     );
     assert!(daemon

@@ -12,12 +12,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use automaton::actions::{ActionSpec, Resources, SimWorld, Workload};
-use automaton::decision::{Decision, State, Verdict};
-use automaton::engine::EngineConfig;
+use automaton::actions::ActionSpec;
+use automaton::core::decision::{Decision, State, Verdict};
+use automaton::core::engine::EngineConfig;
+use automaton::core::values::{Bytes, Dur};
+use automaton::core::verify::VerifyResult;
+use automaton::core::world::{Resources, SimWorld, Workload};
 use automaton::rules::load_texts;
-use automaton::rules::values::{Bytes, Dur};
-use automaton::rules::verify::VerifyResult;
 use automaton::rules::{Rule, RuleSet};
 use automaton::simulate::{run, LabelValue, Sample, Step, Timeline};
 use proptest::prelude::*;
@@ -579,7 +580,7 @@ fn line(d: &Decision) -> String {
         d.at.as_secs_f64(),
         d.rule,
         d.target,
-        d.action,
+        d.kind,
         d.value.map_or("null".to_owned(), |v| v.to_string()),
         d.state.as_str(),
         verdict(d),
@@ -912,7 +913,7 @@ proptest! {
                 last.insert(key, (i, false));
                 return Ok(());
             }
-            if d.decision != Verdict::Act || d.action != "rollback" {
+            if d.decision != Verdict::Act || d.kind.as_str() != "rollback" {
                 return Ok(());
             }
             let rule = sim.rule(d);
@@ -1071,7 +1072,7 @@ fn the_generator_reaches_the_interesting_paths() {
         );
         for d in &sim.decisions {
             let mut saw = |what: &'static str| *seen.entry(what).or_default() += 1;
-            match (d.decision, d.action) {
+            match (d.decision, d.kind.as_str()) {
                 (Verdict::Act, "rollback") => saw("rollback"),
                 (Verdict::Act, "scale") => saw("scale"),
                 (Verdict::Act, "raise_memory") => saw("raise_memory"),

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use automaton::actions::SimWorld;
-use automaton::decision::{Decision, State, Verdict};
-use automaton::engine::EngineConfig;
+use automaton::core::decision::{Decision, State, Verdict};
+use automaton::core::engine::EngineConfig;
+use automaton::core::values::Bytes;
+use automaton::core::world::SimWorld;
 use automaton::rules::load_texts;
-use automaton::rules::values::Bytes;
 use automaton::simulate::{run, Timeline};
 use serde_json::{json, Value};
 

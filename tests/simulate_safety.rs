@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use automaton::actions::SimWorld;
-use automaton::decision::{Decision, Verdict};
-use automaton::engine::EngineConfig;
+use automaton::core::decision::{Decision, Verdict};
+use automaton::core::engine::EngineConfig;
+use automaton::core::world::SimWorld;
 use automaton::rules::load_texts;
 use automaton::simulate::{run, Timeline};
 use serde_json::json;
@@ -50,7 +50,7 @@ fn trace(decisions: &[Decision]) -> Vec<String> {
         .filter(|d| d.decision != Verdict::None || d.verification.is_some())
         .filter(|d| d.reason.is_none_or(|r| r.as_str() != "cooldown") || d.verification.is_some())
         .map(|d| {
-            let mut line = format!("{}m {} {:?}", d.at.as_secs() / 60, d.action, d.decision).to_lowercase();
+            let mut line = format!("{}m {} {:?}", d.at.as_secs() / 60, d.kind, d.decision).to_lowercase();
             if let Some(r) = d.reason {
                 line.push_str(&format!(" {}", r.as_str()));
             }
@@ -128,7 +128,10 @@ fn an_action_that_did_not_help_is_rolled_back_exactly_and_quarantined_until_quie
         at_1m.detail.as_ref().unwrap().to_string(),
         "the last action is being verified until 600s"
     );
-    let rollback = decisions.iter().find(|d| d.action == "rollback").unwrap();
+    let rollback = decisions
+        .iter()
+        .find(|d| d.kind == automaton::core::decision::DecisionKind::Rollback)
+        .unwrap();
     assert!(rollback.id.is_some(), "a rollback has its own action id");
     assert_ne!(rollback.id, decisions[0].id);
 }

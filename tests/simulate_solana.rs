@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use automaton::decision::{Decision, Verdict};
-use automaton::engine::EngineConfig;
+use automaton::core::decision::{Decision, Verdict};
+use automaton::core::engine::EngineConfig;
 use automaton::rules::load_texts;
 use automaton::simulate::{run, Timeline};
 use serde_json::Value;
@@ -53,7 +53,7 @@ fn acts(decisions: &[Decision], rule: &str) -> Vec<(u64, &'static str)> {
     decisions
         .iter()
         .filter(|d| &*d.rule == rule && d.decision == Verdict::Act)
-        .map(|d| (d.at.as_secs(), d.action))
+        .map(|d| (d.at.as_secs(), d.kind.as_str()))
         .collect()
 }
 
@@ -139,10 +139,10 @@ fn a_validator_far_behind_is_restarted_only_after_a_notification() {
         ]
     );
     for (i, d) in decisions.iter().enumerate() {
-        if &*d.rule == restart && d.decision == Verdict::Act && d.action == "restart" {
+        if &*d.rule == restart && d.decision == Verdict::Act && d.kind.as_str() == "restart" {
             let before = &decisions[i - 1];
             assert_eq!(
-                (&*before.rule, before.action, before.decision),
+                (&*before.rule, before.kind.as_str(), before.decision),
                 (restart, "notify", Verdict::Act)
             );
             assert_eq!(before.at, d.at);

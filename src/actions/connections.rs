@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Effect, Plan};
-use crate::rules::values::Dur;
+use crate::core::plan::{Effect, Plan};
+use crate::core::values::Dur;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

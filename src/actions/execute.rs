@@ -11,7 +11,7 @@ use thiserror::Error;
 use tracing::debug;
 
 use super::ActionSpec;
-use crate::decision::Decision;
+use crate::core::decision::Decision;
 
 #[derive(Debug, Error)]
 pub enum ActionError {
@@ -92,6 +92,18 @@ impl Executors {
         kubernetes: true,
         postgres: true,
     };
+
+    /// The action kinds these executors can run, for the engine.
+    pub fn executable(&self) -> crate::core::engine::Executable {
+        let mut kinds = std::collections::BTreeSet::from(["http", "notify"]);
+        if self.postgres {
+            kinds.insert("terminate_idle_connections");
+        }
+        if self.kubernetes {
+            kinds.extend(["scale", "restart", "raise_memory", "run_job", "clean_logs"]);
+        }
+        crate::core::engine::Executable::Only(kinds)
+    }
 
     pub fn can_execute(&self, spec: &ActionSpec) -> bool {
         match spec {
@@ -201,7 +213,7 @@ impl Executor {
                     method: reqwest::Method::from_bytes(http.method.as_bytes())
                         .unwrap_or(reqwest::Method::POST),
                     url: &http.url,
-                    shown: super::http::redacted(&http.url),
+                    shown: crate::core::url::redacted(&http.url),
                     body: http.body.as_ref(),
                     timeout: http.timeout.0,
                     accepts: &accepts,

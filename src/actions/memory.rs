@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Effect, Plan, PlanCtx, Target};
-use crate::rules::values::Bytes;
+use super::Target;
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use crate::core::values::Bytes;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,21 +59,30 @@ impl RaiseMemory {
         Bytes(raised.min(cap.0).max(from.0))
     }
 
-    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, String> {
+    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
         let container = self
             .container
             .as_deref()
             .or_else(|| ctx.labels.get("container").map(String::as_str))
-            .ok_or("no `container` in the rule and no `container` label on the series")?;
+            .ok_or_else(|| {
+                PlanError::Unknown(
+                    "no `container` in the rule and no `container` label on the series".to_owned(),
+                )
+            })?;
         let res = ctx
             .world
             .workload(ctx.target)
             .and_then(|w| w.containers.get(container))
-            .ok_or_else(|| format!("memory of container `{container}` in {} is unknown", ctx.target))?;
+            .ok_or_else(|| {
+                PlanError::Unknown(format!(
+                    "memory of container `{container}` in {} is unknown",
+                    ctx.target
+                ))
+            })?;
         let (Some(request), Some(limit)) = (res.memory_request, res.memory_limit) else {
-            return Err(format!(
+            return Err(PlanError::Unknown(format!(
                 "container `{container}` has no memory request and limit to raise"
-            ));
+            )));
         };
         let cap = Bytes(
             self.max
@@ -113,7 +123,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::actions::{Limits, Resources, SimWorld, Workload};
+    use crate::core::plan::Limits;
+    use crate::core::world::{Resources, SimWorld, Workload};
 
     fn world(request: &str, limit: &str) -> SimWorld {
         let res = Resources {
@@ -130,7 +141,7 @@ mod tests {
         )]))
     }
 
-    fn plan(spec: &RaiseMemory, w: &SimWorld) -> Result<Plan, String> {
+    fn plan(spec: &RaiseMemory, w: &SimWorld) -> Result<Plan, PlanError> {
         let labels = BTreeMap::from([("container".to_owned(), "app".to_owned())]);
         let limits = Limits::default();
         spec.plan(&PlanCtx {
@@ -139,7 +150,7 @@ mod tests {
             labels: &labels,
             world: w,
             limits: &limits,
-            when: crate::rules::values::Op::Gt,
+            when: crate::core::values::Op::Gt,
         })
     }
 
@@ -174,6 +185,6 @@ mod tests {
     #[test]
     fn unknown_memory_is_an_error_not_a_guess() {
         let err = plan(&spec(None), &SimWorld::default()).unwrap_err();
-        assert!(err.contains("unknown"), "{err}");
+        assert!(err.to_string().contains("unknown"), "{err}");
     }
 }

@@ -13,16 +13,14 @@ pub mod notify;
 pub mod restart;
 pub mod scale;
 pub mod target;
-pub mod world;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::values::Bytes;
+use crate::core::plan::{Plan, PlanCtx, PlanError};
 use crate::signals::SignalSpec;
 pub use target::Target;
-pub use world::{Resources, SimWorld, Workload, World};
 
 /// The action of a rule: exactly one kind, with its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,82 +44,6 @@ pub enum ActionSpec {
     Notify(notify::Notify),
 }
 
-/// Hard bounds from the settings; a rule can only narrow them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    pub min_replicas: u32,
-    pub max_replicas: u32,
-    pub max_memory: Bytes,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            min_replicas: 1,
-            max_replicas: 10,
-            max_memory: Bytes(8 << 30),
-        }
-    }
-}
-
-/// What planning sees: the resolved target, the sample that fired and the world.
-pub struct PlanCtx<'a> {
-    pub target: &'a str,
-    pub value: f64,
-    pub labels: &'a BTreeMap<String, String>,
-    pub world: &'a dyn World,
-    pub limits: &'a Limits,
-    /// The operator of the rule's `when`: a rule that fires on a high value adds capacity,
-    /// one that fires on a low value removes it (see `scale`).
-    pub when: crate::rules::values::Op,
-}
-
-/// The exact change an action will make, computed before anything is executed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    /// Shown in decisions, logs, Events: before → after, and why it is bounded.
-    pub change: serde_json::Value,
-    /// `Some(why)` when there is nothing to do (already at the bound): the guard skips it.
-    pub noop: Option<String>,
-    /// The effect on the world, applied by the simulator and by executors.
-    pub effect: Effect,
-    /// The effect that restores what the plan found (the replicas, the memory before), for a
-    /// rollback after a failed verification; `None` when the change cannot be undone (a
-    /// restart, a Job, a call).
-    pub undo: Option<Effect>,
-}
-
-impl Plan {
-    pub fn new(change: serde_json::Value, effect: Effect) -> Self {
-        Plan {
-            change,
-            noop: None,
-            effect,
-            undo: None,
-        }
-    }
-}
-
-/// A structured description of what executing the plan changes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    SetReplicas {
-        target: String,
-        replicas: u32,
-    },
-    SetMemory {
-        target: String,
-        container: String,
-        request: Bytes,
-        limit: Bytes,
-    },
-    RolloutRestart {
-        target: String,
-    },
-    /// Effects outside the modelled world (an HTTP call, a Job, a notification…).
-    External,
-}
-
 impl ActionSpec {
     /// The external dependency the action goes through: the key of its circuit breaker.
     pub fn dependency(&self) -> String {
@@ -132,7 +54,7 @@ impl ActionSpec {
             | ActionSpec::RunJob(_)
             | ActionSpec::CleanLogs(_) => "kubernetes".to_owned(),
             ActionSpec::TerminateIdleConnections(_) => "postgres".to_owned(),
-            ActionSpec::Http(a) => format!("http/{}", http::host_port(&a.url)),
+            ActionSpec::Http(a) => format!("http/{}", crate::core::url::host_port(&a.url)),
             ActionSpec::Notify(a) => a.target(),
         }
     }
@@ -153,7 +75,7 @@ impl ActionSpec {
     /// The object acted on, which keys the rule's per-target state and cooldown. Workload
     /// actions name their workload (`owner` resolves from the series' `owner` label);
     /// the others name what they touch, without secrets (a webhook URL is a credential).
-    pub fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, String> {
+    pub fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
         match self {
             ActionSpec::Scale(a) => a.target.resolve(labels),
             ActionSpec::Restart(a) => a.target.resolve(labels),
@@ -205,7 +127,7 @@ impl ActionSpec {
 
     /// Computes the exact change. `Err` means the plan cannot be made from what is known
     /// (the guard skips with the reason; nothing is guessed).
-    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, String> {
+    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
         match self {
             ActionSpec::Scale(a) => a.plan(ctx),
             ActionSpec::Restart(a) => Ok(a.plan(ctx)),
@@ -216,5 +138,31 @@ impl ActionSpec {
             ActionSpec::RunJob(a) => Ok(a.plan()),
             ActionSpec::Notify(a) => Ok(a.plan()),
         }
+    }
+}
+
+impl crate::core::rule::ActionKind for ActionSpec {
+    fn kind(&self) -> &'static str {
+        ActionSpec::kind(self)
+    }
+
+    fn dependency(&self) -> String {
+        ActionSpec::dependency(self)
+    }
+
+    fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        ActionSpec::target(self, labels)
+    }
+
+    fn target_from_series(&self) -> bool {
+        ActionSpec::target_from_series(self)
+    }
+
+    fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        ActionSpec::plan(self, ctx)
+    }
+
+    fn yields_to_hpa(&self) -> bool {
+        matches!(self, ActionSpec::Scale(_))
     }
 }

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::http::check_url;
-use super::{Effect, Plan};
+use crate::core::plan::{Effect, Plan};
+use crate::core::url::check_url;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

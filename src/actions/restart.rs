@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Effect, Plan, PlanCtx, Target};
+use super::Target;
+use crate::core::plan::{Effect, Plan, PlanCtx};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

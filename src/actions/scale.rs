@@ -12,7 +12,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Effect, Plan, PlanCtx, Target};
+use super::Target;
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
 use crate::signals::SignalSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +66,7 @@ impl Scale {
         errors
     }
 
-    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, String> {
+    pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
         let current = ctx.world.workload(ctx.target).and_then(|w| w.replicas);
         let max = self
             .max
@@ -76,7 +77,9 @@ impl Scale {
         let wish: i64 = match (self.replicas, self.step, self.per_lag) {
             (Some(n), _, _) => i64::from(n),
             (_, Some(step), _) => {
-                let cur = current.ok_or("current replicas unknown: a `step` cannot be planned")?;
+                let cur = current.ok_or_else(|| {
+                    PlanError::Unknown("current replicas unknown: a `step` cannot be planned".to_owned())
+                })?;
                 i64::from(cur) + step
             }
             (_, _, Some(per)) => {
@@ -94,7 +97,11 @@ impl Scale {
                     _ => wish,
                 }
             }
-            _ => return Err("scale needs one of `replicas`, `step` or `per_lag`".into()),
+            _ => {
+                return Err(PlanError::Unknown(
+                    "scale needs one of `replicas`, `step` or `per_lag`".to_owned(),
+                ))
+            }
         };
         let desired = if wish > i64::from(max) {
             change.insert("cap".into(), json!("max"));
@@ -147,8 +154,8 @@ impl Scale {
     }
 
     /// Which way this scale may move replicas, for a rule whose `when` uses `op`.
-    pub fn direction_for(&self, op: crate::rules::values::Op) -> Direction {
-        use crate::rules::values::Op;
+    pub fn direction_for(&self, op: crate::core::values::Op) -> Direction {
+        use crate::core::values::Op;
         match (self.step, op) {
             (Some(step), _) if step > 0 => Direction::Up,
             (Some(step), _) if step < 0 => Direction::Down,
@@ -172,10 +179,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::actions::{Limits, SimWorld, Workload};
+    use crate::core::plan::Limits;
+    use crate::core::world::{SimWorld, Workload};
 
     fn plan(scale: &Scale, current: u32, value: f64, partitions: Option<u32>) -> Plan {
-        plan_when(scale, current, value, partitions, crate::rules::values::Op::Gt)
+        plan_when(scale, current, value, partitions, crate::core::values::Op::Gt)
     }
 
     fn plan_when(
@@ -183,7 +191,7 @@ mod tests {
         current: u32,
         value: f64,
         partitions: Option<u32>,
-        when: crate::rules::values::Op,
+        when: crate::core::values::Op,
     ) -> Plan {
         let world = SimWorld(BTreeMap::from([(
             "deployment/app".to_owned(),
@@ -240,7 +248,7 @@ mod tests {
     /// used to plan 8 → 5 in the middle of the incident.
     #[test]
     fn a_scale_never_moves_against_the_pressure_that_fired_it() {
-        use crate::rules::values::Op;
+        use crate::core::values::Op;
         let up = plan(&spec(None, Some(1), None, Some(5)), 8, 0.0, None);
         assert_eq!(up.change["replicas"], json!([8, 8]));
         assert!(

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::core::plan::PlanError;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Deployment(String),
@@ -15,12 +17,11 @@ pub enum Target {
 
 impl Target {
     /// The concrete `kind/name` for a series.
-    pub fn resolve(&self, labels: &BTreeMap<String, String>) -> Result<String, String> {
+    pub fn resolve(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
         match self {
-            Target::Owner => labels
-                .get("owner")
-                .cloned()
-                .ok_or_else(|| "the series has no `owner` label to resolve `target: owner`".to_owned()),
+            Target::Owner => labels.get("owner").cloned().ok_or_else(|| {
+                PlanError::Target("the series has no `owner` label to resolve `target: owner`".to_owned())
+            }),
             other => Ok(other.to_string()),
         }
     }
@@ -45,7 +46,7 @@ impl std::str::FromStr for Target {
             return Ok(Target::Owner);
         }
         let (kind, name) = s.split_once('/').ok_or_else(bad)?;
-        if !is_dns1123(name) {
+        if !crate::core::values::is_dns1123(name) {
             return Err(format!("invalid target `{s}`: `{name}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)"));
         }
         match kind {
@@ -56,20 +57,9 @@ impl std::str::FromStr for Target {
     }
 }
 
-/// RFC 1123 subdomain, as Kubernetes requires of object names.
-pub fn is_dns1123(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-}
-
 impl<'de> Deserialize<'de> for Target {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::rules::values::parse_scalar(d, "a target such as `deployment/NAME`", str::parse)
+        crate::core::values::parse_scalar(d, "a target such as `deployment/NAME`", str::parse)
     }
 }
 

@@ -27,9 +27,10 @@ use tracing::{instrument, warn};
 use super::error::{ApiRequest, ClusterError};
 use super::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
 use super::{last_action_key, Cluster, FIELD_MANAGER};
-use crate::actions::{ActionSpec, Effect};
+use crate::actions::ActionSpec;
 use crate::backoff::{self, FullJitter};
-use crate::decision::{Decision, SkipReason};
+use crate::core::decision::{Decision, SkipReason};
+use crate::core::plan::Effect;
 use crate::rules::Rule;
 
 pub use job::{job_from_cronjob, job_name};

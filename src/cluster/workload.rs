@@ -13,8 +13,9 @@ use kube::{Api, Client, Resource};
 
 use super::error::{ApiRequest, ClusterError};
 use super::{last_action_key, managers};
-use crate::actions::{Resources, Target, Workload};
-use crate::rules::values::Bytes;
+use crate::actions::Target;
+use crate::core::values::Bytes;
+use crate::core::world::{Resources, Workload};
 
 /// The pod template annotation `kubectl rollout restart` sets.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Daemon;
 use crate::actions::ActionSpec;
-use crate::decision::{Decision, Detail, SkipReason};
+use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason};
 
 /// A finished execution: skipped by the executor, or done with its detail and actual change.
 struct Done {
@@ -42,8 +42,15 @@ impl Daemon {
         // best effort: the action goes ahead even if the webhook is down (the failure is
         // logged and counted).
         let notice = d
-            .notice
-            .then(|| rule.spec.notify_first.clone().map(ActionSpec::Notify))
+            .follows_up()
+            .then(|| {
+                rule.spec.notify_first.as_ref().map(|n| {
+                    ActionSpec::Notify(crate::actions::notify::Notify {
+                        webhook: n.webhook.clone(),
+                    })
+                })
+            })
+            .filter(|_| d.kind == DecisionKind::Notice)
             .flatten();
         let spec = notice.as_ref().unwrap_or(&rule.spec.action);
         let dependency = spec.dependency();
@@ -111,7 +118,7 @@ impl Daemon {
                 }),
             },
             (_, Some(k)) => {
-                let executed = if d.action == "rollback" {
+                let executed = if d.kind == DecisionKind::Rollback {
                     k.executor.rollback(rule, d).await
                 } else {
                     k.executor.execute(rule, d).await
@@ -145,7 +152,7 @@ impl Daemon {
         let failed = d
             .verification
             .as_ref()
-            .filter(|v| v.result == crate::rules::verify::VerifyResult::Failed);
+            .filter(|v| v.result == crate::core::verify::VerifyResult::Failed);
         if let Some(v) = failed {
             let note = format!(
                 "rule {}: verification failed: {}; {}quarantined until its condition is inactive for a cooldown or an operator clears it",

@@ -5,8 +5,9 @@ use std::time::Duration;
 use tracing::info;
 
 use super::Daemon;
+use crate::core::series::Series;
 use crate::kafka::KafkaSource;
-use crate::signals::{KafkaLag, Series};
+use crate::signals::KafkaLag;
 
 impl Daemon {
     /// Uses `source` for the `kafka_lag` signal.

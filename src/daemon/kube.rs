@@ -10,15 +10,16 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Daemon;
-use crate::actions::SimWorld;
 use crate::cluster::actions::KubeExecutor;
 use crate::cluster::error::ClusterError;
 use crate::cluster::managers;
 use crate::cluster::workload::{self, WorkloadRef};
 use crate::cluster::Cluster;
+use crate::core::series::Series;
+use crate::core::world::SimWorld;
 use crate::leader::{self, Campaign, LeaseTiming};
 use crate::signals::pods::PodSignals;
-use crate::signals::{Series, SignalSpec};
+use crate::signals::SignalSpec;
 
 pub(super) struct Kube {
     pub cluster: Cluster,
@@ -46,7 +47,7 @@ impl Daemon {
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
         let executor = KubeExecutor::new(&cluster);
         self.executors.kubernetes = true;
-        self.engine.set_executors(self.executors);
+        self.engine.set_executable(self.executors.executable());
         self.engine.set_leader(false);
         info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, "Kubernetes attached");
         self.kube = Some(Kube {

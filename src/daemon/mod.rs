@@ -19,11 +19,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::actions::execute::{ActionError, Executor, Executors};
-use crate::decision::{Decision, SkipReason, State, Verdict};
-use crate::engine::{Engine, EngineConfig};
-use crate::guard::breaker::Breakers;
+use crate::core::decision::{Decision, SkipReason, State, Verdict};
+use crate::core::engine::EngineConfig;
+use crate::core::guard::breaker::Breakers;
 use crate::metrics::Metrics;
 use crate::reload;
+use crate::rules::Engine;
 use crate::rules::{self, LoadError};
 use crate::settings::Settings;
 use crate::signals::collect::Collectors;
@@ -72,14 +73,9 @@ impl Daemon {
         let set = rules::load(std::slice::from_ref(&rules_dir), &rules::load::process_env)
             .map_err(DaemonError::Rules)?;
         let config = EngineConfig {
-            limits: settings.limits,
-            stale_after: settings.stale_after(),
-            dry_run: settings.dry_run,
-            budget_limit: settings.budget_limit,
-            budget_window: settings.budget_window,
-            gitops_skip: settings.gitops_skip,
             id_prefix: Arc::from(action_id_prefix()),
-            ..EngineConfig::default()
+            executable: Executors::HTTP_ONLY.executable(),
+            ..EngineConfig::from(&settings)
         };
         let metrics = Arc::new(Metrics::new()?);
         let mut status = Status::new(settings.check_interval, settings.dry_run);
@@ -162,7 +158,7 @@ impl Daemon {
         let reason = d.reason.map(SkipReason::as_str);
         macro_rules! event {
             ($level:ident, $msg:literal) => {
-                $level!(id = d.id.as_deref(), rule = %d.rule, target = %d.target, action = d.action, state = d.state.as_str(),
+                $level!(id = d.id.as_deref(), rule = %d.rule, target = %d.target, action = d.kind.as_str(), state = d.state.as_str(),
                     value = d.value, reason, detail = d.detail.as_ref().map(ToString::to_string), change, dry_run = d.dry_run,
                     success = d.success, verification = d.verification.as_ref().map(|v| v.result.as_str()),
                     gitops = d.gitops.as_deref(), $msg)
@@ -170,7 +166,7 @@ impl Daemon {
         }
         if let Some(v) = &d.verification {
             match v.result {
-                crate::rules::verify::VerifyResult::Failed => event!(warn, "verification failed"),
+                crate::core::verify::VerifyResult::Failed => event!(warn, "verification failed"),
                 _ => event!(info, "verification ended"),
             }
         }

@@ -8,8 +8,9 @@ use tracing::info;
 
 use super::Daemon;
 use crate::actions::connections::TerminateIdle;
+use crate::core::series::Series;
 use crate::pg::{PgError, PgSource};
-use crate::signals::{Postgres, Series};
+use crate::signals::Postgres;
 
 impl Daemon {
     /// Uses `source` for the `postgres` signal and lets `terminate_idle_connections` execute.
@@ -17,7 +18,7 @@ impl Daemon {
         info!(server = %source.settings(), "PostgreSQL attached");
         self.postgres = Some(Arc::new(source));
         self.executors.postgres = true;
-        self.engine.set_executors(self.executors);
+        self.engine.set_executable(self.executors.executable());
     }
 
     /// The collection of one `postgres` signal, as a task-ready future.

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use tracing::{info_span, warn, Instrument};
 
 use super::Daemon;
-use crate::actions::world::NoWorld;
-use crate::decision::{Decision, Verdict};
-use crate::signals::{Reading, SignalSpec};
+use crate::core::decision::{Decision, Verdict};
+use crate::core::series::Reading;
+use crate::core::world::NoWorld;
+use crate::signals::SignalSpec;
 use crate::status::SourceInfo;
 
 /// Which sources a tick collects.
@@ -94,7 +95,7 @@ impl Daemon {
                 SourceInfo {
                     source: source.spec.source(),
                     kind: source.spec.kind(),
-                    params: source.spec.params(),
+                    params: crate::core::rule::SignalKind::params(&source.spec),
                     up: ok,
                     error: result.as_ref().err().cloned(),
                 },
@@ -178,7 +179,7 @@ impl Daemon {
     fn record_dependencies(
         &self,
         sources: &[crate::rules::Source],
-        results: &[Result<Vec<crate::signals::Series>, String>],
+        results: &[Result<Vec<crate::core::series::Series>, String>],
         admitted: &BTreeMap<String, Result<(), String>>,
     ) -> Vec<String> {
         let mut failed = Vec::new();
@@ -233,7 +234,7 @@ impl Daemon {
 /// The `owner` labels of this tick's pod series: the workloads to read before planning.
 fn owners_in(
     sources: &[crate::rules::Source],
-    results: &[Result<Vec<crate::signals::Series>, String>],
+    results: &[Result<Vec<crate::core::series::Series>, String>],
 ) -> Vec<String> {
     let mut owners: Vec<String> = sources
         .iter()

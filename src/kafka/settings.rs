@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use super::KafkaError;
-use crate::rules::values::Dur;
+use crate::core::values::Dur;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];

@@ -21,7 +21,8 @@ use tracing::Instrument;
 
 use super::lag::{partition_lag, PartitionLag, StallTracker, TopicLag};
 use super::{KafkaError, KafkaSettings};
-use crate::signals::{KafkaLag, OffsetReset, Series};
+use crate::core::series::Series;
+use crate::signals::{KafkaLag, OffsetReset};
 
 /// The Kafka signal source. Cheap to clone (the clones share clients and history).
 #[derive(Clone)]

@@ -13,7 +13,7 @@ use tokio_postgres::Config;
 
 use super::redact::{redact_url, scrub, REDACTED};
 use super::PgError;
-use crate::rules::values::Dur;
+use crate::core::values::Dur;
 
 const DEFAULT_PORT: u16 = 5432;
 const DEFAULT_USER: &str = "postgres";

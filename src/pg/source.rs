@@ -12,7 +12,8 @@ use tokio_postgres::{Client, NoTls, Row};
 use tracing::Instrument;
 
 use super::{PgError, PgSettings};
-use crate::signals::{Postgres, PostgresMetric, Series};
+use crate::core::series::Series;
+use crate::signals::{Postgres, PostgresMetric};
 
 /// All three metrics in one pass over `pg_stat_activity` (one snapshot, so they agree).
 ///

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::spec::RuleFile;
 use super::subst::{lines, lines_inclusive, substitute, LINE_BREAKS};
 use super::{Rule, RuleSet};
+use crate::actions::ActionSpec;
+use crate::core::rule::RuleFile;
+use crate::signals::SignalSpec;
 
 /// One problem in a rule file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +140,7 @@ pub fn load_texts(
             ));
             continue;
         }
-        let parsed: RuleFile = match serde_yaml::from_str(&subst.text) {
+        let parsed: RuleFile<SignalSpec, ActionSpec> = match serde_yaml::from_str(&subst.text) {
             Ok(p) => p,
             Err(e) => {
                 let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
@@ -159,7 +161,7 @@ pub fn load_texts(
         let mut search_from = 0;
         for spec in parsed.rules {
             let (line, col) = locate_name(text, &spec.name.0, &mut search_from);
-            for problem in spec.validate() {
+            for problem in validate(&spec) {
                 errors.push(at(line, col, format!("rule `{}`: {problem}", spec.name)));
             }
             if let Some((other, other_line)) = seen.get(&spec.name.0) {
@@ -188,6 +190,16 @@ pub fn load_texts(
 
 /// serde_yaml's message without its own position (we print it in front), with a
 /// "did you mean" for unknown fields and variants.
+/// Every problem of one rule: the signal's and the action's own checks, then the checks of
+/// the rule as a whole.
+fn validate(spec: &super::RuleSpec) -> Vec<String> {
+    let mut errors = spec.signal.validate();
+    errors.extend(spec.action.validate(&spec.signal));
+    errors.extend(spec.validate());
+    errors.extend(spec.signal.validate_in_rule(spec.cooldown()));
+    errors
+}
+
 fn explain(e: &serde_yaml::Error, own: (usize, usize), source_col: &dyn Fn(usize, usize) -> usize) -> String {
     let mut msg = strip_positions(&e.to_string(), own, source_col);
     // serde names Rust types and serde concepts; say what to write instead.

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use thiserror::Error;
 
-use super::Series;
+use crate::core::series::Series;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum EventsError {

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{cgroup::OomKills, disk, psi, solana, Series, SignalSpec};
+use super::{cgroup::OomKills, disk, psi, solana, SignalSpec};
+use crate::core::series::Series;
 
 /// What the host and HTTP collectors keep between ticks: one HTTP client (connections
 /// reused across ticks) and the last value of each cumulative counter.

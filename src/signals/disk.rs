@@ -2,7 +2,7 @@
 //! (`used / (used + available to unprivileged users)`), so the number matches what an SRE
 //! sees on the node.
 
-use super::Series;
+use crate::core::series::Series;
 
 /// Reads the filesystem statistics of `path` (statvfs).
 pub fn collect(path: &str) -> Result<Vec<Series>, String> {

@@ -10,37 +10,11 @@ pub mod psi;
 pub mod selector;
 pub mod solana;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::values::Dur;
-
-/// One observed time series of a signal: its labels (the pod, the partition, the path…)
-/// and its value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Series {
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-impl Series {
-    pub fn single(value: f64) -> Self {
-        Series {
-            labels: BTreeMap::new(),
-            value,
-        }
-    }
-}
-
-/// What one collection of a signal produced, and when (time since the engine's epoch).
-/// An `Err` is "unknown" with the reason: a signal that could not be read is never 0.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    pub at: Duration,
-    pub result: Result<Vec<Series>, String>,
-}
+use crate::core::values::Dur;
 
 /// The signal of a rule: exactly one kind, with its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,7 +223,7 @@ impl SignalSpec {
             SignalSpec::PodOomKilled(_) | SignalSpec::PodCrashLoop(_) | SignalSpec::PodRestarts(_) => {
                 Some("kubernetes".to_owned())
             }
-            SignalSpec::SlotLag(s) => Some(format!("http/{}", crate::actions::http::host_port(&s.rpc))),
+            SignalSpec::SlotLag(s) => Some(format!("http/{}", crate::core::url::host_port(&s.rpc))),
             SignalSpec::DiskUsage(_) | SignalSpec::MemoryPressure(_) | SignalSpec::MemoryOomKills(_) => None,
         }
     }
@@ -258,27 +232,6 @@ impl SignalSpec {
     /// rule may use `target: owner`.
     pub fn is_pod_signal(&self) -> bool {
         self.source() == "kubernetes"
-    }
-
-    /// The parameters as flat strings: the identity used to collect each distinct source once
-    /// per tick, and what timeline samples are matched against.
-    pub fn params(&self) -> BTreeMap<String, String> {
-        let value = serde_json::to_value(self).unwrap_or_default();
-        let mut out = BTreeMap::new();
-        if let Some(inner) = value
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|v| v.as_object())
-        {
-            for (k, v) in inner {
-                let text = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                out.insert(k.clone(), text);
-            }
-        }
-        out
     }
 
     /// Checks of the signal's own parameters (a pod `selector` must parse); every problem is
@@ -306,8 +259,37 @@ impl SignalSpec {
         errors
     }
 
-    /// A canonical key: two rules with equal keys share one collection per tick.
-    pub fn source_key(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| self.kind().to_owned())
+    /// Checks that need the rule around the signal.
+    pub fn validate_in_rule(&self, cooldown: Duration) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let SignalSpec::MemoryPressure(m) = self {
+            let w = m.weights;
+            if [w.avg10, w.avg60, w.avg300]
+                .iter()
+                .any(|x| !x.is_finite() || *x < 0.0)
+            {
+                errors.push("memory_pressure `weights` must be non-negative numbers".to_owned());
+            }
+        }
+        if let SignalSpec::PodOomKilled(p) = self {
+            if cooldown < p.window.0 {
+                errors.push(format!(
+                    "`cooldown` ({}) is shorter than the pod_oom_killed `window` ({}): one kill would be acted on twice",
+                    Dur(cooldown),
+                    p.window
+                ));
+            }
+        }
+        errors
+    }
+}
+
+impl crate::core::rule::SignalKind for SignalSpec {
+    fn kind(&self) -> &'static str {
+        SignalSpec::kind(self)
+    }
+
+    fn has_owner(&self) -> bool {
+        self.is_pod_signal()
     }
 }

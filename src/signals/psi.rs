@@ -2,7 +2,8 @@
 //! The value is a weighted sum of the `some` averages; `full` is parsed too so that a
 //! malformed file is caught whichever line is broken.
 
-use super::{PsiWeights, Series};
+use super::PsiWeights;
+use crate::core::series::Series;
 
 /// The averages of one PSI line (`some` or `full`).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Series, SlotLag};
-use crate::actions::http::{check_url, redacted};
+use super::SlotLag;
+use crate::core::series::Series;
+use crate::core::url::{check_url, redacted};
 
 /// A getSlot/getHealth answer is a few dozen bytes; anything near this is not an RPC node.
 const MAX_BODY: usize = 64 * 1024;

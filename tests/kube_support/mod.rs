@@ -13,15 +13,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use automaton::actions::SimWorld;
 use automaton::backoff::FullJitter;
 use automaton::cluster::actions::{KubeExecutor, Outcome};
 use automaton::cluster::error::ClusterError;
 use automaton::cluster::Cluster;
-use automaton::decision::{Decision, Verdict};
-use automaton::engine::{Engine, EngineConfig};
+use automaton::core::decision::{Decision, Verdict};
+use automaton::core::engine::EngineConfig;
+use automaton::core::series::{Reading, Series};
+use automaton::core::world::SimWorld;
+use automaton::rules::Engine;
 use automaton::rules::{load_texts, Rule};
-use automaton::signals::{Reading, Series};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -331,7 +332,7 @@ pub fn client(script: Vec<Exchange>) -> (kube::Client, JoinHandle<()>) {
 /// An engine over `rules` that can execute every action, and its first rule.
 pub fn engine(rules: &str) -> (Rule, Engine) {
     let config = EngineConfig {
-        executable: automaton::actions::execute::Executors::ALL,
+        executable: automaton::core::engine::Executable::All,
         ..EngineConfig::default()
     };
     engine_with(rules, config)

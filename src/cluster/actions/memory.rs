@@ -11,8 +11,8 @@ use super::{Ctx, KubeExecutor, Outcome};
 use crate::cluster::error::ClusterError;
 use crate::cluster::last_action_key;
 use crate::cluster::workload::{LiveWorkload, WorkloadRef};
-use crate::decision::SkipReason;
-use crate::rules::values::Bytes;
+use crate::core::decision::SkipReason;
+use crate::core::values::Bytes;
 
 /// Patch attempts when the object keeps changing under us.
 const ATTEMPTS: u32 = 3;

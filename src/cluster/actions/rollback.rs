@@ -9,9 +9,9 @@ use serde_json::json;
 
 use super::memory::{current, memory_patch, Memory};
 use super::{workload_ref, Ctx, KubeExecutor, Outcome};
-use crate::actions::Effect;
 use crate::cluster::error::ClusterError;
-use crate::decision::{Decision, SkipReason};
+use crate::core::decision::{Decision, SkipReason};
+use crate::core::plan::Effect;
 use crate::rules::Rule;
 
 impl KubeExecutor {

@@ -12,7 +12,7 @@ use crate::actions::scale::Direction;
 use crate::actions::ActionSpec;
 use crate::cluster::error::ClusterError;
 use crate::cluster::workload::{WorkloadKind, WorkloadRef};
-use crate::decision::SkipReason;
+use crate::core::decision::SkipReason;
 
 impl KubeExecutor {
     pub(super) async fn scale(

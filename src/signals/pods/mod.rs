@@ -43,8 +43,9 @@ use tracing::Instrument;
 
 pub use state::{KILL_LOG_KEEP, OLD_KILL, RESTART_HISTORY};
 
-use super::{Series, SignalSpec};
+use super::SignalSpec;
 use crate::cluster::owners::Owners;
+use crate::core::series::Series;
 use state::PodState;
 use watch::{lock, Watch};
 
@@ -77,7 +78,7 @@ impl PodSignals {
     pub fn collect(&self, spec: &SignalSpec, now: Timestamp) -> Result<Vec<Series>, String> {
         let mut st = lock(&self.state);
         let known = st.status(now);
-        let key = spec.source_key();
+        let key = crate::core::rule::SignalKind::source_key(spec);
         match spec {
             SignalSpec::PodOomKilled(p) => {
                 known.and_then(|()| st.oom_killed(&key, &p.selector, p.window.0, now))

@@ -7,9 +7,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{age, ContainerRecord, PodState, SpecCursor, SPEC_IDLE};
+use crate::core::series::Series;
 use crate::signals::pods::observe::PodMeta;
 use crate::signals::selector::Selector;
-use crate::signals::Series;
 
 impl PodState {
     /// The read position and parsed selector of a spec (created at its first collect).

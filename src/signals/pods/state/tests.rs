@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::core::series::Series;
 use crate::signals::pods::observe::PodObs;
-use crate::signals::Series;
 
 const T0: &str = "2025-06-01T12:00:00Z";
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Effect;
-use crate::rules::values::Bytes;
+use super::plan::Effect;
+use super::values::Bytes;
 
 /// What planning needs to know of a Deployment or StatefulSet.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::actions::Plan;
+use crate::core::plan::Plan;
 
 /// Where a rule stands for one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -86,6 +86,43 @@ impl SkipReason {
     }
 }
 
+/// What a decision is: the evaluation of a rule's own action, the `notify_first` notice
+/// placed just before it, or the rollback of an earlier action that failed its
+/// verification. Serialized as the `action` of the decision line: the kind of the rule's
+/// action, `notify` or `rollback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionKind {
+    /// The rule's action, by kind name (`scale`, `run_job`…).
+    Action(&'static str),
+    /// The rule's `notify_first`, just before its action.
+    Notice,
+    /// Undoing the rule's last action.
+    Rollback,
+}
+
+impl DecisionKind {
+    /// The name in decision lines, logs, metrics labels and Events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Action(kind) => kind,
+            DecisionKind::Notice => "notify",
+            DecisionKind::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DecisionKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One evaluation of one (rule, target).
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
@@ -107,7 +144,8 @@ pub struct Decision {
     /// Human detail: why unknown, how long the cooldown lasts, what bound applied…
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<Detail>,
-    pub action: &'static str,
+    #[serde(rename = "action")]
+    pub kind: DecisionKind,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<serde_json::Value>,
@@ -116,7 +154,7 @@ pub struct Decision {
     pub success: Option<bool>,
     /// The end of the verification of an earlier action, when this evaluation ends it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verification: Option<Box<crate::rules::verify::Verification>>,
+    pub verification: Option<Box<super::verify::Verification>>,
     /// The GitOps tool that manages the target (GITOPS_POLICY=warn: acted anyway, the
     /// change must also go to Git).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,9 +168,6 @@ pub struct Decision {
     /// Index of the rule in the rule set the engine ran.
     #[serde(skip)]
     pub rule_index: usize,
-    /// This is the rule's `notify_first`, emitted just before its action's decision.
-    #[serde(skip)]
-    pub notice: bool,
     /// Whether the (rule, target) is quarantined after this evaluation.
     #[serde(skip)]
     pub quarantined: bool,
@@ -175,7 +210,7 @@ impl Decision {
     /// A decision that follows another one of the same evaluation (a `notify_first` notice,
     /// a rollback): not an evaluation of its own.
     pub fn follows_up(&self) -> bool {
-        self.notice || self.action == "rollback"
+        !matches!(self.kind, DecisionKind::Action(_))
     }
 
     /// Marks the decision as a skip for `reason`.
@@ -192,7 +227,7 @@ impl Decision {
             self.rule,
             self.target,
             self.state.as_str(),
-            self.action
+            self.kind
         );
         if let Some(reason) = self.reason {
             text.push_str(&format!(" skipped ({})", reason.as_str()));

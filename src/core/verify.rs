@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::spec::Verify;
-use crate::actions::Effect;
+use super::plan::Effect;
+use super::rule::Verify;
 
 /// An action under verification.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +144,7 @@ pub fn reversing_change(done: &Effect, undo: &Effect) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::values::Dur;
+    use crate::core::values::Dur;
 
     fn spec() -> Verify {
         Verify {

@@ -10,12 +10,13 @@ mod step;
 
 use step::Step;
 
-use crate::actions::{execute::Executors, Limits, World};
-use crate::decision::Decision;
-use crate::guard::{Budget, Guard, RuleRate};
-use crate::rules::state::{Observation, TargetState};
-use crate::rules::{Rule, RuleSet};
-use crate::signals::{Reading, Series};
+use super::decision::Decision;
+use super::guard::{Budget, Guard, RuleRate};
+use super::plan::Limits;
+use super::rule::{ActionKind, Rule, RuleSet, SignalKind};
+use super::series::{Reading, Series};
+use super::state::{Observation, TargetState};
+use super::world::World;
 
 /// Engine settings that do not come from rules.
 #[derive(Debug, Clone)]
@@ -26,8 +27,8 @@ pub struct EngineConfig {
     pub dry_run: bool,
     pub budget_limit: u32,
     pub budget_window: Duration,
-    /// Whether an action kind can be executed here; the others run as dry-run.
-    pub executable: Executors,
+    /// Which action kinds can be executed here; the others run as dry-run, saying so.
+    pub executable: Executable,
     /// GITOPS_POLICY=skip: never change an object Argo CD or Flux manages (else: act, warn).
     pub gitops_skip: bool,
     /// Action ids are `PREFIX-N`: the daemon's start time, `sim` in `simulate`.
@@ -42,9 +43,28 @@ impl Default for EngineConfig {
             dry_run: false,
             budget_limit: 10,
             budget_window: Duration::from_secs(600),
-            executable: Executors::HTTP_ONLY,
+            executable: Executable::All,
             gitops_skip: false,
             id_prefix: Arc::from("sim"),
+        }
+    }
+}
+
+/// The action kinds this process has an executor for (the Kubernetes ones need an API
+/// server, `terminate_idle_connections` a PostgreSQL server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executable {
+    /// Every kind, as `simulate` models it.
+    All,
+    /// Only these kinds, by name.
+    Only(BTreeSet<&'static str>),
+}
+
+impl Executable {
+    pub fn contains(&self, kind: &str) -> bool {
+        match self {
+            Executable::All => true,
+            Executable::Only(kinds) => kinds.contains(kind),
         }
     }
 }
@@ -52,8 +72,8 @@ impl Default for EngineConfig {
 /// The states of one rule, by target.
 pub type Targets = BTreeMap<Arc<str>, TargetState>;
 
-pub struct Engine {
-    rules: Arc<RuleSet>,
+pub struct Engine<S, A> {
+    rules: Arc<RuleSet<S, A>>,
     readings: Vec<Option<Reading>>,
     states: Vec<Targets>,
     /// Each rule's `rate_limit` window, when it has one.
@@ -66,12 +86,12 @@ pub struct Engine {
     next_id: u64,
 }
 
-fn rate_of(rule: &Rule) -> Option<RuleRate> {
+fn rate_of<S, A>(rule: &Rule<S, A>) -> Option<RuleRate> {
     rule.spec.rate_limit.as_ref().map(RuleRate::new)
 }
 
-impl Engine {
-    pub fn new(rules: Arc<RuleSet>, config: EngineConfig) -> Self {
+impl<S: SignalKind, A: ActionKind> Engine<S, A> {
+    pub fn new(rules: Arc<RuleSet<S, A>>, config: EngineConfig) -> Self {
         let n = rules.rules.len();
         Engine {
             rates: rules.rules.iter().map(rate_of).collect(),
@@ -89,12 +109,12 @@ impl Engine {
         }
     }
 
-    pub fn rules(&self) -> &Arc<RuleSet> {
+    pub fn rules(&self) -> &Arc<RuleSet<S, A>> {
         &self.rules
     }
 
     /// Which action kinds can be executed (the others run as dry-run, saying so).
-    pub fn set_executors(&mut self, executors: Executors) {
+    pub fn set_executable(&mut self, executors: Executable) {
         self.config.executable = executors;
     }
 
@@ -138,7 +158,7 @@ impl Engine {
 
     /// Swaps in a new rule set. Cooldowns always carry over (a reload must never allow a
     /// double action); pending/firing progress carries over only for unchanged rules.
-    pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
+    pub fn replace_rules(&mut self, rules: Arc<RuleSet<S, A>>) {
         let mut old_states: BTreeMap<Arc<str>, (usize, Targets, Option<RuleRate>)> = BTreeMap::new();
         let old_rates = std::mem::take(&mut self.rates);
         for ((i, states), rate) in std::mem::take(&mut self.states)
@@ -231,7 +251,11 @@ impl Engine {
     }
 }
 
-fn evaluate_rule(step: &mut Step<'_>, reading: &mut Option<Reading>, targets: &mut Targets) {
+fn evaluate_rule<S: SignalKind, A: ActionKind>(
+    step: &mut Step<'_, S, A>,
+    reading: &mut Option<Reading>,
+    targets: &mut Targets,
+) {
     let now = step.now;
     let unknown = match reading.as_ref() {
         None => Some("no sample yet".to_owned()),

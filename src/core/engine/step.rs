@@ -1,24 +1,25 @@
 //! One (rule, target) at one evaluation: the state machine, the end of an earlier action's
 //! verification (and its rollback), then, when firing, the guard chain and the plan. The
-//! order of the guard is documented in [`crate::guard`].
+//! order of the guard is documented in [`crate::core::guard`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::EngineConfig;
-use crate::actions::{ActionSpec, Plan, PlanCtx, World};
-use crate::decision::{Decision, Detail, SkipReason, State, Verdict};
-use crate::guard::{Guard, RuleRate};
-use crate::rules::state::{Conditions, Observation, TargetState};
-use crate::rules::verify::{self, Quarantine, VerifyResult, Verifying};
-use crate::rules::Rule;
-use crate::signals::Series;
+use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason, State, Verdict};
+use crate::core::guard::{Guard, RuleRate};
+use crate::core::plan::{Effect, Plan, PlanCtx};
+use crate::core::rule::{ActionKind, NotifyFirst, Rule, SignalKind};
+use crate::core::series::Series;
+use crate::core::state::{Conditions, Observation, TargetState};
+use crate::core::verify::{self, Quarantine, VerifyResult, Verifying};
+use crate::core::world::World;
 
 /// Everything one evaluation of one rule needs besides the per-target state.
-pub(super) struct Step<'a> {
+pub(super) struct Step<'a, S, A> {
     pub index: usize,
-    pub rule: &'a Rule,
+    pub rule: &'a Rule<S, A>,
     pub now: Duration,
     pub world: &'a dyn World,
     pub guard: &'a mut Guard,
@@ -31,7 +32,7 @@ pub(super) struct Step<'a> {
     pub out: &'a mut Vec<Decision>,
 }
 
-impl Step<'_> {
+impl<S: SignalKind, A: ActionKind> Step<'_, S, A> {
     /// Advances one (rule, target) and runs the guard chain when it is firing.
     pub fn target(
         &mut self,
@@ -47,7 +48,7 @@ impl Step<'_> {
             clear: rule.spec.clear,
             hold_for: rule.hold_for,
         };
-        let executable = self.config.executable.can_execute(&rule.spec.action);
+        let executable = self.config.executable.contains(rule.spec.action.kind());
         let dry_run = self.guard.dry_run || rule.spec.dry_run || !executable;
         let state = st.observe(now, obs, &conditions);
         let mut d = Decision {
@@ -60,7 +61,7 @@ impl Step<'_> {
             decision: Verdict::None,
             reason: None,
             detail: None,
-            action: rule.spec.action.kind(),
+            kind: DecisionKind::Action(rule.spec.action.kind()),
             dry_run,
             change: None,
             success: None,
@@ -69,7 +70,6 @@ impl Step<'_> {
             active_since: st.active_since,
             plan: None,
             rule_index: self.index,
-            notice: false,
             quarantined: false,
         };
         let rollback = self.verification(&mut d, st);
@@ -85,7 +85,7 @@ impl Step<'_> {
         if d.decision == Verdict::Act {
             if let Some(notify) = &rule.spec.notify_first {
                 let mut n = notice(&d, notify);
-                if self.open_circuits.contains(&notify.target()) {
+                if self.open_circuits.contains(&notify.dependency()) {
                     n.skip(SkipReason::CircuitOpen, None);
                 }
                 self.out.push(n);
@@ -126,7 +126,7 @@ impl Step<'_> {
         }
         let undo = v.undo.clone()?;
         let mut r = d.clone();
-        r.action = "rollback";
+        r.kind = DecisionKind::Rollback;
         r.verification = None;
         r.change = Some(verify::reversing_change(&v.done, &undo));
         r.plan = Some(Box::new(Plan::new(r.change.clone().unwrap_or_default(), undo)));
@@ -165,7 +165,7 @@ impl Step<'_> {
         self.world.workload(target).is_some_and(|w| w.paused)
     }
 
-    /// The guard chain (see [`crate::guard`]) and the plan.
+    /// The guard chain (see [`crate::core::guard`]) and the plan.
     fn guard_and_plan(
         &mut self,
         d: &mut Decision,
@@ -199,7 +199,9 @@ impl Step<'_> {
                 format!("{dependency} is unavailable: its circuit breaker is open, or it failed this tick");
             return d.skip(SkipReason::CircuitOpen, Some(Detail::Text(text)));
         }
-        if let (ActionSpec::Scale(_), Some(hpa)) = (&rule.spec.action, workload.and_then(|w| w.hpa.as_ref()))
+        if let Some(hpa) = workload
+            .and_then(|w| w.hpa.as_ref())
+            .filter(|_| rule.spec.action.yields_to_hpa())
         {
             let text = format!("HorizontalPodAutoscaler {hpa} owns the replicas of {}", d.target);
             return d.skip(SkipReason::HpaManaged, Some(Detail::Text(text)));
@@ -236,7 +238,7 @@ impl Step<'_> {
         };
         let plan = match rule.spec.action.plan(&ctx) {
             Ok(plan) => plan,
-            Err(why) => return d.skip(SkipReason::Plan, Some(Detail::Text(why))),
+            Err(why) => return d.skip(SkipReason::Plan, Some(Detail::Text(why.to_string()))),
         };
         d.change = Some(plan.change.clone());
         if let Some(why) = &plan.noop {
@@ -254,7 +256,7 @@ impl Step<'_> {
             }
             st.last_dry_act = Some(now);
             let why =
-                (!executable).then(|| format!("no executor for `{}` in this build: dry-run only", d.action));
+                (!executable).then(|| format!("no executor for `{}` in this build: dry-run only", d.kind));
             d.skip(SkipReason::DryRun, why.map(Detail::Text));
         } else if !self.guard.budget.try_take(now) {
             let b = &self.guard.budget;
@@ -285,19 +287,18 @@ impl Step<'_> {
 /// The decision of a rule's `notify_first`: an `act` of `notify` carrying the change about to
 /// be made, placed just before the action's own decision so whoever executes the decisions
 /// in order tells the humans first. It shares the action's cooldown and uses no budget.
-fn notice(d: &Decision, notify: &crate::actions::notify::Notify) -> Decision {
+fn notice(d: &Decision, notify: &NotifyFirst) -> Decision {
     let mut n = d.clone();
-    n.action = "notify";
-    n.notice = true;
+    n.kind = DecisionKind::Notice;
     n.id = d.id.as_ref().map(|id| Arc::from(format!("{id}-notice")));
     n.change = Some(serde_json::json!({
         "notify": notify.host(),
-        "before": d.action,
+        "before": d.kind,
         "change": d.change,
     }));
     n.plan = Some(Box::new(Plan::new(
         n.change.clone().unwrap_or_default(),
-        crate::actions::Effect::External,
+        Effect::External,
     )));
     n
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use super::decision::State;
 use super::values::Condition;
-use crate::decision::State;
 
 /// What one evaluation observed for a target.
 #[derive(Debug, Clone, Copy, PartialEq)]

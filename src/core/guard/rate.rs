@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::Budget;
-use crate::rules::spec::RateLimit;
+use crate::core::rule::RateLimit;
 
 /// The live and the dry-run windows of one rule. A dry run counts its would-be actions
 /// separately so it shows the cadence a live run would have without using up the live
@@ -64,7 +64,7 @@ impl RuleRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::values::Dur;
+    use crate::core::values::Dur;
 
     #[test]
     fn live_and_dry_windows_are_separate_and_survive_a_new_limit() {
