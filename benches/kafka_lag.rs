@@ -10,8 +10,8 @@ mod kafka_support;
 
 use std::time::{Duration, Instant};
 
-use automaton::kafka::{KafkaSettings, KafkaSource};
-use automaton::signals::{KafkaLag, OffsetReset};
+use automaton::clients::kafka::{KafkaSettings, KafkaSource};
+use automaton::clients::kafka::{LagQuery, OffsetReset};
 use kafka_support::Broker;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -176,7 +176,7 @@ fn main() {
     );
 
     let source = KafkaSource::new(KafkaSettings::new(broker.bootstrap(), TIMEOUT));
-    let spec = KafkaLag {
+    let spec = LagQuery {
         group: GROUP.to_owned(),
         topic: Some(topic.clone()),
         offset_reset: OffsetReset::Latest,

@@ -3,15 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod actions;
-pub mod backoff;
 pub mod cli;
-pub mod cluster;
+pub mod clients;
 pub mod core;
 pub mod daemon;
-pub mod kafka;
-pub mod leader;
 pub mod metrics;
-pub mod pg;
 pub mod reload;
 pub mod rules;
 pub mod server;

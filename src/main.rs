@@ -142,11 +142,11 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(kafka) = automaton::kafka::KafkaSettings::from_env()? {
-        daemon.attach_kafka(automaton::kafka::KafkaSource::new(kafka));
+    if let Some(kafka) = automaton::clients::kafka::KafkaSettings::from_env()? {
+        daemon.attach_kafka(automaton::clients::kafka::KafkaSource::new(kafka));
     }
-    if let Some(pg) = automaton::pg::PgSettings::from_env()? {
-        daemon.attach_postgres(automaton::pg::PgSource::new(pg));
+    if let Some(pg) = automaton::clients::pg::PgSettings::from_env()? {
+        daemon.attach_postgres(automaton::clients::pg::PgSource::new(pg));
     }
     if once {
         // One look, without a watch or a Lease: pod signals are unknown here.
@@ -157,7 +157,7 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
     }
     // Push sources (the pod watch) send on this to evaluate at once.
     let (push, trigger) = mpsc::channel(16);
-    if let Some(cluster) = automaton::cluster::connect(&settings).await? {
+    if let Some(cluster) = automaton::clients::kube::connect(&settings).await? {
         daemon.attach(cluster, push);
     }
     let state = AppState {

@@ -10,10 +10,10 @@ mod pg;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use automaton::clients::kafka::{KafkaSettings, KafkaSource};
 use automaton::core::decision::{Decision, SkipReason, State, Verdict};
 use automaton::core::guard::breaker::BreakerSettings;
 use automaton::daemon::Daemon;
-use automaton::kafka::{KafkaSettings, KafkaSource};
 use automaton::settings::Settings;
 use axum::routing::post;
 use axum::Router;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use automaton::actions::execute::{ActionError, Executor};
 use automaton::actions::{http::Http, ActionSpec};
-use automaton::backoff::FullJitter;
+use automaton::clients::backoff::FullJitter;
 use automaton::core::decision::{Decision, State, Verdict};
 use automaton::core::values::Dur;
 use axum::http::{HeaderMap, StatusCode};

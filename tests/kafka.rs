@@ -4,16 +4,16 @@ mod kafka_support;
 
 use std::time::{Duration, Instant};
 
-use automaton::kafka::{KafkaSettings, KafkaSource, TopicLag};
-use automaton::signals::{KafkaLag, OffsetReset};
+use automaton::clients::kafka::{KafkaSettings, KafkaSource, TopicLag};
+use automaton::clients::kafka::{LagQuery, OffsetReset};
 use kafka_support::Broker;
 
 fn source(broker: &Broker, timeout: Duration) -> KafkaSource {
     KafkaSource::new(KafkaSettings::new(broker.bootstrap(), timeout))
 }
 
-fn spec(group: &str, topic: Option<&str>, offset_reset: OffsetReset) -> KafkaLag {
-    KafkaLag {
+fn spec(group: &str, topic: Option<&str>, offset_reset: OffsetReset) -> LagQuery {
+    LagQuery {
         group: group.to_owned(),
         topic: topic.map(str::to_owned),
         offset_reset,

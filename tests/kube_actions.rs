@@ -3,7 +3,7 @@
 
 mod kube_support;
 
-use automaton::cluster::error::ClusterError;
+use automaton::clients::kube::error::ClusterError;
 use automaton::core::decision::SkipReason;
 use kube_support::*;
 use serde_json::json;

@@ -8,7 +8,7 @@ mod kube_support;
 
 use std::time::{Duration, Instant};
 
-use automaton::cluster::error::ClusterError;
+use automaton::clients::kube::error::ClusterError;
 use automaton::core::decision::Decision;
 use automaton::core::guard::breaker::{BreakerSettings, Breakers, CircuitState};
 use automaton::rules::Rule;

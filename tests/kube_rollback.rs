@@ -66,7 +66,7 @@ fn memory_rollback() -> (Rule, Decision) {
 async fn roll_back(
     script: Vec<Exchange>,
     (rule, decision): &(Rule, Decision),
-) -> Result<automaton::cluster::actions::Outcome, automaton::cluster::error::ClusterError> {
+) -> Result<automaton::actions::kube::Outcome, automaton::clients::kube::error::ClusterError> {
     let (executor, server) = executor(script);
     let result = executor.rollback(rule, decision).await;
     drop(executor);

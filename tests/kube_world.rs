@@ -7,8 +7,8 @@ mod kube_support;
 
 use std::time::Duration;
 
-use automaton::cluster::managers::{hpa_for, list_hpas};
-use automaton::cluster::workload::LiveWorkload;
+use automaton::clients::kube::managers::{hpa_for, list_hpas};
+use automaton::clients::kube::workload::LiveWorkload;
 use automaton::core::decision::{Decision, SkipReason, Verdict};
 use automaton::core::engine::EngineConfig;
 use automaton::core::world::{SimWorld, Workload};

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use automaton::cluster::owners::{Owners, RETRY_AFTER};
+use automaton::clients::kube::owners::{Owners, RETRY_AFTER};
 use automaton::core::series::Series;
 use automaton::core::values::Dur;
 use automaton::signals::pods::PodSignals;

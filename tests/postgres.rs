@@ -9,11 +9,8 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use automaton::actions::connections::TerminateIdle;
+use automaton::clients::pg::{ActivityQuery, PgError, PgSource, PostgresMetric, TerminateFilter};
 use automaton::core::series::Series;
-use automaton::core::values::Dur;
-use automaton::pg::{PgError, PgSource};
-use automaton::signals::{Postgres, PostgresMetric};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, NoTls};
@@ -22,16 +19,13 @@ use pg::{eventually, Cluster, Conn, PASSWORD};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn metric(metric: PostgresMetric, idle_for: Option<Duration>) -> Postgres {
-    Postgres {
-        metric,
-        idle_for: idle_for.map(Dur),
-    }
+fn metric(metric: PostgresMetric, idle_for: Option<Duration>) -> ActivityQuery {
+    ActivityQuery { metric, idle_for }
 }
 
-fn idle_for(d: Duration) -> TerminateIdle {
-    TerminateIdle {
-        idle_for: Dur(d),
+fn idle_for(d: Duration) -> TerminateFilter {
+    TerminateFilter {
+        idle_for: d,
         database: None,
         user: None,
         application_name: None,
@@ -365,9 +359,10 @@ async fn an_unresponsive_server_is_unknown_within_the_connect_timeout() {
         ("POSTGRES_PASSWORD", PASSWORD.to_owned()),
         ("POSTGRES_CONNECT_TIMEOUT", "300ms".to_owned()),
     ];
-    let settings = automaton::pg::PgSettings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.clone())))
-        .expect("settings")
-        .expect("configured");
+    let settings =
+        automaton::clients::pg::PgSettings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .expect("settings")
+            .expect("configured");
     let source = PgSource::new(settings);
     let started = Instant::now();
     let reason = source
@@ -491,7 +486,7 @@ async fn limit_caps_the_count_oldest_first() {
     wait_idle_at_least(&observer, &pids(&old), age).await;
     touch(&observer).await;
 
-    let two = TerminateIdle {
+    let two = TerminateFilter {
         limit: 2,
         ..idle_for(age)
     };
@@ -501,7 +496,7 @@ async fn limit_caps_the_count_oldest_first() {
     wait_gone(&observer, &first.pids).await;
     let second = source.terminate_idle(&two).await.expect("terminate");
     assert_eq!(second.pids, pids(&old[2..4]));
-    let none = TerminateIdle { limit: 0, ..two };
+    let none = TerminateFilter { limit: 0, ..two };
     assert_eq!(source.terminate_idle(&none).await.expect("terminate").count, 0);
     wait_gone(&observer, &pids(&old[..4])).await;
     assert!(old[4].alive().await);
@@ -528,28 +523,28 @@ async fn filters_by_database_user_and_application_name() {
     let some = |s: &str| Some(s.to_owned());
     let cases = [
         (
-            TerminateIdle {
+            TerminateFilter {
                 database: some("other"),
                 ..idle_for(age)
             },
             &other_db,
         ),
         (
-            TerminateIdle {
+            TerminateFilter {
                 user: some("app2"),
                 ..idle_for(age)
             },
             &app2,
         ),
         (
-            TerminateIdle {
+            TerminateFilter {
                 application_name: some("worker"),
                 ..idle_for(age)
             },
             &worker,
         ),
         (
-            TerminateIdle {
+            TerminateFilter {
                 database: some("postgres"),
                 user: some("app"),
                 application_name: some("web"),

@@ -37,6 +37,17 @@ fn default_limit() -> u32 {
 }
 
 impl TerminateIdle {
+    /// What the PostgreSQL client terminates for this action.
+    pub fn filter(&self) -> crate::clients::pg::TerminateFilter {
+        crate::clients::pg::TerminateFilter {
+            idle_for: self.idle_for.0,
+            database: self.database.clone(),
+            user: self.user.clone(),
+            application_name: self.application_name.clone(),
+            limit: self.limit,
+        }
+    }
+
     pub fn target(&self) -> String {
         format!("postgres/{}", self.database.as_deref().unwrap_or("*"))
     }

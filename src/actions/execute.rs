@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backon::Retryable;
 
-use crate::backoff::FullJitter;
+use crate::clients::backoff::FullJitter;
 use thiserror::Error;
 use tracing::debug;
 
@@ -146,7 +146,7 @@ impl Executor {
             .map_err(ActionError::Client)?;
         Ok(Executor {
             client,
-            backoff: crate::backoff::default_backoff(),
+            backoff: crate::clients::backoff::default_backoff(),
         })
     }
 
@@ -157,7 +157,7 @@ impl Executor {
     }
 
     /// Sends `call`, retrying transient failures with exponential backoff and full jitter;
-    /// a `Retry-After` up to [`crate::backoff::MAX_RETRY_AFTER`] replaces the computed delay. Returns the
+    /// a `Retry-After` up to [`crate::clients::backoff::MAX_RETRY_AFTER`] replaces the computed delay. Returns the
     /// status and how many attempts it took.
     async fn send(&self, call: &Call<'_>) -> Result<(u16, usize), ActionError> {
         let attempts = std::sync::atomic::AtomicUsize::new(0);
@@ -198,7 +198,7 @@ impl Executor {
         let status = once
             .retry(self.backoff)
             .when(ActionError::is_transient)
-            .adjust(|e, next| crate::backoff::after(e.retry_after(), next))
+            .adjust(|e, next| crate::clients::backoff::after(e.retry_after(), next))
             .notify(|e, wait| debug!(error = %e, ?wait, "transient failure, retrying"))
             .await?;
         Ok((status, attempts.into_inner()))

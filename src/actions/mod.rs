@@ -7,20 +7,23 @@ pub mod connections;
 pub mod execute;
 pub mod http;
 pub mod job;
+pub mod kube;
 pub mod logs;
 pub mod memory;
 pub mod notify;
 pub mod restart;
 pub mod scale;
-pub mod target;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::plan::{Plan, PlanCtx, PlanError};
+pub use crate::core::target::Target;
 use crate::signals::SignalSpec;
-pub use target::Target;
+
+/// A rule of this build's kinds, as executors see it.
+pub type Rule = crate::core::rule::Rule<SignalSpec, ActionSpec>;
 
 /// The action of a rule: exactly one kind, with its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

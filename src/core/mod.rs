@@ -11,6 +11,7 @@ pub mod plan;
 pub mod rule;
 pub mod series;
 pub mod state;
+pub mod target;
 pub mod url;
 pub mod values;
 pub mod verify;

@@ -177,7 +177,10 @@ impl Daemon {
         tracing::warn!(rule = %d.rule, target = %d.target, id = d.id.as_deref(), reason, "{note}");
         if let Some(k) = &self.kube {
             // Events are recorded on workloads; other targets (endpoints, webhooks) have none.
-            if d.target.parse::<crate::cluster::workload::WorkloadRef>().is_ok() {
+            if d.target
+                .parse::<crate::clients::kube::workload::WorkloadRef>()
+                .is_ok()
+            {
                 k.executor.warn(&d.target, reason, "Notify", note.clone()).await;
             }
         }

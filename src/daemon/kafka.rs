@@ -5,8 +5,8 @@ use std::time::Duration;
 use tracing::info;
 
 use super::Daemon;
+use crate::clients::kafka::KafkaSource;
 use crate::core::series::Series;
-use crate::kafka::KafkaSource;
 use crate::signals::KafkaLag;
 
 impl Daemon {
@@ -25,7 +25,7 @@ impl Daemon {
         spec: &KafkaLag,
         timeout: Duration,
     ) -> impl std::future::Future<Output = Result<Vec<Series>, String>> + Send + 'static {
-        let (source, spec) = (self.kafka.clone(), spec.clone());
+        let (source, spec) = (self.kafka.clone(), spec.query());
         async move {
             let Some(source) = source else {
                 return Err("no Kafka configured: set KAFKA_BOOTSTRAP_SERVERS".to_owned());

@@ -10,14 +10,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Daemon;
-use crate::cluster::actions::KubeExecutor;
-use crate::cluster::error::ClusterError;
-use crate::cluster::managers;
-use crate::cluster::workload::{self, WorkloadRef};
-use crate::cluster::Cluster;
+use crate::actions::kube::KubeExecutor;
+use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::leader::{self, Campaign, LeaseTiming};
+use crate::clients::kube::managers;
+use crate::clients::kube::workload::{self, WorkloadRef};
+use crate::clients::kube::Cluster;
 use crate::core::series::Series;
 use crate::core::world::SimWorld;
-use crate::leader::{self, Campaign, LeaseTiming};
 use crate::signals::pods::PodSignals;
 use crate::signals::SignalSpec;
 
@@ -206,7 +206,7 @@ mod tests {
     use kube::core::Status;
 
     use super::*;
-    use crate::cluster::error::ApiRequest;
+    use crate::clients::kube::error::ApiRequest;
 
     fn get() -> ApiRequest {
         ApiRequest::new("GET", "get", "apps", "deployments", "prod", Some("web"))

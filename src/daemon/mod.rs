@@ -59,9 +59,9 @@ pub struct Daemon {
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
     /// Present when a Kafka cluster is configured.
-    kafka: Option<crate::kafka::KafkaSource>,
+    kafka: Option<crate::clients::kafka::KafkaSource>,
     /// Present when a PostgreSQL server is configured.
-    postgres: Option<Arc<crate::pg::PgSource>>,
+    postgres: Option<Arc<crate::clients::pg::PgSource>>,
     /// What can execute for real; the rest is dry-run.
     executors: Executors,
 }

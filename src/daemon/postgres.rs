@@ -8,8 +8,8 @@ use tracing::info;
 
 use super::Daemon;
 use crate::actions::connections::TerminateIdle;
+use crate::clients::pg::{PgError, PgSource};
 use crate::core::series::Series;
-use crate::pg::{PgError, PgSource};
 use crate::signals::Postgres;
 
 impl Daemon {
@@ -27,7 +27,7 @@ impl Daemon {
         spec: &Postgres,
         timeout: Duration,
     ) -> impl std::future::Future<Output = Result<Vec<Series>, String>> + Send + 'static {
-        let (source, spec) = (self.postgres.clone(), spec.clone());
+        let (source, spec) = (self.postgres.clone(), spec.query());
         async move {
             let Some(source) = source else {
                 return Err("no PostgreSQL configured: set POSTGRES_HOST or DATABASE_URL".to_owned());
@@ -51,7 +51,7 @@ impl Daemon {
         let Some(source) = &self.postgres else {
             return Err(("no PostgreSQL configured".to_owned(), None, false));
         };
-        match source.terminate_idle(spec).await {
+        match source.terminate_idle(&spec.filter()).await {
             Ok(done) => {
                 let change = serde_json::to_value(&done).unwrap_or_default();
                 Ok((format!("terminated {} idle connection(s)", done.count), change))

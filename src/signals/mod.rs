@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::clients::kafka::OffsetReset;
+pub use crate::clients::pg::PostgresMetric;
 use crate::core::values::Dur;
 
 /// The signal of a rule: exactly one kind, with its parameters.
@@ -54,14 +56,6 @@ pub struct KafkaLag {
     pub offset_reset: OffsetReset,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OffsetReset {
-    #[default]
-    Latest,
-    Earliest,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Postgres {
@@ -70,14 +64,6 @@ pub struct Postgres {
     /// With `idle_connections`: count only connections idle at least this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_for: Option<Dur>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PostgresMetric {
-    ConnectionsUsedPercent,
-    IdleConnections,
-    IdleInTransaction,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +167,27 @@ pub struct SlotLag {
 
 fn default_commitment() -> String {
     "processed".to_owned()
+}
+
+impl KafkaLag {
+    /// What the Kafka client measures for this signal.
+    pub fn query(&self) -> crate::clients::kafka::LagQuery {
+        crate::clients::kafka::LagQuery {
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            offset_reset: self.offset_reset,
+        }
+    }
+}
+
+impl Postgres {
+    /// What the PostgreSQL client reads for this signal.
+    pub fn query(&self) -> crate::clients::pg::ActivityQuery {
+        crate::clients::pg::ActivityQuery {
+            metric: self.metric,
+            idle_for: self.idle_for.map(|d| d.0),
+        }
+    }
 }
 
 impl SignalSpec {

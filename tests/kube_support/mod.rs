@@ -13,10 +13,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use automaton::backoff::FullJitter;
-use automaton::cluster::actions::{KubeExecutor, Outcome};
-use automaton::cluster::error::ClusterError;
-use automaton::cluster::Cluster;
+use automaton::actions::kube::{KubeExecutor, Outcome};
+use automaton::clients::backoff::FullJitter;
+use automaton::clients::kube::error::ClusterError;
+use automaton::clients::kube::Cluster;
 use automaton::core::decision::{Decision, Verdict};
 use automaton::core::engine::EngineConfig;
 use automaton::core::series::{Reading, Series};

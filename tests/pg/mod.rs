@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use automaton::pg::{PgSettings, PgSource};
+use automaton::clients::pg::{PgSettings, PgSource};
 use tokio_postgres::{Client, NoTls};
 
 pub const TEST_USER: &str = "automaton-test";

@@ -2,7 +2,7 @@
 //! compact in-memory view, and each tick reads it without any request.
 //!
 //! Every series carries `pod`, `container` and `namespace`, and `owner` (`deployment/NAME`,
-//! `statefulset/NAME`, see [`crate::cluster::owners`]) when the pod belongs to a workload the
+//! `statefulset/NAME`, see [`crate::clients::kube::owners`]) when the pod belongs to a workload the
 //! automaton can act on. Init containers count like the others. Only pods matching the
 //! spec's `selector` count.
 //!
@@ -44,7 +44,7 @@ use tracing::Instrument;
 pub use state::{KILL_LOG_KEEP, OLD_KILL, RESTART_HISTORY};
 
 use super::SignalSpec;
-use crate::cluster::owners::Owners;
+use crate::clients::kube::owners::Owners;
 use crate::core::series::Series;
 use state::PodState;
 use watch::{lock, Watch};

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::cluster::owners::controller_of;
+use crate::clients::kube::owners::controller_of;
 
 /// The identity of a pod: its uid, or `namespace/name` when the object has none.
 pub fn pod_key(meta: &ObjectMeta) -> String {

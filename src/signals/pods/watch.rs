@@ -16,7 +16,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::observe::{pod_key, PodObs};
 use super::state::{Outcome, Owner, PodState};
-use crate::cluster::owners::{Owners, RETRY_AFTER};
+use crate::clients::kube::owners::{Owners, RETRY_AFTER};
 
 pub(super) struct Watch {
     pub state: Arc<Mutex<PodState>>,
@@ -39,13 +39,13 @@ impl Watch {
         };
         let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + RETRY_AFTER, RETRY_AFTER);
         retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut relists = crate::backoff::Reconnect::default();
+        let mut relists = crate::clients::backoff::Reconnect::default();
         loop {
             // A watch that broke is started again from a fresh list, not resumed: the list's
             // end (InitDone) is the proof that the pods are known again, which a resumed
             // watch in a quiet namespace would give only at the next pod change.
             let stream = watcher(api.clone(), watcher::Config::default())
-                .backoff(crate::backoff::Reconnect::default());
+                .backoff(crate::clients::backoff::Reconnect::default());
             let mut stream = std::pin::pin!(stream);
             loop {
                 tokio::select! {

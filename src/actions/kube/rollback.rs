@@ -9,10 +9,10 @@ use serde_json::json;
 
 use super::memory::{current, memory_patch, Memory};
 use super::{workload_ref, Ctx, KubeExecutor, Outcome};
-use crate::cluster::error::ClusterError;
+use crate::actions::Rule;
+use crate::clients::kube::error::ClusterError;
 use crate::core::decision::{Decision, SkipReason};
 use crate::core::plan::Effect;
-use crate::rules::Rule;
 
 impl KubeExecutor {
     /// Executes a `rollback` decision: its plan's effect restores, its change says from what.

@@ -24,14 +24,14 @@ use kube::{Api, Client};
 use serde::Serialize;
 use tracing::{instrument, warn};
 
-use super::error::{ApiRequest, ClusterError};
-use super::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
-use super::{last_action_key, Cluster, FIELD_MANAGER};
 use crate::actions::ActionSpec;
-use crate::backoff::{self, FullJitter};
+use crate::actions::Rule;
+use crate::clients::backoff::{self, FullJitter};
+use crate::clients::kube::error::{ApiRequest, ClusterError};
+use crate::clients::kube::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
+use crate::clients::kube::{last_action_key, Cluster, FIELD_MANAGER};
 use crate::core::decision::{Decision, SkipReason};
 use crate::core::plan::Effect;
-use crate::rules::Rule;
 
 pub use job::{job_from_cronjob, job_name};
 

@@ -7,9 +7,9 @@ use kube::api::Patch;
 use serde_json::json;
 
 use super::{Ctx, KubeExecutor, Outcome};
-use crate::cluster::error::ClusterError;
-use crate::cluster::last_action_key;
-use crate::cluster::workload::{WorkloadRef, RESTARTED_AT};
+use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::last_action_key;
+use crate::clients::kube::workload::{WorkloadRef, RESTARTED_AT};
 
 impl KubeExecutor {
     pub(super) async fn restart(&self, ctx: &Ctx<'_>, target: &WorkloadRef) -> Result<Outcome, ClusterError> {

@@ -8,9 +8,9 @@ use serde_json::json;
 use tracing::debug;
 
 use super::{Ctx, KubeExecutor, Outcome};
-use crate::cluster::error::ClusterError;
-use crate::cluster::last_action_key;
-use crate::cluster::workload::{LiveWorkload, WorkloadRef};
+use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::last_action_key;
+use crate::clients::kube::workload::{LiveWorkload, WorkloadRef};
 use crate::core::decision::SkipReason;
 use crate::core::values::Bytes;
 

@@ -11,9 +11,9 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 use tracing::Instrument;
 
+use super::{ActivityQuery, PostgresMetric};
 use super::{PgError, PgSettings};
 use crate::core::series::Series;
-use crate::signals::{Postgres, PostgresMetric};
 
 /// All three metrics in one pass over `pg_stat_activity` (one snapshot, so they agree).
 ///
@@ -59,12 +59,12 @@ impl PgSource {
 
     /// Reads one metric. `Err` is the reason it is unknown (server unreachable, query failed,
     /// role not allowed to see every session); it never contains the password.
-    pub async fn collect(&self, spec: &Postgres) -> Result<Vec<Series>, String> {
+    pub async fn collect(&self, spec: &ActivityQuery) -> Result<Vec<Series>, String> {
         self.collect_metric(spec).await.map_err(|e| e.to_string())
     }
 
-    async fn collect_metric(&self, spec: &Postgres) -> Result<Vec<Series>, PgError> {
-        let idle_for = spec.idle_for.map(|d| d.0.as_secs_f64());
+    async fn collect_metric(&self, spec: &ActivityQuery) -> Result<Vec<Series>, PgError> {
+        let idle_for = spec.idle_for.map(|d| d.as_secs_f64());
         let row = self
             .with_client("reading pg_stat_activity", true, |client| async move {
                 client.query_one(ACTIVITY_SQL, &[&idle_for]).await

@@ -2,8 +2,8 @@
 //! workload look-ups, and the executor of workload actions. Everything here is I/O; the
 //! engine never sees a kube type.
 
-pub mod actions;
 pub mod error;
+pub mod leader;
 pub mod managers;
 pub mod owners;
 pub mod workload;

@@ -19,7 +19,18 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
 use super::{PgError, PgSource};
-use crate::actions::connections::TerminateIdle;
+
+/// Which idle client backends to terminate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminateFilter {
+    /// Only connections idle at least this long.
+    pub idle_for: std::time::Duration,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub application_name: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+}
 
 const TERMINATE_SQL: &str = "
 WITH visibility AS MATERIALIZED (
@@ -81,8 +92,8 @@ impl PgSource {
     /// database, user or `application_name`.
     ///
     /// Not retried on a lost connection: the statement may have run.
-    pub async fn terminate_idle(&self, spec: &TerminateIdle) -> Result<Terminated, PgError> {
-        let idle_for = spec.idle_for.0.as_secs_f64();
+    pub async fn terminate_idle(&self, spec: &TerminateFilter) -> Result<Terminated, PgError> {
+        let idle_for = spec.idle_for.as_secs_f64();
         let database = spec.database.as_deref();
         let user = spec.user.as_deref();
         let application_name = spec.application_name.as_deref();

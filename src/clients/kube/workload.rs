@@ -13,7 +13,7 @@ use kube::{Api, Client, Resource};
 
 use super::error::{ApiRequest, ClusterError};
 use super::{last_action_key, managers};
-use crate::actions::Target;
+use crate::core::target::Target;
 use crate::core::values::Bytes;
 use crate::core::world::{Resources, Workload};
 

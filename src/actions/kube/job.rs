@@ -16,8 +16,8 @@ use tracing::debug;
 
 use super::{Ctx, KubeExecutor, Outcome};
 use crate::actions::job::RunJob;
-use crate::cluster::error::{ApiRequest, ClusterError};
-use crate::cluster::FIELD_MANAGER;
+use crate::clients::kube::error::{ApiRequest, ClusterError};
+use crate::clients::kube::FIELD_MANAGER;
 
 /// The annotation kubectl puts on a Job it creates from a CronJob.
 pub const INSTANTIATE: &str = "cronjob.kubernetes.io/instantiate";

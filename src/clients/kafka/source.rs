@@ -21,8 +21,8 @@ use tracing::Instrument;
 
 use super::lag::{partition_lag, PartitionLag, StallTracker, TopicLag};
 use super::{KafkaError, KafkaSettings};
+use super::{LagQuery, OffsetReset};
 use crate::core::series::Series;
-use crate::signals::{KafkaLag, OffsetReset};
 
 /// The Kafka signal source. Cheap to clone (the clones share clients and history).
 #[derive(Clone)]
@@ -78,7 +78,7 @@ impl KafkaSource {
     /// One series per (group, topic) with labels `group`, `topic` and `partitions`, the value
     /// the topic's lag. `Err` is the reason it is unknown (broker unreachable, group or topic
     /// missing); never a lag of 0 in its place.
-    pub async fn collect(&self, spec: &KafkaLag) -> Result<Vec<Series>, String> {
+    pub async fn collect(&self, spec: &LagQuery) -> Result<Vec<Series>, String> {
         match self.collect_lags(spec).await {
             Ok(lags) => Ok(lags.iter().map(TopicLag::series).collect()),
             Err(e) => Err(e.to_string()),
@@ -86,7 +86,7 @@ impl KafkaSource {
     }
 
     /// As [`collect`](Self::collect), with the per-partition detail and the `stalled` flag.
-    pub async fn collect_lags(&self, spec: &KafkaLag) -> Result<Vec<TopicLag>, KafkaError> {
+    pub async fn collect_lags(&self, spec: &LagQuery) -> Result<Vec<TopicLag>, KafkaError> {
         let inner = self.inner.clone();
         let task_spec = spec.clone();
         let span = tracing::debug_span!("kafka_lag", group = %spec.group, topic = ?spec.topic);
@@ -169,7 +169,7 @@ impl Inner {
     }
 
     /// The partitions to measure: the spec's topic, or every non-internal topic.
-    fn partitions(&self, metadata: &Metadata, spec: &KafkaLag) -> Result<Vec<(String, i32)>, KafkaError> {
+    fn partitions(&self, metadata: &Metadata, spec: &LagQuery) -> Result<Vec<(String, i32)>, KafkaError> {
         let mut out = Vec::new();
         for topic in metadata.topics() {
             let wanted = match &spec.topic {
@@ -250,7 +250,7 @@ impl Inner {
             .collect()
     }
 
-    fn measure(&self, spec: &KafkaLag) -> Result<Vec<TopicLag>, KafkaError> {
+    fn measure(&self, spec: &LagQuery) -> Result<Vec<TopicLag>, KafkaError> {
         let timeout = self.settings.timeout();
         let client = self.shared()?;
         let metadata = client
@@ -367,7 +367,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let source = KafkaSource::new(settings);
-        let spec = KafkaLag {
+        let spec = LagQuery {
             group: "g".into(),
             topic: None,
             offset_reset: OffsetReset::Latest,
@@ -404,7 +404,7 @@ mod tests {
         let settings = KafkaSettings::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
             .unwrap()
             .unwrap();
-        let spec = KafkaLag {
+        let spec = LagQuery {
             group: "g".into(),
             topic: None,
             offset_reset: OffsetReset::Latest,

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
+use super::OffsetReset;
 use crate::core::series::Series;
-use crate::signals::OffsetReset;
 
 /// A group is stalled when it has lag and its committed offsets were the same in this many
 /// consecutive collections (this one included).

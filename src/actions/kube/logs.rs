@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{Ctx, KubeExecutor, Outcome};
 use crate::actions::logs::CleanLogs;
-use crate::cluster::error::{ApiRequest, ClusterError};
+use crate::clients::kube::error::{ApiRequest, ClusterError};
 use crate::core::decision::SkipReason;
 
 /// How much of the command's stderr an error quotes.

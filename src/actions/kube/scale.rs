@@ -10,8 +10,8 @@ use tracing::warn;
 use super::{patch_params, Ctx, KubeExecutor, Outcome};
 use crate::actions::scale::Direction;
 use crate::actions::ActionSpec;
-use crate::cluster::error::ClusterError;
-use crate::cluster::workload::{WorkloadKind, WorkloadRef};
+use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::workload::{WorkloadKind, WorkloadRef};
 use crate::core::decision::SkipReason;
 
 impl KubeExecutor {

@@ -9,7 +9,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
-use crate::cluster::{Cluster, FIELD_MANAGER};
+use crate::clients::kube::{Cluster, FIELD_MANAGER};
 
 /// Lease timing: a lost leader is replaced after at most `duration` seconds; the holder
 /// renews `grace` seconds before expiry.
