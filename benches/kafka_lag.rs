@@ -182,11 +182,11 @@ fn main() {
         offset_reset: OffsetReset::Latest,
     };
     let (batched, batched_lags) = time(batched_runs, || {
-        let series = runtime
-            .block_on(source.collect(&spec))
-            .expect("KafkaSource::collect");
-        assert_eq!(series.len(), 1, "one series for one topic: {series:?}");
-        series[0].value as i64
+        let lags = runtime
+            .block_on(source.collect_lags(&spec))
+            .expect("KafkaSource::collect_lags");
+        assert_eq!(lags.len(), 1, "one lag for one topic: {lags:?}");
+        lags[0].series().value as i64
     });
 
     let consumer: BaseConsumer = config(&broker)

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub verifications: IntCounterVec,
     pub rollbacks: IntCounterVec,
     pub quarantined: IntGaugeVec,
+    pub signal_errors: IntCounterVec,
+    pub action_outcomes: IntCounterVec,
 }
 
 impl Metrics {
@@ -121,6 +123,20 @@ impl Metrics {
             ),
             &["rule", "target"],
         )?;
+        let signal_errors = IntCounterVec::new(
+            Opts::new(
+                "automaton_signal_errors_total",
+                "Collections that left a signal unknown, by source and error kind",
+            ),
+            &["source", "kind"],
+        )?;
+        let action_outcomes = IntCounterVec::new(
+            Opts::new(
+                "automaton_action_outcomes_total",
+                "Actions handed to the writer, by kind and outcome (succeeded, failed, timeout, dropped, refused)",
+            ),
+            &["action", "outcome"],
+        )?;
         for c in [
             Box::new(actions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -136,6 +152,8 @@ impl Metrics {
             Box::new(verifications.clone()),
             Box::new(rollbacks.clone()),
             Box::new(quarantined.clone()),
+            Box::new(signal_errors.clone()),
+            Box::new(action_outcomes.clone()),
         ] {
             registry.register(c)?;
         }
@@ -156,6 +174,8 @@ impl Metrics {
             verifications,
             rollbacks,
             quarantined,
+            signal_errors,
+            action_outcomes,
         })
     }
 
@@ -196,7 +216,7 @@ impl Metrics {
         self.actions
             .with_label_values(&[&d.rule, d.kind.as_str(), success, "false"])
             .inc();
-        if d.kind.as_str() == "rollback" && success == "true" {
+        if d.kind == crate::core::decision::DecisionKind::Rollback && success == "true" {
             self.rollbacks.with_label_values(&[&d.rule]).inc();
         }
         if let Some(l) = latency {

@@ -21,18 +21,7 @@ use crate::core::series::{Reading, Series};
 use crate::core::values::Dur;
 use crate::core::world::SimWorld;
 use crate::rules::RuleSet;
-
-const SIGNAL_KINDS: [&str; 9] = [
-    "kafka_lag",
-    "postgres",
-    "pod_oom_killed",
-    "pod_crash_loop",
-    "pod_restarts",
-    "disk_usage",
-    "memory_pressure",
-    "memory_oom_kills",
-    "slot_lag",
-];
+use crate::signals::SignalSpec;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,12 +91,12 @@ impl<'de> Deserialize<'de> for LabelValue {
 
 fn signal_kind<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
-    if SIGNAL_KINDS.contains(&s.as_str()) {
+    if SignalSpec::KINDS.contains(&s.as_str()) {
         Ok(s)
     } else {
         Err(de::Error::custom(format!(
             "unknown signal `{s}`, expected one of {}",
-            SIGNAL_KINDS.join(", ")
+            SignalSpec::KINDS.join(", ")
         )))
     }
 }

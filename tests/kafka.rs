@@ -6,10 +6,25 @@ use std::time::{Duration, Instant};
 
 use automaton::clients::kafka::{KafkaSettings, KafkaSource, TopicLag};
 use automaton::clients::kafka::{LagQuery, OffsetReset};
+use automaton::core::series::Series;
 use kafka_support::Broker;
 
 fn source(broker: &Broker, timeout: Duration) -> KafkaSource {
     KafkaSource::new(KafkaSettings::new(broker.bootstrap(), timeout))
+}
+
+/// The signal's view of a collection: its series, or the reason it is unknown.
+trait Collect {
+    async fn collect(&self, query: &LagQuery) -> Result<Vec<Series>, String>;
+}
+
+impl Collect for KafkaSource {
+    async fn collect(&self, query: &LagQuery) -> Result<Vec<Series>, String> {
+        self.collect_lags(query)
+            .await
+            .map(|lags| lags.iter().map(TopicLag::series).collect())
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn spec(group: &str, topic: Option<&str>, offset_reset: OffsetReset) -> LagQuery {

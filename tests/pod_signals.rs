@@ -11,7 +11,7 @@ use automaton::clients::kube::owners::{Owners, RETRY_AFTER};
 use automaton::core::series::Series;
 use automaton::core::values::Dur;
 use automaton::signals::pods::PodSignals;
-use automaton::signals::{PodOomKilled, PodRestarts, PodSelector, SignalSpec};
+use automaton::signals::{PodCrashLoop, PodOomKilled, PodRestarts, SignalSpec};
 use http::{Request, Response};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -330,6 +330,23 @@ async fn woken(rx: &mut mpsc::Receiver<()>) {
     assert_eq!(got.expect("the trigger fired"), Some(()));
 }
 
+/// A pod signal's reading as the engine sees it: its series, or why it is unknown.
+trait Collect {
+    fn collect(&self, spec: &SignalSpec, now: Timestamp) -> Result<Vec<Series>, String>;
+}
+
+impl Collect for PodSignals {
+    fn collect(&self, spec: &SignalSpec, now: Timestamp) -> Result<Vec<Series>, String> {
+        let read = match spec {
+            SignalSpec::PodOomKilled(s) => s.read(self, now),
+            SignalSpec::PodCrashLoop(s) => s.read(self, now),
+            SignalSpec::PodRestarts(s) => s.read(self, now),
+            other => panic!("`{}` is not a pod signal", other.kind()),
+        };
+        read.map_err(|e| e.to_string())
+    }
+}
+
 /// Polls `collect` until it leaves "waiting for the first pod list".
 async fn settled(pods: &PodSignals, spec: &SignalSpec) -> Result<Vec<Series>, String> {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -354,7 +371,7 @@ fn oom(selector: &str) -> SignalSpec {
 }
 
 fn crash(selector: &str) -> SignalSpec {
-    SignalSpec::PodCrashLoop(PodSelector {
+    SignalSpec::PodCrashLoop(PodCrashLoop {
         selector: selector.into(),
     })
 }

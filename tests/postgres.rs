@@ -19,6 +19,17 @@ use pg::{eventually, Cluster, Conn, PASSWORD};
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The signal's view of a read: its series, or the reason it is unknown.
+trait Read {
+    async fn read(&self, query: &ActivityQuery) -> Result<Vec<Series>, String>;
+}
+
+impl Read for PgSource {
+    async fn read(&self, query: &ActivityQuery) -> Result<Vec<Series>, String> {
+        self.collect(query).await.map_err(|e| e.to_string())
+    }
+}
+
 fn metric(metric: PostgresMetric, idle_for: Option<Duration>) -> ActivityQuery {
     ActivityQuery { metric, idle_for }
 }
@@ -147,7 +158,7 @@ async fn terminates_exactly_the_client_backends_idle_longer_than_idle_for() {
 
     // The source's own connection is made now, so it is old too by the time it terminates.
     let used = metric(PostgresMetric::ConnectionsUsedPercent, None);
-    source.collect(&used).await.expect("first collect");
+    source.read(&used).await.expect("first collect");
     let old = cluster.open(5, "app", "postgres", "web").await;
     let in_transaction = cluster.connect("app", "postgres", "web").await;
     in_transaction
@@ -219,7 +230,7 @@ async fn terminates_exactly_the_client_backends_idle_longer_than_idle_for() {
         sleeper.cancel_and_reuse().await;
     }
     // Our own session was never a candidate and is still the one in use.
-    source.collect(&used).await.expect("collect after terminating");
+    source.read(&used).await.expect("collect after terminating");
     let still: i32 = observer
         .client
         .query_one(
@@ -264,16 +275,14 @@ async fn metrics_have_the_exact_values_of_a_known_set_of_connections() {
     touch(&observer).await;
 
     let used = source
-        .collect(&metric(PostgresMetric::ConnectionsUsedPercent, None))
+        .read(&metric(PostgresMetric::ConnectionsUsedPercent, None))
         .await;
-    let idle = source
-        .collect(&metric(PostgresMetric::IdleConnections, None))
-        .await;
+    let idle = source.read(&metric(PostgresMetric::IdleConnections, None)).await;
     let idle_old = source
-        .collect(&metric(PostgresMetric::IdleConnections, Some(age)))
+        .read(&metric(PostgresMetric::IdleConnections, Some(age)))
         .await;
     let in_tx = source
-        .collect(&metric(PostgresMetric::IdleInTransaction, None))
+        .read(&metric(PostgresMetric::IdleInTransaction, None))
         .await;
     assert!(
         opened.elapsed() < age,
@@ -302,12 +311,12 @@ async fn server_outage_is_unknown_and_the_same_source_recovers() {
     let source = PgSource::new(settings);
     assert!(!format!("{source:?}").contains(PASSWORD), "{source:?}");
     let used = metric(PostgresMetric::ConnectionsUsedPercent, None);
-    assert_eq!(source.collect(&used).await, Ok(series(1.0 / 47.0 * 100.0)));
+    assert_eq!(source.read(&used).await, Ok(series(1.0 / 47.0 * 100.0)));
 
     cluster.stop();
     for _ in 0..2 {
         let reason = source
-            .collect(&used)
+            .read(&used)
             .await
             .expect_err("unknown while the server is down");
         assert!(reason.contains("cannot connect to PostgreSQL"), "{reason}");
@@ -326,7 +335,7 @@ async fn server_outage_is_unknown_and_the_same_source_recovers() {
 
     cluster.start_again();
     assert_eq!(
-        source.collect(&used).await,
+        source.read(&used).await,
         Ok(series(1.0 / 47.0 * 100.0)),
         "recovers on the next collect"
     );
@@ -336,13 +345,13 @@ async fn server_outage_is_unknown_and_the_same_source_recovers() {
     cluster.stop();
     cluster.start_again();
     assert_eq!(
-        source.collect(&used).await,
+        source.read(&used).await,
         Ok(series(1.0 / 47.0 * 100.0)),
         "restart between ticks"
     );
 
     let wrong = PgSource::new(cluster.settings_from(&[("DATABASE_URL", cluster.url("Wrong-Secret-123"))]));
-    let reason = wrong.collect(&used).await.expect_err("wrong password");
+    let reason = wrong.read(&used).await.expect_err("wrong password");
     assert!(reason.contains("password authentication failed"), "{reason}");
     assert!(!reason.contains("Wrong-Secret-123"), "{reason}");
 }
@@ -366,7 +375,7 @@ async fn an_unresponsive_server_is_unknown_within_the_connect_timeout() {
     let source = PgSource::new(settings);
     let started = Instant::now();
     let reason = source
-        .collect(&metric(PostgresMetric::IdleConnections, None))
+        .read(&metric(PostgresMetric::IdleConnections, None))
         .await
         .expect_err("no answer");
     assert!(
@@ -459,7 +468,7 @@ async fn a_role_blind_to_other_sessions_gets_unknown_not_zero() {
         PostgresMetric::IdleConnections,
         PostgresMetric::IdleInTransaction,
     ] {
-        let reason = weak.collect(&metric(m, None)).await.expect_err("hidden sessions");
+        let reason = weak.read(&metric(m, None)).await.expect_err("hidden sessions");
         assert!(
             reason.contains("`weak`") && reason.contains("pg_read_all_stats"),
             "{reason}"

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use automaton::signals::solana::collect;
+use automaton::signals::slot_lag::collect;
 use automaton::signals::SlotLag;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -111,7 +111,8 @@ async fn health(scenario: &str) -> (Result<f64, String>, Seen) {
     .map(|s| {
         assert_eq!(s.len(), 1);
         s[0].value
-    });
+    })
+    .map_err(|e| e.to_string());
     (result, seen)
 }
 
@@ -280,7 +281,8 @@ async fn every_reference_down_is_unknown_naming_each() {
     );
     let err = collect(&reqwest::Client::new(), &spec, TIMEOUT)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("every reference failed"), "{err}");
     assert!(err.contains(&format!("{down}: connection failed")), "{err}");
     assert!(
@@ -295,7 +297,8 @@ async fn local_down_is_unknown() {
     let spec = spec(format!("{base}/slow"), vec![format!("{base}/1300")], "processed");
     let err = collect(&reqwest::Client::new(), &spec, TIMEOUT)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("(local)") && err.contains("timed out"), "{err}");
 }
 
@@ -311,7 +314,8 @@ async fn credentials_never_appear_in_reasons_or_labels() {
     );
     let err = collect(&reqwest::Client::new(), &spec, TIMEOUT)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(!err.contains("hunter2"), "{err}");
     let spec = SlotLag {
         reference: vec![with_secret("/1300")],

@@ -1,4 +1,4 @@
-//! Clients of the outside world: the Kubernetes API (and the Lease), Kafka, PostgreSQL, and
+//! Clients of the outside world: the Kubernetes API (and the Lease), Kafka, PostgreSQL, Solana JSON-RPC, and
 //! the one retry policy they share. Each speaks its protocol and returns typed errors; none
 //! knows a rule, a signal kind or an action kind (signals and actions call them with plain
 //! queries). May import only `core` and `settings`.
@@ -7,3 +7,4 @@ pub mod backoff;
 pub mod kafka;
 pub mod kube;
 pub mod pg;
+pub mod solana;

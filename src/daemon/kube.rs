@@ -16,14 +16,11 @@ use crate::clients::kube::leader::{self, Campaign, LeaseTiming};
 use crate::clients::kube::managers;
 use crate::clients::kube::workload::{self, WorkloadRef};
 use crate::clients::kube::Cluster;
-use crate::core::series::Series;
 use crate::core::world::SimWorld;
 use crate::signals::pods::PodSignals;
-use crate::signals::SignalSpec;
 
 pub(super) struct Kube {
     pub cluster: Cluster,
-    pub pods: PodSignals,
     pub executor: KubeExecutor,
     pub leader: Campaign,
     /// Workloads as last read, for planning; the executor re-reads before writing.
@@ -42,7 +39,11 @@ impl Daemon {
     /// Connects the daemon to a cluster: starts the pod watch (which sends on `push` when a
     /// signal changes) and the leader campaign, and lets workload actions execute.
     pub fn attach(&mut self, cluster: Cluster, push: mpsc::Sender<()>) {
-        let pods = PodSignals::spawn(cluster.client.clone(), Some(cluster.namespace.clone()), push);
+        self.sources.pods = Some(PodSignals::spawn(
+            cluster.client.clone(),
+            Some(cluster.namespace.clone()),
+            push,
+        ));
         let timing = LeaseTiming::from_duration(self.settings.lease_duration);
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
         let executor = KubeExecutor::new(&cluster);
@@ -52,24 +53,12 @@ impl Daemon {
         info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, "Kubernetes attached");
         self.kube = Some(Kube {
             cluster,
-            pods,
             executor,
             leader,
             world: SimWorld::default(),
             read_at: HashMap::new(),
             hpa_error: None,
         });
-    }
-
-    pub(super) fn collect_pods(&self, spec: &SignalSpec) -> Result<Vec<Series>, String> {
-        match &self.kube {
-            Some(k) => k.pods.collect(spec, jiff::Timestamp::now()),
-            None => Err(
-                "no Kubernetes API configured (KUBERNETES=off, or no in-cluster or KUBECONFIG \
-                         configuration): pod signals are unknown"
-                    .to_owned(),
-            ),
-        }
     }
 
     /// Reads the Lease's verdict into the engine; without Kubernetes this replica is alone

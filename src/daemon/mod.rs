@@ -27,7 +27,7 @@ use crate::reload;
 use crate::rules::Engine;
 use crate::rules::{self, LoadError};
 use crate::settings::Settings;
-use crate::signals::collect::Collectors;
+use crate::signals::Sources;
 use crate::status::{wall_clock, ReloadInfo, Status};
 
 #[derive(Debug, Error)]
@@ -48,7 +48,8 @@ pub struct Daemon {
     rules_dir: PathBuf,
     engine: Engine,
     executor: Executor,
-    collectors: Collectors,
+    /// What signal collection reaches (HTTP, Kafka, PostgreSQL, the pod watch).
+    sources: Sources,
     /// One circuit breaker per external dependency, shared by collection and execution.
     breakers: Arc<Breakers>,
     pub metrics: Arc<Metrics>,
@@ -58,10 +59,6 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
-    /// Present when a Kafka cluster is configured.
-    kafka: Option<crate::clients::kafka::KafkaSource>,
-    /// Present when a PostgreSQL server is configured.
-    postgres: Option<Arc<crate::clients::pg::PgSource>>,
     /// What can execute for real; the rest is dry-run.
     executors: Executors,
 }
@@ -89,12 +86,14 @@ impl Daemon {
         let mut engine = Engine::new(Arc::new(set), config);
         status.refresh(&mut engine, Duration::ZERO);
         let breakers = Arc::new(Breakers::new(settings.breaker));
+        let sources = Sources::new(settings.check_interval.min(Duration::from_secs(10)))
+            .map_err(ActionError::Client)?;
         Ok(Daemon {
             settings,
             rules_dir,
             engine,
             executor: Executor::new()?,
-            collectors: Collectors::new().map_err(ActionError::Client)?,
+            sources,
             breakers,
             metrics,
             status: Arc::new(RwLock::new(status)),
@@ -102,8 +101,6 @@ impl Daemon {
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
-            kafka: None,
-            postgres: None,
             executors: Executors::HTTP_ONLY,
         })
     }

@@ -2,44 +2,20 @@
 //! executor of `terminate_idle_connections`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::info;
 
 use super::Daemon;
 use crate::actions::connections::TerminateIdle;
 use crate::clients::pg::{PgError, PgSource};
-use crate::core::series::Series;
-use crate::signals::Postgres;
 
 impl Daemon {
     /// Uses `source` for the `postgres` signal and lets `terminate_idle_connections` execute.
     pub fn attach_postgres(&mut self, source: PgSource) {
         info!(server = %source.settings(), "PostgreSQL attached");
-        self.postgres = Some(Arc::new(source));
+        self.sources.postgres = Some(Arc::new(source));
         self.executors.postgres = true;
         self.engine.set_executable(self.executors.executable());
-    }
-
-    /// The collection of one `postgres` signal, as a task-ready future.
-    pub(super) fn collect_postgres(
-        &self,
-        spec: &Postgres,
-        timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<Vec<Series>, String>> + Send + 'static {
-        let (source, spec) = (self.postgres.clone(), spec.query());
-        async move {
-            let Some(source) = source else {
-                return Err("no PostgreSQL configured: set POSTGRES_HOST or DATABASE_URL".to_owned());
-            };
-            match tokio::time::timeout(timeout, source.collect(&spec)).await {
-                Ok(result) => result,
-                Err(_) => Err(format!(
-                    "PostgreSQL did not answer within {}s",
-                    timeout.as_secs_f64()
-                )),
-            }
-        }
     }
 
     /// Terminates idle connections; the change lists how many and which pids, also when
@@ -48,7 +24,7 @@ impl Daemon {
         &self,
         spec: &TerminateIdle,
     ) -> Result<(String, serde_json::Value), (String, Option<serde_json::Value>, bool)> {
-        let Some(source) = &self.postgres else {
+        let Some(source) = &self.sources.postgres else {
             return Err(("no PostgreSQL configured".to_owned(), None, false));
         };
         match source.terminate_idle(&spec.filter()).await {

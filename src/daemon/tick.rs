@@ -1,9 +1,12 @@
 //! One tick: collect every distinct source once, evaluate, execute, record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{info_span, warn, Instrument};
+
+use crate::core::series::Series;
+use crate::signals::SignalError;
 
 use super::Daemon;
 use crate::core::decision::{Decision, Verdict};
@@ -38,47 +41,47 @@ impl Daemon {
             .filter(|s| scope == Scope::All || s.spec.is_pod_signal())
             .cloned()
             .collect();
-        let timeout = self.settings.check_interval.min(Duration::from_secs(10));
-        let mut results = vec![Err("collection did not finish".to_owned()); sources.len()];
         // One breaker decision per dependency per tick: its sources are collected together
         // (a half-open breaker's probe is this tick's collection) or not at all.
         let mut admitted: BTreeMap<String, Result<(), String>> = BTreeMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, source) in sources.iter().enumerate() {
-            if let Some(dep) = source.spec.dependency() {
-                let admit = admitted
-                    .entry(dep)
-                    .or_insert_with_key(|dep| self.breakers.admit(dep));
-                if let Err(why) = admit {
-                    results[i] = Err(why.clone());
-                    continue;
+        for dep in sources.iter().filter_map(|s| s.spec.dependency()) {
+            admitted
+                .entry(dep)
+                .or_insert_with_key(|dep| self.breakers.admit(dep));
+        }
+        let shared = &self.sources;
+        let collections = sources.iter().map(|source| {
+            let refused = source
+                .spec
+                .dependency()
+                .and_then(|dep| admitted.get(&dep).and_then(|a| a.clone().err()));
+            let span = info_span!(
+                "collect",
+                source = source.spec.source(),
+                signal = source.spec.kind()
+            );
+            async move {
+                match refused {
+                    Some(why) => Err(SignalError::CircuitOpen(why)),
+                    None => source.spec.collect(shared).await,
                 }
             }
-            if source.spec.is_pod_signal() {
-                // In memory, from the watch: no task needed.
-                results[i] = self.collect_pods(&source.spec);
-                continue;
-            }
-            let spec = source.spec.clone();
-            let span = info_span!("collect", source = spec.source(), signal = spec.kind());
-            if let SignalSpec::Postgres(p) = &spec {
-                let work = self.collect_postgres(p, timeout);
-                tasks.spawn(async move { (i, work.await) }.instrument(span));
-                continue;
-            }
-            if let SignalSpec::KafkaLag(k) = &spec {
-                let work = self.collect_kafka(k, timeout);
-                tasks.spawn(async move { (i, work.await) }.instrument(span));
-                continue;
-            }
-            let collectors = self.collectors.clone();
-            tasks.spawn(async move { (i, collectors.collect(&spec, timeout).await) }.instrument(span));
-        }
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((i, result)) = joined {
-                results[i] = result;
+            .instrument(span)
+        });
+        let collected = futures::future::join_all(collections).await;
+        for (source, result) in sources.iter().zip(&collected) {
+            if let Err(e) = result {
+                self.metrics
+                    .signal_errors
+                    .with_label_values(&[source.spec.source(), e.metric_label()])
+                    .inc();
             }
         }
+        // The engine and `/status` see the reason; the typed error was counted above.
+        let results: Vec<Result<Vec<Series>, String>> = collected
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect();
         let failed_now = self.record_dependencies(&sources, &results, &admitted);
         let mut up: HashMap<&'static str, bool> = HashMap::new();
         let mut infos = BTreeMap::new();

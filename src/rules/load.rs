@@ -193,10 +193,12 @@ pub fn load_texts(
 /// Every problem of one rule: the signal's and the action's own checks, then the checks of
 /// the rule as a whole.
 fn validate(spec: &super::RuleSpec) -> Vec<String> {
-    let mut errors = spec.signal.validate();
+    let rule = crate::signals::RuleContext {
+        cooldown: spec.cooldown(),
+    };
+    let mut errors = spec.signal.validate(&rule);
     errors.extend(spec.action.validate(&spec.signal));
     errors.extend(spec.validate());
-    errors.extend(spec.signal.validate_in_rule(spec.cooldown()));
     errors
 }
 

@@ -1,293 +1,130 @@
-//! Signals: what the automaton observes. Each kind is one variant of [`SignalSpec`] (as
-//! written in a rule file) and, where it is collected by this build, one file with its
-//! collector. Collection is I/O; everything after it (rules, guard) is pure.
+//! Signals: what the automaton observes. Each kind is one file holding its rule-file
+//! parameters (serde, a `///` on every field), its validation, its collection and its tests,
+//! and one line in the registry below, from which the rule schema ([`SignalSpec`]), the
+//! dispatch, `simulate`'s kind names ([`SignalSpec::KINDS`]) and the metrics' labels come.
+//! Collection is I/O through [`crate::clients`]; everything after it is pure.
 
-pub mod cgroup;
-pub mod collect;
-pub mod disk;
+mod error;
 pub mod pods;
-pub mod psi;
 pub mod selector;
-pub mod solana;
+mod sources;
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-pub use crate::clients::kafka::OffsetReset;
-pub use crate::clients::pg::PostgresMetric;
-use crate::core::values::Dur;
+use crate::core::series::Series;
+pub use error::SignalError;
+pub use sources::Sources;
 
-/// The signal of a rule: exactly one kind, with its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalSpec {
-    /// Consumer-group lag: Σ(latest − committed) over the group's partitions.
-    KafkaLag(KafkaLag),
-    /// PostgreSQL connection usage and idle connections.
-    Postgres(Postgres),
-    /// OOM kills (a container's last termination `OOMKilled`) within a window.
-    PodOomKilled(PodOomKilled),
-    /// Containers waiting in `CrashLoopBackOff`.
-    PodCrashLoop(PodSelector),
-    /// Container restarts within a window.
-    PodRestarts(PodRestarts),
-    /// Percent used of the filesystem holding `path` (as `df` computes it).
-    DiskUsage(DiskUsage),
-    /// Weighted PSI memory pressure, `0.7*some.avg10 + 0.3*some.avg60` by default.
-    MemoryPressure(MemoryPressure),
-    /// OOM kills in a cgroup since the previous sample (`oom_kill` of `memory.events`).
-    MemoryOomKills(MemoryOomKills),
-    /// Solana slot lag: reference slot − local slot.
-    SlotLag(SlotLag),
+/// What a rule around a signal tells its validation.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleContext {
+    /// The rule's cooldown: a window longer than it would act on one event twice.
+    pub cooldown: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaLag {
-    /// Consumer group whose lag is measured.
-    pub group: String,
-    /// Only this topic; without it, every topic the group has committed offsets for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-    /// How a partition without a committed offset counts: `latest` (lag 0) or `earliest`
-    /// (everything from the log start is lag).
-    #[serde(default)]
-    pub offset_reset: OffsetReset,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Postgres {
-    /// Which number to read from `pg_stat_activity`.
-    pub metric: PostgresMetric,
-    /// With `idle_connections`: count only connections idle at least this long.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_for: Option<Dur>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PodSelector {
-    /// Label selector of the pods to watch, e.g. `app=email-service`.
-    pub selector: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PodOomKilled {
-    /// Label selector of the pods to watch, e.g. `app=email-service`.
-    pub selector: String,
-    /// Kills first seen within this window count (default 5m, at most 1h). The rule's
-    /// cooldown must be at least this long, so one kill is acted on once.
-    #[serde(default = "default_oom_window")]
-    pub window: Dur,
-}
-
-fn default_oom_window() -> Dur {
-    Dur(Duration::from_secs(300))
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PodRestarts {
-    /// Label selector of the pods to watch.
-    pub selector: String,
-    /// Restarts are counted within this sliding window.
-    pub window: Dur,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiskUsage {
-    /// Any path on the filesystem to measure.
-    pub path: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryPressure {
-    /// A PSI file: `/proc/pressure/memory` or a cgroup v2 `memory.pressure`.
-    #[serde(default = "default_psi_path")]
-    pub path: String,
-    /// Weights of the `some` averages; the seed's `0.7*avg10 + 0.3*avg60` by default.
-    #[serde(default)]
-    pub weights: PsiWeights,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryOomKills {
-    /// A cgroup v2 `memory.events` file; the automaton's own cgroup by default.
-    #[serde(default = "default_events_path")]
-    pub path: String,
-}
-
-fn default_events_path() -> String {
-    "/sys/fs/cgroup/memory.events".to_owned()
-}
-
-fn default_psi_path() -> String {
-    "/proc/pressure/memory".to_owned()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PsiWeights {
-    #[serde(default)]
-    pub avg10: f64,
-    #[serde(default)]
-    pub avg60: f64,
-    #[serde(default)]
-    pub avg300: f64,
-}
-
-impl Default for PsiWeights {
-    fn default() -> Self {
-        PsiWeights {
-            avg10: 0.7,
-            avg60: 0.3,
-            avg300: 0.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlotLag {
-    /// The validator's JSON-RPC URL.
-    pub rpc: String,
-    /// Reference RPC URLs; the highest slot among them wins.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reference: Vec<String>,
-    /// Commitment level of `getSlot`.
-    #[serde(default = "default_commitment")]
-    pub commitment: String,
-}
-
-fn default_commitment() -> String {
-    "processed".to_owned()
-}
-
-impl KafkaLag {
-    /// What the Kafka client measures for this signal.
-    pub fn query(&self) -> crate::clients::kafka::LagQuery {
-        crate::clients::kafka::LagQuery {
-            group: self.group.clone(),
-            topic: self.topic.clone(),
-            offset_reset: self.offset_reset,
-        }
-    }
-}
-
-impl Postgres {
-    /// What the PostgreSQL client reads for this signal.
-    pub fn query(&self) -> crate::clients::pg::ActivityQuery {
-        crate::clients::pg::ActivityQuery {
-            metric: self.metric,
-            idle_for: self.idle_for.map(|d| d.0),
-        }
-    }
-}
-
-impl SignalSpec {
-    /// The kind's name, as written in rule files and timelines.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SignalSpec::KafkaLag(_) => "kafka_lag",
-            SignalSpec::Postgres(_) => "postgres",
-            SignalSpec::PodOomKilled(_) => "pod_oom_killed",
-            SignalSpec::PodCrashLoop(_) => "pod_crash_loop",
-            SignalSpec::PodRestarts(_) => "pod_restarts",
-            SignalSpec::DiskUsage(_) => "disk_usage",
-            SignalSpec::MemoryPressure(_) => "memory_pressure",
-            SignalSpec::MemoryOomKills(_) => "memory_oom_kills",
-            SignalSpec::SlotLag(_) => "slot_lag",
-        }
-    }
-
-    /// The dependency behind the signal: the `source` label of `signal_source_up`.
-    pub fn source(&self) -> &'static str {
-        match self {
-            SignalSpec::KafkaLag(_) => "kafka",
-            SignalSpec::Postgres(_) => "postgres",
-            SignalSpec::PodOomKilled(_) | SignalSpec::PodCrashLoop(_) | SignalSpec::PodRestarts(_) => {
-                "kubernetes"
-            }
-            SignalSpec::DiskUsage(_) => "disk",
-            SignalSpec::MemoryPressure(_) => "psi",
-            SignalSpec::MemoryOomKills(_) => "cgroup",
-            SignalSpec::SlotLag(_) => "solana_rpc",
-        }
-    }
+/// What every signal kind provides. Implemented by the parameter struct of each kind.
+pub trait Signal: Send + Sync {
+    /// The `source` label of `automaton_signal_source_up` and `/status`: what is read.
+    fn source(&self) -> &'static str;
 
     /// The external dependency the collection goes through: the key of its circuit breaker.
     /// Local files (disk, PSI, cgroup) have none.
-    pub fn dependency(&self) -> Option<String> {
-        match self {
-            SignalSpec::KafkaLag(_) => Some("kafka".to_owned()),
-            SignalSpec::Postgres(_) => Some("postgres".to_owned()),
-            SignalSpec::PodOomKilled(_) | SignalSpec::PodCrashLoop(_) | SignalSpec::PodRestarts(_) => {
-                Some("kubernetes".to_owned())
-            }
-            SignalSpec::SlotLag(s) => Some(format!("http/{}", crate::core::url::host_port(&s.rpc))),
-            SignalSpec::DiskUsage(_) | SignalSpec::MemoryPressure(_) | SignalSpec::MemoryOomKills(_) => None,
+    fn dependency(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether series carry an `owner` label (the workload of a pod), so a rule may use
+    /// `target: owner`. Such signals are read from the pod watch, which pushes changes.
+    fn has_owner(&self) -> bool {
+        false
+    }
+
+    /// Every problem of the parameters, in the rule around them.
+    fn validate(&self, _rule: &RuleContext) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// One collection. `Err` is "unknown" with the reason: never 0 in its place.
+    fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>>;
+}
+
+/// The registry: `module => Kind` declares the kind's file and its variant of
+/// [`SignalSpec`]. The kind's name in rule files is the module's name, which is also the
+/// variant's name in snake case (checked by a test).
+macro_rules! signals {
+    ($($module:ident => $kind:ident,)+) => {
+        $(
+            pub mod $module;
+            pub use $module::$kind;
+        )+
+
+        /// The signal of a rule: exactly one kind, with its parameters.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum SignalSpec {
+            $($kind($kind),)+
         }
-    }
 
-    /// Whether series of this signal carry an `owner` label (the workload of the pod), so a
-    /// rule may use `target: owner`.
-    pub fn is_pod_signal(&self) -> bool {
-        self.source() == "kubernetes"
-    }
+        impl SignalSpec {
+            /// Every kind's name, as written in rule files and timelines.
+            pub const KINDS: &'static [&'static str] = &[$(stringify!($module)),+];
 
-    /// Checks of the signal's own parameters (a pod `selector` must parse); every problem is
-    /// returned.
-    pub fn validate(&self) -> Vec<String> {
-        let mut errors = Vec::new();
-        let selector = match self {
-            SignalSpec::PodOomKilled(p) => {
-                if p.window.0.is_zero() || p.window.0 > pods::KILL_LOG_KEEP {
-                    errors.push(format!(
-                        "pod_oom_killed `window` must be above 0 and at most 1h, found {}",
-                        p.window
-                    ));
+            /// The kind's name, as written in rule files and timelines.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(SignalSpec::$kind(_) => stringify!($module),)+
                 }
-                &p.selector
             }
-            SignalSpec::PodCrashLoop(p) => &p.selector,
-            SignalSpec::PodRestarts(p) => &p.selector,
-            SignalSpec::SlotLag(s) => return solana::validate(s),
-            _ => return errors,
-        };
-        if let Err(e) = selector::Selector::parse(selector) {
-            errors.push(format!("{} `selector`: {e}", self.kind()));
+
+            /// The kind's implementation.
+            pub fn get(&self) -> &dyn Signal {
+                match self {
+                    $(SignalSpec::$kind(s) => s,)+
+                }
+            }
         }
-        errors
+    };
+}
+
+signals! {
+    kafka_lag => KafkaLag,
+    postgres => Postgres,
+    pod_oom_killed => PodOomKilled,
+    pod_crash_loop => PodCrashLoop,
+    pod_restarts => PodRestarts,
+    disk_usage => DiskUsage,
+    memory_pressure => MemoryPressure,
+    memory_oom_kills => MemoryOomKills,
+    slot_lag => SlotLag,
+}
+
+impl SignalSpec {
+    /// The dependency behind the signal: the `source` label of `signal_source_up`.
+    pub fn source(&self) -> &'static str {
+        self.get().source()
     }
 
-    /// Checks that need the rule around the signal.
-    pub fn validate_in_rule(&self, cooldown: Duration) -> Vec<String> {
-        let mut errors = Vec::new();
-        if let SignalSpec::MemoryPressure(m) = self {
-            let w = m.weights;
-            if [w.avg10, w.avg60, w.avg300]
-                .iter()
-                .any(|x| !x.is_finite() || *x < 0.0)
-            {
-                errors.push("memory_pressure `weights` must be non-negative numbers".to_owned());
-            }
-        }
-        if let SignalSpec::PodOomKilled(p) = self {
-            if cooldown < p.window.0 {
-                errors.push(format!(
-                    "`cooldown` ({}) is shorter than the pod_oom_killed `window` ({}): one kill would be acted on twice",
-                    Dur(cooldown),
-                    p.window
-                ));
-            }
-        }
-        errors
+    /// The key of the circuit breaker the collection goes through, if any.
+    pub fn dependency(&self) -> Option<String> {
+        self.get().dependency()
+    }
+
+    /// Whether series carry an `owner` label, so a rule may use `target: owner`.
+    pub fn is_pod_signal(&self) -> bool {
+        self.get().has_owner()
+    }
+
+    /// Every problem of the signal's parameters in the rule around it.
+    pub fn validate(&self, rule: &RuleContext) -> Vec<String> {
+        self.get().validate(rule)
+    }
+
+    /// One collection through `sources`.
+    pub async fn collect(&self, sources: &Sources) -> Result<Vec<Series>, SignalError> {
+        self.get().collect(sources).await
     }
 }
 
@@ -298,5 +135,24 @@ impl crate::core::rule::SignalKind for SignalSpec {
 
     fn has_owner(&self) -> bool {
         self.is_pod_signal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_named_in_rule_files_by_its_module() {
+        for kind in SignalSpec::KINDS {
+            let yaml = format!("{kind}: {{}}\n");
+            let err = serde_yaml::from_str::<SignalSpec>(&yaml)
+                .map(|s| s.kind().to_owned())
+                .unwrap_or_else(|e| e.to_string());
+            assert!(
+                err == *kind || !err.contains("unknown variant"),
+                "`{kind}` is not a variant name of SignalSpec: {err}"
+            );
+        }
     }
 }

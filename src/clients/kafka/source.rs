@@ -22,7 +22,6 @@ use tracing::Instrument;
 use super::lag::{partition_lag, PartitionLag, StallTracker, TopicLag};
 use super::{KafkaError, KafkaSettings};
 use super::{LagQuery, OffsetReset};
-use crate::core::series::Series;
 
 /// The Kafka signal source. Cheap to clone (the clones share clients and history).
 #[derive(Clone)]
@@ -75,17 +74,9 @@ impl KafkaSource {
         &self.inner.settings
     }
 
-    /// One series per (group, topic) with labels `group`, `topic` and `partitions`, the value
-    /// the topic's lag. `Err` is the reason it is unknown (broker unreachable, group or topic
-    /// missing); never a lag of 0 in its place.
-    pub async fn collect(&self, spec: &LagQuery) -> Result<Vec<Series>, String> {
-        match self.collect_lags(spec).await {
-            Ok(lags) => Ok(lags.iter().map(TopicLag::series).collect()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// As [`collect`](Self::collect), with the per-partition detail and the `stalled` flag.
+    /// One [`TopicLag`] per (group, topic) (its `series()` is the signal's reading), with
+    /// the per-partition detail and the `stalled` flag. `Err` says why the lag is unknown
+    /// (broker unreachable, group or topic missing); never a lag of 0 in its place.
     pub async fn collect_lags(&self, spec: &LagQuery) -> Result<Vec<TopicLag>, KafkaError> {
         let inner = self.inner.clone();
         let task_spec = spec.clone();
@@ -373,7 +364,7 @@ mod tests {
             offset_reset: OffsetReset::Latest,
         };
         for _ in 0..2 {
-            let err = source.collect(&spec).await.unwrap_err();
+            let err = source.collect_lags(&spec).await.unwrap_err().to_string();
             assert!(
                 err.starts_with("cannot create a Kafka client for 127.0.0.1:1"),
                 "{err}"
@@ -409,7 +400,11 @@ mod tests {
             topic: None,
             offset_reset: OffsetReset::Latest,
         };
-        let err = KafkaSource::new(settings).collect(&spec).await.unwrap_err();
+        let err = KafkaSource::new(settings)
+            .collect_lags(&spec)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(!err.starts_with("cannot create a Kafka client"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }

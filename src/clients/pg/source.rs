@@ -57,13 +57,9 @@ impl PgSource {
         &self.settings
     }
 
-    /// Reads one metric. `Err` is the reason it is unknown (server unreachable, query failed,
+    /// Reads one metric. `Err` says why it is unknown (server unreachable, query failed,
     /// role not allowed to see every session); it never contains the password.
-    pub async fn collect(&self, spec: &ActivityQuery) -> Result<Vec<Series>, String> {
-        self.collect_metric(spec).await.map_err(|e| e.to_string())
-    }
-
-    async fn collect_metric(&self, spec: &ActivityQuery) -> Result<Vec<Series>, PgError> {
+    pub async fn collect(&self, spec: &ActivityQuery) -> Result<Vec<Series>, PgError> {
         let idle_for = spec.idle_for.map(|d| d.as_secs_f64());
         let row = self
             .with_client("reading pg_stat_activity", true, |client| async move {

@@ -43,10 +43,10 @@ use tracing::Instrument;
 
 pub use state::{KILL_LOG_KEEP, OLD_KILL, RESTART_HISTORY};
 
-use super::SignalSpec;
+use super::SignalError;
 use crate::clients::kube::owners::Owners;
 use crate::core::series::Series;
-use state::PodState;
+pub use state::PodState;
 use watch::{lock, Watch};
 
 /// The pod signals of one namespace (or of all): a running watch and what it has seen.
@@ -72,23 +72,19 @@ impl PodSignals {
         PodSignals { state, task }
     }
 
-    /// The series of a pod signal at `now`, from memory (no request). `Err(reason)` when the
-    /// value is unknown. Call it once per tick per distinct spec: `pod_oom_killed` returns
-    /// the kills seen since the previous call with the same spec.
-    pub fn collect(&self, spec: &SignalSpec, now: Timestamp) -> Result<Vec<Series>, String> {
+    /// The series of one pod signal at `now`, from memory (no request): `read` picks them
+    /// out of the watch's state. Unknown (never empty) until the first list completed and
+    /// while the watch fails. Call it once per tick per distinct spec: `pod_oom_killed`
+    /// returns the kills seen since the previous call with the same key.
+    pub fn read(
+        &self,
+        now: Timestamp,
+        read: impl FnOnce(&mut PodState) -> Result<Vec<Series>, String>,
+    ) -> Result<Vec<Series>, SignalError> {
         let mut st = lock(&self.state);
-        let known = st.status(now);
-        let key = crate::core::rule::SignalKind::source_key(spec);
-        match spec {
-            SignalSpec::PodOomKilled(p) => {
-                known.and_then(|()| st.oom_killed(&key, &p.selector, p.window.0, now))
-            }
-            SignalSpec::PodCrashLoop(p) => known.and_then(|()| st.crash_loop(&key, &p.selector, now)),
-            SignalSpec::PodRestarts(p) => {
-                known.and_then(|()| st.restarts(&key, &p.selector, p.window.0, now))
-            }
-            other => Err(format!("`{}` is not a pod signal", other.kind())),
-        }
+        st.status(now)
+            .and_then(|()| read(&mut st))
+            .map_err(SignalError::Watch)
     }
 }
 

@@ -2,8 +2,77 @@
 //! The value is a weighted sum of the `some` averages; `full` is parsed too so that a
 //! malformed file is caught whichever line is broken.
 
-use super::PsiWeights;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::{RuleContext, Signal, SignalError, Sources};
 use crate::core::series::Series;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryPressure {
+    /// A PSI file: `/proc/pressure/memory` or a cgroup v2 `memory.pressure`.
+    #[serde(default = "default_psi_path")]
+    pub path: String,
+    /// Weights of the `some` averages; the seed's `0.7*avg10 + 0.3*avg60` by default.
+    #[serde(default)]
+    pub weights: PsiWeights,
+}
+
+fn default_psi_path() -> String {
+    "/proc/pressure/memory".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PsiWeights {
+    /// Weight of `avg10`.
+    #[serde(default)]
+    pub avg10: f64,
+    /// Weight of `avg60`.
+    #[serde(default)]
+    pub avg60: f64,
+    /// Weight of `avg300`.
+    #[serde(default)]
+    pub avg300: f64,
+}
+
+impl Default for PsiWeights {
+    fn default() -> Self {
+        PsiWeights {
+            avg10: 0.7,
+            avg60: 0.3,
+            avg300: 0.0,
+        }
+    }
+}
+
+impl Signal for MemoryPressure {
+    fn source(&self) -> &'static str {
+        "psi"
+    }
+
+    fn validate(&self, _rule: &RuleContext) -> Vec<String> {
+        let w = self.weights;
+        if [w.avg10, w.avg60, w.avg300]
+            .iter()
+            .any(|x| !x.is_finite() || *x < 0.0)
+        {
+            return vec!["memory_pressure `weights` must be non-negative numbers".to_owned()];
+        }
+        Vec::new()
+    }
+
+    fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
+        let (path, weights) = (self.path.clone(), self.weights);
+        Box::pin(sources.blocking(move || collect(&path, &weights)))
+    }
+}
+
+/// Why a PSI text is not the kernel's format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PsiError(String);
 
 /// The averages of one PSI line (`some` or `full`).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -16,7 +85,7 @@ pub struct PsiLine {
 
 /// Parses the kernel's format:
 /// `some avg10=0.00 avg60=0.00 avg300=0.00 total=0` and optionally a `full` line.
-pub fn parse(text: &str) -> Result<(PsiLine, Option<PsiLine>), String> {
+pub fn parse(text: &str) -> Result<(PsiLine, Option<PsiLine>), PsiError> {
     let mut some = None;
     let mut full = None;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -32,8 +101,8 @@ pub fn parse(text: &str) -> Result<(PsiLine, Option<PsiLine>), String> {
         for field in fields {
             let (key, value) = field
                 .split_once('=')
-                .ok_or_else(|| format!("malformed PSI field `{field}`"))?;
-            let bad = || format!("malformed PSI value in `{field}`");
+                .ok_or_else(|| PsiError(format!("malformed PSI field `{field}`")))?;
+            let bad = || PsiError(format!("malformed PSI value in `{field}`"));
             match key {
                 "avg10" => parsed.avg10 = value.parse().map_err(|_| bad())?,
                 "avg60" => parsed.avg60 = value.parse().map_err(|_| bad())?,
@@ -44,13 +113,13 @@ pub fn parse(text: &str) -> Result<(PsiLine, Option<PsiLine>), String> {
             seen += 1;
         }
         if seen != 4 {
-            return Err(format!(
+            return Err(PsiError(format!(
                 "PSI line `{line}` lacks one of avg10, avg60, avg300, total"
-            ));
+            )));
         }
         *slot = Some(parsed);
     }
-    let some = some.ok_or("PSI file has no `some` line")?;
+    let some = some.ok_or_else(|| PsiError("PSI file has no `some` line".to_owned()))?;
     Ok((some, full))
 }
 
@@ -60,9 +129,9 @@ pub fn weighted(line: &PsiLine, w: &PsiWeights) -> f64 {
 }
 
 /// Reads and evaluates a PSI file.
-pub fn collect(path: &str, weights: &PsiWeights) -> Result<Vec<Series>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
-    let (some, _) = parse(&text).map_err(|e| format!("{path}: {e}"))?;
+pub fn collect(path: &str, weights: &PsiWeights) -> Result<Vec<Series>, SignalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SignalError::Io(format!("read {path}: {e}")))?;
+    let (some, _) = parse(&text).map_err(|e| SignalError::Parse(format!("{path}: {e}")))?;
     let mut series = Series::single(weighted(&some, weights));
     series.labels.insert("path".to_owned(), path.to_owned());
     Ok(vec![series])
@@ -125,13 +194,13 @@ mod tests {
         assert!((series[0].value - 14.75).abs() < 1e-9, "{}", series[0].value);
         assert_eq!(series[0].labels["path"], file.to_str().unwrap());
         // A directory where the file should be: unreadable, whoever runs the test.
-        let err = collect(dir.path().to_str().unwrap(), &PsiWeights::default()).unwrap_err();
+        let err = collect(dir.path().to_str().unwrap(), &PsiWeights::default()).unwrap_err().to_string();
         assert!(
             err.starts_with(&format!("read {}", dir.path().display())),
             "{err}"
         );
         std::fs::write(&file, "some avg10=1.00 avg60=2.00\n").unwrap();
-        let err = collect(file.to_str().unwrap(), &PsiWeights::default()).unwrap_err();
+        let err = collect(file.to_str().unwrap(), &PsiWeights::default()).unwrap_err().to_string();
         assert!(err.contains("lacks one of"), "{err}");
     }
 
@@ -147,7 +216,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("memory.pressure");
-        let err = collect(missing.to_str().unwrap(), &PsiWeights::default()).unwrap_err();
+        let err = collect(missing.to_str().unwrap(), &PsiWeights::default()).unwrap_err().to_string();
         assert!(err.contains("memory.pressure"), "{err}");
     }
 }

@@ -10,11 +10,37 @@
 //!   counts now is new, like Prometheus' `increase()` across a counter reset.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::{Signal, SignalError, Sources};
 use crate::core::series::Series;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryOomKills {
+    /// A cgroup v2 `memory.events` file; the automaton's own cgroup by default.
+    #[serde(default = "default_events_path")]
+    pub path: String,
+}
+
+fn default_events_path() -> String {
+    "/sys/fs/cgroup/memory.events".to_owned()
+}
+
+impl Signal for MemoryOomKills {
+    fn source(&self) -> &'static str {
+        "cgroup"
+    }
+
+    fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
+        let (path, kills) = (self.path.clone(), sources.oom_kills.clone());
+        Box::pin(sources.blocking(move || kills.sample(&path)))
+    }
+}
 
 #[derive(Debug, Error, PartialEq)]
 pub enum EventsError {
@@ -50,22 +76,24 @@ pub fn parse_oom_kill(path: &str, text: &str) -> Result<u64, EventsError> {
 }
 
 /// Remembers the last `oom_kill` value of each file between ticks.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct OomKills {
-    last: Mutex<HashMap<String, u64>>,
+    last: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl OomKills {
     /// Reads `path` and returns the kills since the previous sample of it.
-    pub fn sample(&self, path: &str) -> Result<Vec<Series>, String> {
+    pub fn sample(&self, path: &str) -> Result<Vec<Series>, SignalError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            EventsError::Read {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            }
-            .to_string()
+            SignalError::Io(
+                EventsError::Read {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                }
+                .to_string(),
+            )
         })?;
-        let now = parse_oom_kill(path, &text).map_err(|e| e.to_string())?;
+        let now = parse_oom_kill(path, &text).map_err(|e| SignalError::Parse(e.to_string()))?;
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let increase = match last.insert(path.to_owned(), now) {
             None => 0,
@@ -129,7 +157,7 @@ mod tests {
         write(1);
         assert_eq!(value(&kills), 1.0, "a recreated cgroup counts from zero");
         std::fs::remove_file(&file).unwrap();
-        let err = kills.sample(path).unwrap_err();
+        let err = kills.sample(path).unwrap_err().to_string();
         assert!(
             err.contains("memory.events") && err.contains("No such file"),
             "{err}"

@@ -1,28 +1,16 @@
-//! `slot_lag`: how many slots a Solana validator trails the cluster, read over JSON-RPC.
-//!
-//! With `reference` RPCs the lag is measured: `getSlot` on the validator and on every
-//! reference at once, lag = highest reference slot − local slot (0 when the validator is
-//! ahead: a reference behind us is no evidence of lag). Without references the validator's
-//! own view is used: `getHealth`. Its `"ok"` only means "within the node's
-//! `--health-check-slot-distance`" (default 128 slots), so it reads as 0; a node further
-//! behind answers error -32005 with `data.numSlotsBehind`. That count may be `null` (the node
-//! cannot tell), which is unknown, never 0: a lag that cannot be read must not look healthy.
+//! A minimal Solana JSON-RPC client: `getSlot` and `getHealth`, each answer checked against
+//! the JSON-RPC 2.0 envelope (version, our id) and bounded in size. Errors say why no number
+//! could be read; callers decide what that means (a signal reads it as unknown, never 0).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::SlotLag;
-use crate::core::series::Series;
-use crate::core::url::{check_url, redacted};
-
 /// A getSlot/getHealth answer is a few dozen bytes; anything near this is not an RPC node.
 const MAX_BODY: usize = 64 * 1024;
 /// agave `NODE_UNHEALTHY` (rpc-client-api custom_error.rs).
 const NODE_UNHEALTHY: i64 = -32005;
-const COMMITMENTS: [&str; 3] = ["processed", "confirmed", "finalized"];
 
 /// Request ids differ per call, so an answer meant for another request (a confused proxy, a
 /// cached response) is caught instead of being read as this node's slot.
@@ -30,7 +18,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Why one JSON-RPC call gave no number. The Display is the reason shown for "unknown".
 #[derive(Debug, thiserror::Error)]
-enum RpcError {
+pub enum RpcError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
@@ -59,77 +47,7 @@ enum RpcError {
     BadResult(String),
 }
 
-/// Collects one slot_lag reading. Err(reason) = unknown, never 0.
-pub async fn collect(
-    client: &reqwest::Client,
-    spec: &SlotLag,
-    timeout: Duration,
-) -> Result<Vec<Series>, String> {
-    let rpc = redacted(&spec.rpc);
-    if spec.reference.is_empty() {
-        let lag = get_health(client, &spec.rpc, timeout)
-            .await
-            .map_err(|e| format!("getHealth {rpc}: {e}"))?;
-        return Ok(vec![series(rpc, "getHealth", lag, None)]);
-    }
-    let commitment = spec.commitment.as_str();
-    let references = spec
-        .reference
-        .iter()
-        .map(|url| get_slot(client, url, commitment, timeout));
-    let (local, references) = tokio::join!(
-        get_slot(client, &spec.rpc, commitment, timeout),
-        futures::future::join_all(references)
-    );
-    let local = local.map_err(|e| format!("getSlot {rpc} (local): {e}"))?;
-    let mut highest = None;
-    let mut failed = Vec::new();
-    for (url, answer) in spec.reference.iter().zip(references) {
-        match answer {
-            Ok(slot) => highest = highest.max(Some(slot)),
-            Err(e) => failed.push(format!("{}: {e}", redacted(url))),
-        }
-    }
-    let Some(reference) = highest else {
-        return Err(format!("getSlot: every reference failed: {}", failed.join("; ")));
-    };
-    if !failed.is_empty() {
-        // Still answered from the others, but a reference that stays down narrows the view.
-        tracing::warn!(rpc = %rpc, failed = %failed.join("; "), "slot_lag: some references failed");
-    }
-    let lag = reference.saturating_sub(local);
-    Ok(vec![series(rpc, "getSlot", lag, Some((local, reference)))])
-}
-
-/// Rule-load checks of the parameters (every problem returned).
-pub fn validate(spec: &SlotLag) -> Vec<String> {
-    let mut errors: Vec<String> = check_url("rpc", &spec.rpc).into_iter().collect();
-    for (i, url) in spec.reference.iter().enumerate() {
-        errors.extend(check_url(&format!("reference[{i}]"), url));
-    }
-    if !COMMITMENTS.contains(&spec.commitment.as_str()) {
-        errors.push(format!(
-            "`commitment` must be one of {}, found `{}`",
-            COMMITMENTS.join(", "),
-            spec.commitment
-        ));
-    }
-    errors
-}
-
-fn series(rpc: String, method: &str, lag: u64, slots: Option<(u64, u64)>) -> Series {
-    let mut labels = BTreeMap::from([("rpc".to_owned(), rpc), ("method".to_owned(), method.to_owned())]);
-    if let Some((local, reference)) = slots {
-        labels.insert("local_slot".to_owned(), local.to_string());
-        labels.insert("reference_slot".to_owned(), reference.to_string());
-    }
-    Series {
-        labels,
-        value: lag as f64,
-    }
-}
-
-async fn get_slot(
+pub async fn get_slot(
     client: &reqwest::Client,
     url: &str,
     commitment: &str,
@@ -141,7 +59,7 @@ async fn get_slot(
     parse_slot(&post(client, url, &request, timeout).await?, id)
 }
 
-async fn get_health(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<u64, RpcError> {
+pub async fn get_health(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<u64, RpcError> {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let request = json!({"jsonrpc": "2.0", "id": id, "method": "getHealth"});
     parse_health(&post(client, url, &request, timeout).await?, id)
@@ -363,31 +281,5 @@ mod tests {
             v.as_object_mut().unwrap().remove("result");
         });
         assert!(matches!(parse_slot(&empty, 1), Err(RpcError::NoResult)));
-    }
-
-    #[test]
-    fn validate_reports_every_problem_with_its_field() {
-        let spec = SlotLag {
-            rpc: "localhost:8899".to_owned(),
-            reference: vec![
-                "https://api.mainnet-beta.solana.com".to_owned(),
-                "ftp://x".to_owned(),
-            ],
-            commitment: "max".to_owned(),
-        };
-        let errors = validate(&spec);
-        assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].starts_with("`rpc`"), "{errors:?}");
-        assert!(errors[1].starts_with("`reference[1]`"), "{errors:?}");
-        assert!(
-            errors[2].contains("`commitment`") && errors[2].contains("`max`"),
-            "{errors:?}"
-        );
-        let good = SlotLag {
-            rpc: "http://127.0.0.1:8899".to_owned(),
-            reference: vec![],
-            commitment: "finalized".to_owned(),
-        };
-        assert!(validate(&good).is_empty());
     }
 }

@@ -1,0 +1,51 @@
+//! `pod_crash_loop`: 1 per container waiting in `CrashLoopBackOff`, from the pod watch.
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::pods::PodSignals;
+use super::selector::Selector;
+use super::{RuleContext, Signal, SignalError, Sources};
+use crate::core::series::Series;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodCrashLoop {
+    /// Label selector of the pods to watch, e.g. `app=email-service`.
+    pub selector: String,
+}
+
+impl PodCrashLoop {
+    /// The series at `now`, from the pod watch's memory (no request).
+    pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
+        let key = format!("pod_crash_loop {}", self.selector);
+        pods.read(now, |st| st.crash_loop(&key, &self.selector, now))
+    }
+}
+
+impl Signal for PodCrashLoop {
+    fn source(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn dependency(&self) -> Option<String> {
+        Some("kubernetes".to_owned())
+    }
+
+    fn has_owner(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, _rule: &RuleContext) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Err(e) = Selector::parse(&self.selector) {
+            errors.push(format!("pod_crash_loop `selector`: {e}"));
+        }
+        errors
+    }
+
+    fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
+        Box::pin(async move { self.read(sources.pods()?, Timestamp::now()) })
+    }
+}

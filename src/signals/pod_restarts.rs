@@ -1,0 +1,55 @@
+//! `pod_restarts`: container restarts within a sliding window, from the increases of
+//! `restartCount` the pod watch observed.
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::pods::PodSignals;
+use super::selector::Selector;
+use super::{RuleContext, Signal, SignalError, Sources};
+use crate::core::series::Series;
+use crate::core::values::Dur;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodRestarts {
+    /// Label selector of the pods to watch.
+    pub selector: String,
+    /// Restarts are counted within this sliding window.
+    pub window: Dur,
+}
+
+impl PodRestarts {
+    /// The series at `now`, from the pod watch's memory (no request).
+    pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
+        let key = format!("pod_restarts {}", self.selector);
+        pods.read(now, |st| st.restarts(&key, &self.selector, self.window.0, now))
+    }
+}
+
+impl Signal for PodRestarts {
+    fn source(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn dependency(&self) -> Option<String> {
+        Some("kubernetes".to_owned())
+    }
+
+    fn has_owner(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, _rule: &RuleContext) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Err(e) = Selector::parse(&self.selector) {
+            errors.push(format!("pod_restarts `selector`: {e}"));
+        }
+        errors
+    }
+
+    fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
+        Box::pin(async move { self.read(sources.pods()?, Timestamp::now()) })
+    }
+}
