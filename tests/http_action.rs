@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automaton::actions::execute::{ActionError, Executor};
-use automaton::actions::{http::Http, ActionSpec};
+use automaton::actions::Http;
 use automaton::clients::backoff::FullJitter;
-use automaton::core::decision::{Decision, State, Verdict};
+use automaton::clients::http::{HttpClient, HttpError as ActionError};
 use automaton::core::values::Dur;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -51,42 +50,18 @@ async fn server(scripts: &[Script]) -> (String, Arc<Mutex<BTreeMap<String, usize
     (format!("http://{addr}"), calls)
 }
 
-fn executor() -> Executor {
+fn executor() -> HttpClient {
     let fast = FullJitter::exponential(Duration::from_millis(10), Duration::from_millis(50), 3);
-    Executor::new().unwrap().with_backoff(fast)
+    HttpClient::new().unwrap().with_backoff(fast)
 }
 
-fn http(url: String) -> ActionSpec {
-    ActionSpec::Http(Http {
+fn http(url: String) -> Http {
+    Http {
         method: "POST".to_owned(),
         url,
         body: None,
         expect_status: Some(200),
         timeout: Dur(Duration::from_millis(500)),
-    })
-}
-
-fn decision() -> Decision {
-    Decision {
-        id: Some(Arc::from("act-test-1")),
-        at: Duration::ZERO,
-        rule: Arc::from("r"),
-        target: Arc::from("t"),
-        value: Some(1.0),
-        state: State::Firing,
-        decision: Verdict::Act,
-        reason: None,
-        detail: None,
-        kind: automaton::core::decision::DecisionKind::Action("http"),
-        dry_run: false,
-        change: None,
-        success: None,
-        verification: None,
-        gitops: None,
-        active_since: None,
-        plan: None,
-        rule_index: 0,
-        quarantined: false,
     }
 }
 
@@ -103,10 +78,9 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
     ])
     .await;
     let ex = executor();
-    let d = decision();
     let run = |path: &str| {
-        let (ex, spec, d) = (ex.clone(), http(format!("{base}{path}")), d.clone());
-        async move { ex.execute(&spec, &d).await }
+        let (ex, spec) = (ex.clone(), http(format!("{base}{path}")));
+        async move { spec.send(&ex).await }
     };
 
     assert_eq!(
@@ -168,7 +142,7 @@ async fn a_refused_connection_is_retried_and_reported_without_the_url_secret() {
         l.local_addr().unwrap().port()
     };
     let spec = http(format!("http://127.0.0.1:{port}/admin?token=s3cret"));
-    let err = executor().execute(&spec, &decision()).await.unwrap_err();
+    let err = spec.send(&executor()).await.unwrap_err();
     assert!(matches!(err, ActionError::Connect { .. }), "{err}");
     assert!(err.is_transient());
     let text = err.to_string();

@@ -3,7 +3,6 @@
 
 mod kube_support;
 
-use automaton::clients::kube::error::ClusterError;
 use automaton::core::decision::SkipReason;
 use kube_support::*;
 use serde_json::json;
@@ -339,8 +338,7 @@ async fn a_request_without_answer_times_out_and_is_retried() {
     let (executor, server) = executor(script);
     let executor = executor.with_timeouts(Duration::from_millis(50), Duration::from_secs(1));
     let (rule, decision) = scale_to(6, 1);
-    let outcome = executor
-        .execute(&rule, &decision)
+    let outcome = run(&executor, &rule, &decision)
         .await
         .expect("answered the second time");
     drop(executor);
@@ -520,25 +518,35 @@ async fn other_kinds_and_dry_runs_send_no_request() {
         &rule(
             "tell",
             "disk_usage: {path: /}",
-            "notify: {webhook: \"https://hooks.example.com/x\"}",
+            &format!("notify: {{webhook: \"http://127.0.0.1:{}/x\"}}", closed_port()),
         ),
         "{}",
         &[],
         90.0,
     );
-    let err = execute(vec![], &notify)
+    // A webhook goes through the HTTP client, never the Kubernetes API.
+    let (kube, server) = executor(vec![]);
+    let err = run_any(&kube, &notify.0, &notify.1)
         .await
-        .expect_err("not a Kubernetes action");
-    assert!(matches!(err, ClusterError::NotKubernetes("notify")), "{err}");
+        .expect_err("nobody listens");
+    assert!(matches!(err, automaton::actions::ActionError::Http(_)), "{err}");
+    drop(kube);
+    server.await.expect("no Kubernetes request");
 
     // On a spawned task, as the daemon runs it: the future is Send.
     let (executor, server) = executor(vec![]);
     let (rule, mut decision) = scale_to(6, 1);
     decision.dry_run = true;
-    let outcome = tokio::spawn(async move { executor.execute(&rule, &decision).await })
+    let outcome = tokio::spawn(async move { run(&executor, &rule, &decision).await })
         .await
         .expect("the task ran")
         .expect("a skip");
     server.await.expect("no request");
     assert_eq!(outcome.skipped, Some(SkipReason::DryRun));
+}
+
+/// A local port nobody listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
 }

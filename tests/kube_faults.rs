@@ -87,7 +87,7 @@ async fn a_write_without_answer_times_out_and_is_retried_with_the_same_absolute_
     let (executor, server) = executor(script);
     let executor = executor.with_timeouts(Duration::from_millis(100), Duration::from_secs(1));
     let (rule, decision) = step_up();
-    let outcome = executor.execute(&rule, &decision).await.expect("scaled");
+    let outcome = run(&executor, &rule, &decision).await.expect("scaled");
     drop(executor);
     server.await.expect("the API server script failed");
     assert_eq!(outcome.change, Some(json!({"replicas": [3, 5]})));

@@ -66,9 +66,14 @@ fn memory_rollback() -> (Rule, Decision) {
 async fn roll_back(
     script: Vec<Exchange>,
     (rule, decision): &(Rule, Decision),
-) -> Result<automaton::actions::kube::Outcome, automaton::clients::kube::error::ClusterError> {
+) -> Result<automaton::core::plan::Outcome, automaton::clients::kube::error::ClusterError> {
     let (executor, server) = executor(script);
-    let result = executor.rollback(rule, decision).await;
+    let act = automaton::clients::kube::executor::Act {
+        rule: &rule.name,
+        cooldown: rule.cooldown,
+        decision,
+    };
+    let result = executor.rollback(&act).await;
     drop(executor);
     server.await.expect("the API server script failed");
     result

@@ -3,10 +3,17 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::core::plan::{Effect, Plan};
+use super::{Action, ActionError, ExecCtx};
+use crate::clients::http::{answered, Call, HttpClient, HttpError};
+use crate::core::plan::{Effect, Outcome, Plan, PlanCtx, PlanError};
+use crate::core::url::host_port;
+use crate::signals::SignalSpec;
 use crate::core::url::{check_url, redacted};
 use crate::core::values::Dur;
 
@@ -72,5 +79,45 @@ impl Http {
     pub fn accepts(&self, status: u16) -> bool {
         self.expect_status
             .map_or((200..300).contains(&status), |want| want == status)
+    }
+}
+
+impl Http {
+    /// Calls the endpoint with the shared client's retry policy; says what answered.
+    pub async fn send(&self, http: &HttpClient) -> Result<String, HttpError> {
+        let accepts = |status| self.accepts(status);
+        let call = Call {
+            method: reqwest::Method::from_bytes(self.method.as_bytes()).unwrap_or(reqwest::Method::POST),
+            url: &self.url,
+            shown: redacted(&self.url),
+            body: self.body.as_ref(),
+            timeout: self.timeout.0,
+            accepts: &accepts,
+            expected: self.expect_status.map_or("2xx".to_owned(), |s| s.to_string()),
+        };
+        let (status, attempts) = http.send(&call).await?;
+        Ok(answered(&call.shown, status, attempts))
+    }
+}
+
+impl Action for Http {
+    fn dependency(&self) -> String {
+        format!("http/{}", host_port(&self.url))
+    }
+
+    fn target(&self, _labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        Ok(Http::target(self))
+    }
+
+    fn validate(&self, _signal: &SignalSpec) -> Vec<String> {
+        Http::validate(self)
+    }
+
+    fn plan(&self, _ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        Ok(Http::plan(self))
+    }
+
+    fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move { Ok(Outcome::text(self.send(&cx.executors.http).await?)) })
     }
 }

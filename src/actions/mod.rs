@@ -1,110 +1,220 @@
-//! Actions: what the automaton may do. Each kind is one variant of [`ActionSpec`] and one
-//! file holding its rule-file parameters, its validation and its plan. Planning is pure:
-//! from the observed world it computes the exact, bounded change; execution happens later
-//! (see [`execute`]) and only for what the guard let through.
+//! Actions: what the automaton may do. Each kind is one file holding its rule-file
+//! parameters (serde, a `///` on every field), its validation, its pure plan, its execution
+//! through [`crate::clients`] and its tests, and one line in the registry below, which names
+//! the client the kind needs. Planning is pure: from the observed world it computes the
+//! exact, bounded change; execution happens later, and only for what the guard let through.
 
-pub mod connections;
-pub mod execute;
-pub mod http;
-pub mod job;
-pub mod kube;
-pub mod logs;
-pub mod memory;
-pub mod notify;
-pub mod restart;
-pub mod scale;
+mod error;
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::core::plan::{Plan, PlanCtx, PlanError};
 pub use crate::core::target::Target;
+pub use error::ActionError;
+
+use crate::clients::http::{HttpClient, HttpError};
+use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::clients::pg::PgSource;
+use crate::core::decision::Decision;
+use crate::core::engine::Executable;
+use crate::core::plan::{Effect, Outcome, Plan, PlanCtx, PlanError};
 use crate::signals::SignalSpec;
 
 /// A rule of this build's kinds, as executors see it.
 pub type Rule = crate::core::rule::Rule<SignalSpec, ActionSpec>;
 
-/// The action of a rule: exactly one kind, with its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionSpec {
-    /// Set a Deployment's or StatefulSet's replicas (bounded by `max` and MAX_REPLICAS).
-    Scale(scale::Scale),
-    /// Rollout restart, as `kubectl rollout restart` does (never deletes pods).
-    Restart(restart::Restart),
-    /// Raise a container's memory request and limit (bounded by `max` and MAX_MEMORY).
-    RaiseMemory(memory::RaiseMemory),
-    /// Terminate idle PostgreSQL client connections (never active ones, never our own).
-    TerminateIdleConnections(connections::TerminateIdle),
-    /// Delete old log files inside pods (argv only, path allow-list).
-    CleanLogs(logs::CleanLogs),
-    /// Call an HTTP endpoint, such as a validator's admin API.
-    Http(http::Http),
-    /// Create a Job from a CronJob's template.
-    RunJob(job::RunJob),
-    /// Post the decision to a webhook.
-    Notify(notify::Notify),
+/// The client an action kind executes through. Without it the kind runs as dry-run, saying
+/// so in its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Every process has it.
+    Http,
+    /// A Kubernetes API (in-cluster or KUBECONFIG).
+    Kubernetes,
+    /// A PostgreSQL server (POSTGRES_HOST or DATABASE_URL).
+    Postgres,
+}
+
+/// What every action kind provides. Implemented by the parameter struct of each kind.
+pub trait Action: Send + Sync {
+    /// The external dependency the action goes through: the key of its circuit breaker.
+    fn dependency(&self) -> String;
+
+    /// The object acted on, which keys the rule's per-target state and cooldown. Workload
+    /// actions name their workload (`owner` resolves from the series' `owner` label); the
+    /// others name what they touch, without secrets (a webhook URL is a credential).
+    fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError>;
+
+    /// Whether the target depends on the series (one state per owner) or is fixed.
+    fn target_from_series(&self) -> bool {
+        false
+    }
+
+    /// Whether a HorizontalPodAutoscaler owning the target's replicas refuses the action.
+    fn yields_to_hpa(&self) -> bool {
+        false
+    }
+
+    /// Every problem of the parameters, beside the rule's signal.
+    fn validate(&self, _signal: &SignalSpec) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The exact change. `Err` means it cannot be planned from what is known (the guard
+    /// skips with the reason; nothing is guessed).
+    fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError>;
+
+    /// Executes the plan of an `act` decision. `Ok` with `skipped` set means the live state
+    /// made the action unnecessary and nothing was written.
+    fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>>;
+}
+
+/// The clients actions execute through. Built once by the runtime; a client that is not
+/// configured is `None`.
+#[derive(Clone)]
+pub struct Executors {
+    pub http: HttpClient,
+    pub kube: Option<KubeExecutor>,
+    pub postgres: Option<Arc<PgSource>>,
+}
+
+impl Executors {
+    pub fn new() -> Result<Self, HttpError> {
+        Ok(Executors {
+            http: HttpClient::new()?,
+            kube: None,
+            postgres: None,
+        })
+    }
+
+    fn has(&self, client: Client) -> bool {
+        match client {
+            Client::Http => true,
+            Client::Kubernetes => self.kube.is_some(),
+            Client::Postgres => self.postgres.is_some(),
+        }
+    }
+
+    /// The kinds these clients can execute, for the engine.
+    pub fn executable(&self) -> Executable {
+        Executable::Only(
+            ActionSpec::CLIENTS
+                .iter()
+                .filter(|(_, client)| self.has(*client))
+                .map(|(kind, _)| *kind)
+                .collect::<BTreeSet<_>>(),
+        )
+    }
+}
+
+/// One execution: the rule and decision, and the clients.
+pub struct ExecCtx<'a> {
+    pub rule: &'a Rule,
+    pub decision: &'a Decision,
+    pub executors: &'a Executors,
+}
+
+impl ExecCtx<'_> {
+    /// What the Kubernetes side names in annotations, Events and logs.
+    pub fn act(&self) -> Act<'_> {
+        Act {
+            rule: &self.rule.name,
+            cooldown: self.rule.cooldown,
+            decision: self.decision,
+        }
+    }
+
+    /// The planned effect the guard let through.
+    pub fn effect(&self) -> Result<&Effect, ActionError> {
+        self.decision
+            .plan
+            .as_deref()
+            .map(|p| &p.effect)
+            .ok_or(ActionError::NoPlan)
+    }
+
+    pub fn kube(&self) -> Result<&KubeExecutor, ActionError> {
+        self.executors.kube.as_ref().ok_or(ActionError::NotConfigured(
+            "no Kubernetes API configured: workload actions cannot execute",
+        ))
+    }
+
+    pub fn postgres(&self) -> Result<&PgSource, ActionError> {
+        self.executors
+            .postgres
+            .as_deref()
+            .ok_or(ActionError::NotConfigured("no PostgreSQL configured"))
+    }
+}
+
+/// The registry: `module => Kind (Client)` declares the kind's file, its variant of
+/// [`ActionSpec`] and the client it executes through. The kind's name in rule files is the
+/// module's name, which is also the variant's name in snake case (checked by a test).
+macro_rules! actions {
+    ($($module:ident => $kind:ident ($client:ident),)+) => {
+        $(
+            pub mod $module;
+            pub use $module::$kind;
+        )+
+
+        /// The action of a rule: exactly one kind, with its parameters.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ActionSpec {
+            $($kind($kind),)+
+        }
+
+        impl ActionSpec {
+            /// Every kind's name and the client it executes through.
+            pub const CLIENTS: &'static [(&'static str, Client)] =
+                &[$((stringify!($module), Client::$client)),+];
+
+            /// The kind's name, as written in rule files.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ActionSpec::$kind(_) => stringify!($module),)+
+                }
+            }
+
+            /// The kind's implementation.
+            pub fn get(&self) -> &dyn Action {
+                match self {
+                    $(ActionSpec::$kind(a) => a,)+
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    scale => Scale (Kubernetes),
+    restart => Restart (Kubernetes),
+    raise_memory => RaiseMemory (Kubernetes),
+    terminate_idle_connections => TerminateIdleConnections (Postgres),
+    clean_logs => CleanLogs (Kubernetes),
+    http => Http (Http),
+    run_job => RunJob (Kubernetes),
+    notify => Notify (Http),
 }
 
 impl ActionSpec {
-    /// The external dependency the action goes through: the key of its circuit breaker.
+    /// The key of the circuit breaker the action goes through.
     pub fn dependency(&self) -> String {
-        match self {
-            ActionSpec::Scale(_)
-            | ActionSpec::Restart(_)
-            | ActionSpec::RaiseMemory(_)
-            | ActionSpec::RunJob(_)
-            | ActionSpec::CleanLogs(_) => "kubernetes".to_owned(),
-            ActionSpec::TerminateIdleConnections(_) => "postgres".to_owned(),
-            ActionSpec::Http(a) => format!("http/{}", crate::core::url::host_port(&a.url)),
-            ActionSpec::Notify(a) => a.target(),
-        }
+        self.get().dependency()
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ActionSpec::Scale(_) => "scale",
-            ActionSpec::Restart(_) => "restart",
-            ActionSpec::RaiseMemory(_) => "raise_memory",
-            ActionSpec::TerminateIdleConnections(_) => "terminate_idle_connections",
-            ActionSpec::CleanLogs(_) => "clean_logs",
-            ActionSpec::Http(_) => "http",
-            ActionSpec::RunJob(_) => "run_job",
-            ActionSpec::Notify(_) => "notify",
-        }
-    }
-
-    /// The object acted on, which keys the rule's per-target state and cooldown. Workload
-    /// actions name their workload (`owner` resolves from the series' `owner` label);
-    /// the others name what they touch, without secrets (a webhook URL is a credential).
+    /// The object acted on, which keys the rule's per-target state and cooldown.
     pub fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
-        match self {
-            ActionSpec::Scale(a) => a.target.resolve(labels),
-            ActionSpec::Restart(a) => a.target.resolve(labels),
-            ActionSpec::RaiseMemory(a) => a.target.resolve(labels),
-            ActionSpec::TerminateIdleConnections(a) => Ok(a.target()),
-            ActionSpec::CleanLogs(a) => Ok(format!("pods/{}", a.selector)),
-            ActionSpec::Http(a) => Ok(a.target()),
-            ActionSpec::RunJob(a) => Ok(format!("cronjob/{}", a.from_cronjob)),
-            ActionSpec::Notify(a) => Ok(a.target()),
-        }
+        self.get().target(labels)
     }
 
     /// Whether the target depends on the series (one state per owner) or is fixed.
     pub fn target_from_series(&self) -> bool {
-        matches!(
-            self,
-            ActionSpec::Scale(scale::Scale {
-                target: Target::Owner,
-                ..
-            }) | ActionSpec::Restart(restart::Restart {
-                target: Target::Owner
-            }) | ActionSpec::RaiseMemory(memory::RaiseMemory {
-                target: Target::Owner,
-                ..
-            })
-        )
+        self.get().target_from_series()
     }
 
     /// Checks that need the whole rule (the signal beside the action). Every problem is
@@ -117,30 +227,26 @@ impl ActionSpec {
                 signal.kind()
             ));
         }
-        match self {
-            ActionSpec::Scale(a) => errors.extend(a.validate(signal)),
-            ActionSpec::RaiseMemory(a) => errors.extend(a.validate()),
-            ActionSpec::CleanLogs(a) => errors.extend(a.validate()),
-            ActionSpec::Http(a) => errors.extend(a.validate()),
-            ActionSpec::Notify(a) => errors.extend(a.validate()),
-            ActionSpec::Restart(_) | ActionSpec::TerminateIdleConnections(_) | ActionSpec::RunJob(_) => {}
-        }
+        errors.extend(self.get().validate(signal));
         errors
     }
 
-    /// Computes the exact change. `Err` means the plan cannot be made from what is known
-    /// (the guard skips with the reason; nothing is guessed).
+    /// Computes the exact change.
     pub fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
-        match self {
-            ActionSpec::Scale(a) => a.plan(ctx),
-            ActionSpec::Restart(a) => Ok(a.plan(ctx)),
-            ActionSpec::RaiseMemory(a) => a.plan(ctx),
-            ActionSpec::TerminateIdleConnections(a) => Ok(a.plan()),
-            ActionSpec::CleanLogs(a) => Ok(a.plan()),
-            ActionSpec::Http(a) => Ok(a.plan()),
-            ActionSpec::RunJob(a) => Ok(a.plan()),
-            ActionSpec::Notify(a) => Ok(a.plan()),
+        self.get().plan(ctx)
+    }
+
+    /// Executes the plan of an `act` decision of `cx.rule`. A dry run writes nothing,
+    /// whatever the kind: the engine never lets one act, and this is the last line of that.
+    pub async fn execute(&self, cx: &ExecCtx<'_>) -> Result<Outcome, ActionError> {
+        if cx.decision.dry_run {
+            let d = cx.decision;
+            return Ok(Outcome::skipped(
+                crate::core::decision::SkipReason::DryRun,
+                format!("{} on {} is a dry run: nothing written", d.kind, d.target),
+            ));
         }
+        self.get().execute(cx).await
     }
 }
 
@@ -166,6 +272,36 @@ impl crate::core::rule::ActionKind for ActionSpec {
     }
 
     fn yields_to_hpa(&self) -> bool {
-        matches!(self, ActionSpec::Scale(_))
+        self.get().yields_to_hpa()
+    }
+}
+
+/// The error of an `act` decision whose plan is not of its kind (a bug, never guessed
+/// around).
+fn wrong_effect(cx: &ExecCtx<'_>) -> ActionError {
+    let effect = cx.decision.plan.as_deref().map(|p| &p.effect);
+    ActionError::Kubernetes(crate::clients::kube::error::ClusterError::Invalid(format!(
+        "rule {}: a `{}` action cannot execute the effect {effect:?}",
+        cx.rule.name,
+        cx.rule.spec.action.kind()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_named_in_rule_files_by_its_module() {
+        for (kind, _) in ActionSpec::CLIENTS {
+            let yaml = format!("{kind}: {{}}\n");
+            let err = serde_yaml::from_str::<ActionSpec>(&yaml)
+                .map(|a| a.kind().to_owned())
+                .unwrap_or_else(|e| e.to_string());
+            assert!(
+                err == *kind || !err.contains("unknown variant"),
+                "`{kind}` is not a variant name of ActionSpec: {err}"
+            );
+        }
     }
 }

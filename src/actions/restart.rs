@@ -1,12 +1,26 @@
 //! `restart`: a rollout restart, exactly as `kubectl rollout restart` does it (the pod
 //! template annotation `kubectl.kubernetes.io/restartedAt`), so the workload's own rollout
 //! strategy replaces pods gradually. Pods are never deleted.
+//!
+//! `restart`: exactly what `kubectl rollout restart` sends, a strategic merge patch of the pod
+//! template annotation `kubectl.kubernetes.io/restartedAt`, so the workload's own rollout
+//! strategy replaces the pods. Pods are never deleted. The last-action annotation rides in the
+//! same patch.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Target;
-use crate::core::plan::{Effect, Plan, PlanCtx};
+use super::{Action, ActionError, ExecCtx, Target};
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use futures::future::BoxFuture;
+use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::core::plan::Outcome;
+use std::collections::BTreeMap;
+use crate::clients::kube::executor::workload_ref;
+use kube::api::Patch;
+use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::last_action_key;
+use crate::clients::kube::workload::{WorkloadRef, RESTARTED_AT};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,3 +39,63 @@ impl Restart {
         )
     }
 }
+
+impl Action for Restart {
+    fn dependency(&self) -> String {
+        "kubernetes".to_owned()
+    }
+
+    fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        self.target.resolve(labels)
+    }
+
+    fn target_from_series(&self) -> bool {
+        self.target == Target::Owner
+    }
+
+    fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        Ok(Restart::plan(self, ctx))
+    }
+
+    fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move {
+            let Effect::RolloutRestart { target } = cx.effect()? else {
+                return Err(super::wrong_effect(cx));
+            };
+            Ok(restart(cx.kube()?, &cx.act(), &workload_ref(target)?).await?)
+        })
+    }
+}
+
+    async fn restart(kube: &KubeExecutor, act: &Act<'_>, target: &WorkloadRef) -> Result<Outcome, ClusterError> {
+        let live = kube.live(target).await?;
+        let now = kube.now();
+        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
+            return Ok(skip);
+        }
+        if live.paused {
+            // kubectl refuses too: a paused Deployment would not roll until resumed.
+            return Err(ClusterError::Invalid(format!(
+                "{target} is paused: a rollout restart would not roll until `kubectl rollout resume {target}`"
+            )));
+        }
+        let stamp = now.to_string();
+        let body = json!({
+            "metadata": {"annotations": {last_action_key(act.rule): stamp}},
+            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
+        });
+        kube.patch_workload(target, &Patch::Strategic(body)).await?;
+
+        let mut detail = format!("{target} rollout restarted ({RESTARTED_AT}={stamp})");
+        if live.strategy.as_deref() == Some("OnDelete") {
+            detail.push_str("; its updateStrategy is OnDelete: pods are replaced only as they are deleted");
+        }
+        let before = live.restarted_at.clone();
+        let note = act.note(
+            &format!("restartedAt {}", before.as_deref().unwrap_or("never")),
+            &format!("restartedAt {stamp}"),
+        );
+        kube.publish(&live.object_ref, "RolloutRestarted", "RolloutRestart", note)
+            .await;
+        Ok(Outcome::done(detail, json!({"restarted_at": [before, stamp]})))
+    }

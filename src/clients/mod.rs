@@ -4,6 +4,7 @@
 //! queries). May import only `core` and `settings`.
 
 pub mod backoff;
+pub mod http;
 pub mod kafka;
 pub mod kube;
 pub mod pg;

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
+use super::decision::SkipReason;
 use super::values::{Bytes, Op};
 use super::world::World;
 
@@ -91,4 +94,43 @@ pub enum Effect {
     },
     /// Effects outside the modelled world (an HTTP call, a Job, a notification…).
     External,
+}
+
+/// What executing one decision did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// `Some` when nothing was written: the live object was inside the rule's cooldown
+    /// (`cooldown`), already had the planned values (`bound`), or the decision was a dry run.
+    pub skipped: Option<SkipReason>,
+    /// One line for humans: what was done, or why not.
+    pub detail: String,
+    /// The live change, before → after, e.g. `{"replicas": [2, 6]}`.
+    pub change: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    pub fn done(detail: String, change: serde_json::Value) -> Self {
+        Outcome {
+            skipped: None,
+            detail,
+            change: Some(change),
+        }
+    }
+
+    /// Done, with nothing structured to add to the plan's change (an HTTP call answered).
+    pub fn text(detail: String) -> Self {
+        Outcome {
+            skipped: None,
+            detail,
+            change: None,
+        }
+    }
+
+    pub fn skipped(reason: SkipReason, detail: String) -> Self {
+        Outcome {
+            skipped: Some(reason),
+            detail,
+            change: None,
+        }
+    }
 }

@@ -3,37 +3,10 @@
 //! into a skip; a failure counts against the breaker only when the dependency itself failed
 //! (unreachable, timed out, 5xx), not when it answered "no" (403, 404, a wrong request).
 
-use serde_json::Value;
-
 use super::Daemon;
-use crate::actions::ActionSpec;
+use crate::actions::{ActionError, ActionSpec, ExecCtx, Notify};
 use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason};
-
-/// A finished execution: skipped by the executor, or done with its detail and actual change.
-struct Done {
-    skipped: Option<SkipReason>,
-    detail: String,
-    change: Option<Value>,
-}
-
-/// A failed execution.
-struct Failed {
-    error: String,
-    /// The dependency did not answer properly: counts against its breaker.
-    dependency_down: bool,
-    /// What was changed anyway (some connections terminated before a refusal).
-    change: Option<Value>,
-}
-
-impl Done {
-    fn text(detail: String) -> Self {
-        Done {
-            skipped: None,
-            detail,
-            change: None,
-        }
-    }
-}
+use crate::core::plan::Outcome;
 
 impl Daemon {
     pub(super) async fn execute(&self, d: &mut Decision) {
@@ -41,30 +14,39 @@ impl Daemon {
         // The rule's `notify_first`, just before its action, is executed as a `notify`. It is
         // best effort: the action goes ahead even if the webhook is down (the failure is
         // logged and counted).
-        let notice = d
-            .follows_up()
-            .then(|| {
-                rule.spec.notify_first.as_ref().map(|n| {
-                    ActionSpec::Notify(crate::actions::notify::Notify {
-                        webhook: n.webhook.clone(),
-                    })
-                })
-            })
-            .filter(|_| d.kind == DecisionKind::Notice)
-            .flatten();
+        let notice = match (d.kind, &rule.spec.notify_first) {
+            (DecisionKind::Notice, Some(n)) => Some(ActionSpec::Notify(Notify {
+                webhook: n.webhook.clone(),
+            })),
+            _ => None,
+        };
         let spec = notice.as_ref().unwrap_or(&rule.spec.action);
         let dependency = spec.dependency();
         if let Err(why) = self.breakers.admit(&dependency) {
             return d.skip(SkipReason::CircuitOpen, Some(Detail::Text(why)));
         }
-        let result = self.run_action(spec, d).await;
-        let outcome = match &result {
-            Err(f) if f.dependency_down => Err(f.error.as_str()),
-            _ => Ok(()),
+        let cx = ExecCtx {
+            rule,
+            decision: d,
+            executors: &self.executors,
         };
-        self.breakers.record(&dependency, outcome);
+        let result = match d.kind {
+            // Undoing an earlier change: the effect says what to put back.
+            DecisionKind::Rollback => match cx.kube() {
+                Ok(kube) => kube.rollback(&cx.act()).await.map_err(ActionError::from),
+                Err(e) => Err(e),
+            },
+            DecisionKind::Action(_) | DecisionKind::Notice => spec.execute(&cx).await,
+        };
+        let down = result
+            .as_ref()
+            .err()
+            .filter(|e| e.dependency_down())
+            .map(ToString::to_string);
+        self.breakers
+            .record(&dependency, down.as_deref().map_or(Ok(()), Err));
         match result {
-            Ok(Done {
+            Ok(Outcome {
                 skipped: Some(reason),
                 detail,
                 ..
@@ -83,64 +65,11 @@ impl Daemon {
             Err(failed) => {
                 self.metrics.action_done(d, false, None);
                 d.success = Some(false);
-                d.detail = Some(Detail::Text(failed.error));
-                if failed.change.is_some() {
-                    d.change = failed.change;
+                if let Some(change) = failed.change() {
+                    d.change = Some(change);
                 }
+                d.detail = Some(Detail::Text(failed.to_string()));
             }
-        }
-    }
-
-    async fn run_action(&self, spec: &ActionSpec, d: &Decision) -> Result<Done, Failed> {
-        let rule = &self.engine.rules().rules[d.rule_index];
-        match (spec, &self.kube) {
-            (ActionSpec::Http(_) | ActionSpec::Notify(_), _) => self
-                .executor
-                .execute(spec, d)
-                .await
-                .map(Done::text)
-                .map_err(|e| Failed {
-                    dependency_down: e.is_transient()
-                        || matches!(e, crate::actions::execute::ActionError::Timeout { .. }),
-                    error: e.to_string(),
-                    change: None,
-                }),
-            (ActionSpec::TerminateIdleConnections(spec), _) => match self.terminate_idle(spec).await {
-                Ok((detail, change)) => Ok(Done {
-                    skipped: None,
-                    detail,
-                    change: Some(change),
-                }),
-                Err((error, change, dependency_down)) => Err(Failed {
-                    error,
-                    dependency_down,
-                    change,
-                }),
-            },
-            (_, Some(k)) => {
-                let executed = if d.kind == DecisionKind::Rollback {
-                    k.executor.rollback(rule, d).await
-                } else {
-                    k.executor.execute(rule, d).await
-                };
-                match executed {
-                    Ok(outcome) => Ok(Done {
-                        skipped: outcome.skipped,
-                        detail: outcome.detail,
-                        change: outcome.change,
-                    }),
-                    Err(e) => Err(Failed {
-                        dependency_down: e.is_transient(),
-                        error: e.to_string(),
-                        change: None,
-                    }),
-                }
-            }
-            (other, None) => Err(Failed {
-                error: format!("no executor for `{}`", other.kind()),
-                dependency_down: false,
-                change: None,
-            }),
         }
     }
 }
@@ -175,29 +104,29 @@ impl Daemon {
 
     async fn tell(&self, reason: &str, d: &Decision, note: String) {
         tracing::warn!(rule = %d.rule, target = %d.target, id = d.id.as_deref(), reason, "{note}");
-        if let Some(k) = &self.kube {
+        if let Some(k) = &self.executors.kube {
             // Events are recorded on workloads; other targets (endpoints, webhooks) have none.
             if d.target
                 .parse::<crate::clients::kube::workload::WorkloadRef>()
                 .is_ok()
             {
-                k.executor.warn(&d.target, reason, "Notify", note.clone()).await;
+                k.warn(&d.target, reason, "Notify", note.clone()).await;
             }
         }
         let Some(webhook) = &self.settings.notify_webhook else {
             return;
         };
-        let spec = ActionSpec::Notify(crate::actions::notify::Notify {
+        let notify = Notify {
             webhook: webhook.clone(),
-        });
-        let dependency = spec.dependency();
+        };
+        let dependency = notify.target();
         if let Err(why) = self.breakers.admit(&dependency) {
             tracing::warn!(reason, error = %why, "NOTIFY_WEBHOOK not told");
             return;
         }
         let mut notice = d.clone();
         notice.detail = Some(Detail::Text(note));
-        let result = self.executor.execute(&spec, &notice).await;
+        let result = notify.send(&self.executors.http, &notice).await;
         let down = result
             .as_ref()
             .err()

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Daemon;
-use crate::actions::kube::KubeExecutor;
 use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::executor::KubeExecutor;
 use crate::clients::kube::leader::{self, Campaign, LeaseTiming};
 use crate::clients::kube::managers;
 use crate::clients::kube::workload::{self, WorkloadRef};
@@ -21,7 +21,6 @@ use crate::signals::pods::PodSignals;
 
 pub(super) struct Kube {
     pub cluster: Cluster,
-    pub executor: KubeExecutor,
     pub leader: Campaign,
     /// Workloads as last read, for planning; the executor re-reads before writing.
     pub world: SimWorld,
@@ -46,14 +45,12 @@ impl Daemon {
         ));
         let timing = LeaseTiming::from_duration(self.settings.lease_duration);
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
-        let executor = KubeExecutor::new(&cluster);
-        self.executors.kubernetes = true;
+        self.executors.kube = Some(KubeExecutor::new(&cluster));
         self.engine.set_executable(self.executors.executable());
         self.engine.set_leader(false);
         info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, "Kubernetes attached");
         self.kube = Some(Kube {
             cluster,
-            executor,
             leader,
             world: SimWorld::default(),
             read_at: HashMap::new(),

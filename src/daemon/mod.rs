@@ -18,7 +18,8 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::actions::execute::{ActionError, Executor, Executors};
+use crate::actions::Executors;
+use crate::clients::http::HttpError;
 use crate::core::decision::{Decision, SkipReason, State, Verdict};
 use crate::core::engine::EngineConfig;
 use crate::core::guard::breaker::Breakers;
@@ -36,8 +37,10 @@ pub enum DaemonError {
     Rules(Vec<LoadError>),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Executor(#[from] ActionError),
+    #[error("building the HTTP client: {0}")]
+    Http(#[from] HttpError),
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
 type LogKey = (Arc<str>, Arc<str>);
@@ -47,7 +50,6 @@ pub struct Daemon {
     settings: Settings,
     rules_dir: PathBuf,
     engine: Engine,
-    executor: Executor,
     /// What signal collection reaches (HTTP, Kafka, PostgreSQL, the pod watch).
     sources: Sources,
     /// One circuit breaker per external dependency, shared by collection and execution.
@@ -59,19 +61,20 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
-    /// What can execute for real; the rest is dry-run.
+    /// The clients actions execute through; a kind whose client is absent is dry-run.
     executors: Executors,
 }
 
 impl Daemon {
     /// Loads the rules (an invalid set at start is an error: there is no last good set).
     pub fn new(settings: Settings, rules_dir: PathBuf) -> Result<Self, DaemonError> {
+        let executors = Executors::new()?;
         let fingerprint = reload::fingerprint(&rules_dir);
         let set = rules::load(std::slice::from_ref(&rules_dir), &rules::load::process_env)
             .map_err(DaemonError::Rules)?;
         let config = EngineConfig {
             id_prefix: Arc::from(action_id_prefix()),
-            executable: Executors::HTTP_ONLY.executable(),
+            executable: executors.executable(),
             ..EngineConfig::from(&settings)
         };
         let metrics = Arc::new(Metrics::new()?);
@@ -86,13 +89,11 @@ impl Daemon {
         let mut engine = Engine::new(Arc::new(set), config);
         status.refresh(&mut engine, Duration::ZERO);
         let breakers = Arc::new(Breakers::new(settings.breaker));
-        let sources = Sources::new(settings.check_interval.min(Duration::from_secs(10)))
-            .map_err(ActionError::Client)?;
+        let sources = Sources::new(settings.check_interval.min(Duration::from_secs(10)))?;
         Ok(Daemon {
             settings,
             rules_dir,
             engine,
-            executor: Executor::new()?,
             sources,
             breakers,
             metrics,
@@ -101,7 +102,7 @@ impl Daemon {
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
-            executors: Executors::HTTP_ONLY,
+            executors,
         })
     }
 

@@ -13,12 +13,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use automaton::actions::kube::{KubeExecutor, Outcome};
+use automaton::actions::{ActionError, ExecCtx, Executors};
 use automaton::clients::backoff::FullJitter;
+use automaton::clients::http::HttpClient;
 use automaton::clients::kube::error::ClusterError;
+use automaton::clients::kube::executor::KubeExecutor;
 use automaton::clients::kube::Cluster;
 use automaton::core::decision::{Decision, Verdict};
 use automaton::core::engine::EngineConfig;
+use automaton::core::plan::Outcome;
 use automaton::core::series::{Reading, Series};
 use automaton::core::world::SimWorld;
 use automaton::rules::Engine;
@@ -301,10 +304,40 @@ pub async fn execute(
     (rule, decision): &(Rule, Decision),
 ) -> Result<Outcome, ClusterError> {
     let (executor, server) = executor(script);
-    let result = executor.execute(rule, decision).await;
+    let result = run(&executor, rule, decision).await;
     drop(executor);
     server.await.expect("the API server script failed");
     result
+}
+
+/// Executes one decision of `rule` through the registry with `executor` as the only
+/// Kubernetes client, as the daemon does; a Kubernetes failure is returned as such.
+pub async fn run(executor: &KubeExecutor, rule: &Rule, decision: &Decision) -> Result<Outcome, ClusterError> {
+    match run_any(executor, rule, decision).await {
+        Ok(outcome) => Ok(outcome),
+        Err(ActionError::Kubernetes(e)) => Err(e),
+        Err(other) => panic!("not a Kubernetes failure: {other}"),
+    }
+}
+
+/// [`run`], with any failure.
+pub async fn run_any(
+    executor: &KubeExecutor,
+    rule: &Rule,
+    decision: &Decision,
+) -> Result<Outcome, ActionError> {
+    let fast = FullJitter::exponential(Duration::from_millis(1), Duration::from_millis(5), 3);
+    let executors = Executors {
+        http: HttpClient::new().expect("an HTTP client").with_backoff(fast),
+        kube: Some(executor.clone()),
+        postgres: None,
+    };
+    let cx = ExecCtx {
+        rule,
+        decision,
+        executors: &executors,
+    };
+    rule.spec.action.execute(&cx).await
 }
 
 pub fn executor(script: Vec<Exchange>) -> (KubeExecutor, JoinHandle<()>) {

@@ -3,9 +3,12 @@
 //! engine never sees a kube type.
 
 pub mod error;
+pub mod executor;
 pub mod leader;
 pub mod managers;
+pub mod memory;
 pub mod owners;
+pub mod rollback;
 pub mod workload;
 
 use kube::Client;

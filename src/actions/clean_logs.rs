@@ -1,28 +1,134 @@
+//! `clean_logs`: delete old log files inside pods with a fixed argv
+//! (`find PATH -name PATTERN -type f -mtime +N -delete`): no shell, nothing from signal
+//! labels in the command, and PATH must be absolute without `..`.
+//!
 //! `clean_logs`: runs the rule's fixed argv (`find PATH -name PATTERN -type f -mtime +N
 //! -delete`) through `exec` in every running pod the selector matches: no shell, nothing
 //! taken from signal labels. `pods/exec` is granted only by the optional component
 //! `deploy/components/clean-logs`; without it the first exec fails with a clear 403.
 
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Action, ActionError, ExecCtx};
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use crate::core::values::Dur;
+use futures::future::BoxFuture;
+use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::core::plan::Outcome;
+use std::collections::BTreeMap;
+use crate::signals::SignalSpec;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, ListParams};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tokio::io::AsyncReadExt;
-
-use super::{Ctx, KubeExecutor, Outcome};
-use crate::actions::logs::CleanLogs;
 use crate::clients::kube::error::{ApiRequest, ClusterError};
 use crate::core::decision::SkipReason;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanLogs {
+    /// Label selector of the pods to clean.
+    pub selector: String,
+    /// The container to exec into (default: the pod's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The directory to clean: absolute, no `..`.
+    pub path: String,
+    /// File name pattern for `find -name`.
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// Only files last modified longer ago than this (default 7d).
+    #[serde(default = "default_older_than")]
+    pub older_than: Dur,
+}
+
+fn default_pattern() -> String {
+    "*.log".to_owned()
+}
+
+fn default_older_than() -> Dur {
+    Dur(std::time::Duration::from_secs(7 * 86400))
+}
+
+impl CleanLogs {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !self.path.starts_with('/') || self.path.split('/').any(|part| part == "..") {
+            errors.push(format!(
+                "clean_logs `path` must be absolute and without `..`, found `{}`",
+                self.path
+            ));
+        }
+        if self.path == "/" {
+            errors.push("clean_logs `path` must not be `/`".to_owned());
+        }
+        if self.pattern.is_empty() || self.pattern.contains('/') {
+            errors.push(format!(
+                "clean_logs `pattern` must be a file name pattern, found `{}`",
+                self.pattern
+            ));
+        }
+        errors
+    }
+
+    /// The exact argv run in the container. Every element comes from the rule file.
+    pub fn argv(&self) -> Vec<String> {
+        let days = self.older_than.0.as_secs().div_ceil(86400).max(1);
+        [
+            "find",
+            &self.path,
+            "-name",
+            &self.pattern,
+            "-type",
+            "f",
+            "-mtime",
+            &format!("+{}", days - 1),
+            "-delete",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    pub fn plan(&self) -> Plan {
+        Plan::new(
+            json!({"selector": self.selector, "argv": self.argv()}),
+            Effect::External,
+        )
+    }
+}
+
+impl Action for CleanLogs {
+    fn dependency(&self) -> String {
+        "kubernetes".to_owned()
+    }
+
+    fn target(&self, _labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        Ok(format!("pods/{}", self.selector))
+    }
+
+    fn validate(&self, _signal: &SignalSpec) -> Vec<String> {
+        CleanLogs::validate(self)
+    }
+
+    fn plan(&self, _ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        Ok(CleanLogs::plan(self))
+    }
+
+    fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move { Ok(clean_logs(cx.kube()?, &cx.act(), self).await?) })
+    }
+}
 
 /// How much of the command's stderr an error quotes.
 const STDERR_KEPT: usize = 512;
 
-impl KubeExecutor {
-    pub(super) async fn clean_logs(&self, ctx: &Ctx<'_>, spec: &CleanLogs) -> Result<Outcome, ClusterError> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+    async fn clean_logs(kube: &KubeExecutor, act: &Act<'_>, spec: &CleanLogs) -> Result<Outcome, ClusterError> {
+        let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
         let params = ListParams::default().labels(&spec.selector);
-        let request = ApiRequest::new("GET", "list", "", "pods", &self.namespace, None);
-        let list = self.call(&request, || pods.list(&params)).await?;
+        let request = ApiRequest::new("GET", "list", "", "pods", &kube.namespace, None);
+        let list = kube.call(&request, || pods.list(&params)).await?;
         let running: Vec<&Pod> = list.items.iter().filter(|pod| is_running(pod)).collect();
         if running.is_empty() {
             return Ok(Outcome::skipped(
@@ -47,14 +153,14 @@ impl KubeExecutor {
                     None => continue,
                 },
             };
-            match self.exec(&pods, &name, &container, &argv).await {
+            match exec(kube, &pods, &name, &container, &argv).await {
                 Ok(()) => {
                     let files = format!(
                         "files `{}` older than {} in {} ({container})",
                         spec.pattern, spec.older_than, spec.path
                     );
-                    let note = ctx.note(&files, "deleted");
-                    self.publish(&pod.object_ref(&()), "LogsCleaned", "CleanLogs", note)
+                    let note = act.note(&files, "deleted");
+                    kube.publish(&pod.object_ref(&()), "LogsCleaned", "CleanLogs", note)
                         .await;
                     cleaned.push(name);
                 }
@@ -88,7 +194,7 @@ impl KubeExecutor {
 
     /// Runs `argv` in the container and waits for its exit status.
     async fn exec(
-        &self,
+        kube: &KubeExecutor,
         pods: &Api<Pod>,
         pod: &str,
         container: &str,
@@ -99,7 +205,7 @@ impl KubeExecutor {
             "get and create",
             "",
             "pods/exec",
-            &self.namespace,
+            &kube.namespace,
             Some(pod),
         );
         let params = AttachParams::default()
@@ -107,7 +213,7 @@ impl KubeExecutor {
             .stdin(false)
             .stdout(false)
             .stderr(true);
-        self.retrying(&request, self.exec_timeout, || async {
+        kube.retrying(&request, kube.exec_timeout, || async {
             let mut attached = pods
                 .exec(pod, argv.to_vec(), &params)
                 .await
@@ -140,7 +246,6 @@ impl KubeExecutor {
         })
         .await
     }
-}
 
 fn is_running(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
@@ -168,4 +273,33 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>) -> String {
         kept.extend_from_slice(&buf[..n.min(room)]);
     }
     String::from_utf8_lossy(&kept).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_matches_find_semantics_and_paths_are_checked() {
+        let spec = CleanLogs {
+            selector: "app=x".into(),
+            container: None,
+            path: "/var/log/app".into(),
+            pattern: "*.log".into(),
+            older_than: default_older_than(),
+        };
+        // `-mtime +6` matches files at least 7 whole days old.
+        assert_eq!(
+            spec.argv().join(" "),
+            "find /var/log/app -name *.log -type f -mtime +6 -delete"
+        );
+        assert!(spec.validate().is_empty());
+        for bad in ["var/log", "/var/../etc", "/"] {
+            let s = CleanLogs {
+                path: bad.into(),
+                ..spec.clone()
+            };
+            assert!(!s.validate().is_empty(), "{bad}");
+        }
+    }
 }

@@ -2,13 +2,31 @@
 //! container's memory request and limit in the workload's pod template, capped at the
 //! rule's `max` and MAX_MEMORY. At the cap it is a no-op, so an OOM loop cannot grow a pod
 //! without bound.
+//!
+//! `raise_memory`: a strategic merge patch of one container's memory request and limit in
+//! the pod template (containers merge by name), guarded by the `resourceVersion` just read.
+//! On 409 the workload is read again and the change re-decided, at most three times. Memory
+//! is only ever raised: a value someone already set higher is kept.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Target;
+use super::{Action, ActionError, ExecCtx, Target};
 use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
 use crate::core::values::Bytes;
+use futures::future::BoxFuture;
+use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::core::plan::Outcome;
+use std::collections::BTreeMap;
+use crate::clients::kube::executor::workload_ref;
+use crate::clients::kube::memory::{current, memory_patch, Memory};
+use crate::signals::SignalSpec;
+use kube::api::Patch;
+use tracing::debug;
+use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::last_action_key;
+use crate::clients::kube::workload::{LiveWorkload, WorkloadRef};
+use crate::core::decision::SkipReason;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +135,126 @@ impl RaiseMemory {
         Ok(plan)
     }
 }
+
+impl Action for RaiseMemory {
+    fn dependency(&self) -> String {
+        "kubernetes".to_owned()
+    }
+
+    fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        self.target.resolve(labels)
+    }
+
+    fn target_from_series(&self) -> bool {
+        self.target == Target::Owner
+    }
+
+    fn validate(&self, _signal: &SignalSpec) -> Vec<String> {
+        RaiseMemory::validate(self)
+    }
+
+    fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        RaiseMemory::plan(self, ctx)
+    }
+
+    fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move {
+            let Effect::SetMemory {
+                target,
+                container,
+                request,
+                limit,
+            } = cx.effect()?
+            else {
+                return Err(super::wrong_effect(cx));
+            };
+            let want = Memory {
+                request: *request,
+                limit: *limit,
+            };
+            let target = workload_ref(target)?;
+            Ok(raise_memory(cx.kube()?, &cx.act(), &target, container, want).await?)
+        })
+    }
+}
+
+/// Patch attempts when the object keeps changing under us.
+const ATTEMPTS: u32 = 3;
+
+    async fn raise_memory(
+        kube: &KubeExecutor,
+        act: &Act<'_>,
+        target: &WorkloadRef,
+        container: &str,
+        want: Memory,
+    ) -> Result<Outcome, ClusterError> {
+        let mut attempt = 1;
+        loop {
+            let live = kube.live(target).await?;
+            let now = kube.now();
+            if let Some(skip) = kube.inside_cooldown(act, &live, now) {
+                return Ok(skip);
+            }
+            let before = current(&live, target, container)?;
+            let after = Memory {
+                request: want.request.max(before.request),
+                limit: want.limit.max(before.limit),
+            };
+            let after = Memory {
+                limit: after.limit.max(after.request),
+                ..after
+            };
+            if after == before {
+                return Ok(Outcome::skipped(
+                    SkipReason::Bound,
+                    format!(
+                        "container `{container}` of {target} already has {}/{} (request/limit)",
+                        before.request, before.limit
+                    ),
+                ));
+            }
+            let mut body = memory_patch(&live, container, after);
+            body["metadata"]["annotations"] = json!({last_action_key(act.rule): now.to_string()});
+            match kube.patch_workload(target, &Patch::Strategic(body)).await {
+                Ok(()) => return Ok(raised(kube, act, &live, container, before, after).await),
+                Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
+                    debug!(%error, attempt, "the workload changed since it was read; reading it again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn raised(
+        kube: &KubeExecutor,
+        act: &Act<'_>,
+        live: &LiveWorkload,
+        container: &str,
+        before: Memory,
+        after: Memory,
+    ) -> Outcome {
+        let shown = |m: Memory| format!("{}/{}", m.request, m.limit);
+        let note = act.note(
+            &format!("container {container} memory {}", shown(before)),
+            &format!("{} (request/limit)", shown(after)),
+        );
+        kube.publish(&live.object_ref, "MemoryRaised", "RaiseMemory", note)
+            .await;
+        Outcome::done(
+            format!(
+                "memory of container `{container}` in {} raised from {} to {} (request/limit)",
+                live.target(),
+                shown(before),
+                shown(after)
+            ),
+            json!({
+                "container": container,
+                "memory_request": [before.request, after.request],
+                "memory_limit": [before.limit, after.limit],
+            }),
+        )
+    }
 
 #[cfg(test)]
 mod tests {

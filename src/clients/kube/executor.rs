@@ -1,15 +1,8 @@
-//! Execution of workload actions through the Kubernetes API. The engine has already guarded
-//! and planned; each action here reads its object again, honours the cooldown recorded on it
-//! (the `automaton.dev/last-action-<rule>` annotation, so a cooldown survives a restart and
-//! is shared by replicas), skips what is already done, writes one absolute change with the
-//! one field manager, and records an Event. One file per action.
-
-mod job;
-mod logs;
-mod memory;
-mod restart;
-mod rollback;
-mod scale;
+//! What every workload action needs of the Kubernetes API: the live object read again,
+//! the cooldown recorded on it (the `automaton.dev/last-action-<rule>` annotation, so a
+//! cooldown survives a restart and is shared by replicas), requests under a timeout and the
+//! retry policy, patches with the one field manager, and Events. The actions themselves
+//! (`actions/*.rs`) decide what to write.
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,80 +14,50 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
-use serde::Serialize;
-use tracing::{instrument, warn};
+use serde_json::json;
+use tracing::warn;
 
-use crate::actions::ActionSpec;
-use crate::actions::Rule;
 use crate::clients::backoff::{self, FullJitter};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
 use crate::clients::kube::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
 use crate::clients::kube::{last_action_key, Cluster, FIELD_MANAGER};
 use crate::core::decision::{Decision, SkipReason};
-use crate::core::plan::Effect;
-
-pub use job::{job_from_cronjob, job_name};
+use crate::core::plan::Outcome;
 
 /// `reportingController` of every Event.
 pub const REPORTER: &str = "automaton";
 
-/// What executing one decision did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    /// `Some` when nothing was written: the live object was inside the rule's cooldown
-    /// (`cooldown`), already had the planned values (`bound`), or the decision was a dry run.
-    pub skipped: Option<SkipReason>,
-    /// One line for humans: what was done, or why not.
-    pub detail: String,
-    /// The live change, before → after, e.g. `{"replicas": [2, 6]}`.
-    pub change: Option<serde_json::Value>,
-}
-
-impl Outcome {
-    fn done(detail: String, change: serde_json::Value) -> Self {
-        Outcome {
-            skipped: None,
-            detail,
-            change: Some(change),
-        }
-    }
-
-    fn skipped(reason: SkipReason, detail: String) -> Self {
-        Outcome {
-            skipped: Some(reason),
-            detail,
-            change: None,
-        }
-    }
-}
-
 /// Executes workload actions against one namespace.
 #[derive(Clone)]
 pub struct KubeExecutor {
-    client: Client,
-    namespace: String,
+    pub client: Client,
+    pub namespace: String,
     recorder: Recorder,
     backoff: FullJitter,
     /// Per API request.
     timeout: Duration,
     /// Per `exec` (a `find -delete` over a large directory takes a while).
-    exec_timeout: Duration,
+    pub exec_timeout: Duration,
     clock: fn() -> Timestamp,
 }
 
-/// The rule and decision an action is executed for.
-struct Ctx<'a> {
-    rule: &'a Rule,
-    decision: &'a Decision,
+/// The rule and decision an action is executed for: what the cooldown annotation, the
+/// Event notes and the logs name.
+pub struct Act<'a> {
+    /// The rule's name.
+    pub rule: &'a str,
+    /// The rule's cooldown, checked against the annotation on the live object.
+    pub cooldown: Duration,
+    pub decision: &'a Decision,
 }
 
-impl Ctx<'_> {
+impl Act<'_> {
     /// The Event note: `rule R: BEFORE → AFTER (decision at Ns)`.
-    fn note(&self, before: &str, after: &str) -> String {
+    pub fn note(&self, before: &str, after: &str) -> String {
         let id = self.decision.id.as_deref().unwrap_or("-");
         format!(
             "rule {}: {before} → {after} (action {id}, decision at {}s)",
-            self.rule.name,
+            self.rule,
             self.decision.at.as_secs()
         )
     }
@@ -140,70 +103,15 @@ impl KubeExecutor {
         &self.namespace
     }
 
-    /// Executes the plan of an `act` decision of `rule`. `Ok` with `skipped` set means the
-    /// live object made the action unnecessary and nothing was written.
-    #[instrument(skip_all, fields(rule = %rule.name, target = %decision.target, action = rule.spec.action.kind()))]
-    pub async fn execute(&self, rule: &Rule, decision: &Decision) -> Result<Outcome, ClusterError> {
-        let kind = rule.spec.action.kind();
-        if let ActionSpec::TerminateIdleConnections(_) | ActionSpec::Http(_) | ActionSpec::Notify(_) =
-            rule.spec.action
-        {
-            return Err(ClusterError::NotKubernetes(kind));
-        }
-        if decision.dry_run {
-            return Ok(Outcome::skipped(
-                SkipReason::DryRun,
-                format!("{kind} on {} is a dry run: nothing written", decision.target),
-            ));
-        }
-        let plan = decision.plan.as_deref().ok_or_else(|| {
-            ClusterError::Invalid(format!(
-                "rule {} on {}: the decision carries no plan to execute",
-                rule.name, decision.target
-            ))
-        })?;
-        let ctx = Ctx { rule, decision };
-        match (&rule.spec.action, &plan.effect) {
-            (ActionSpec::Scale(_), Effect::SetReplicas { target, replicas }) => {
-                self.scale(&ctx, &workload_ref(target)?, *replicas).await
-            }
-            (ActionSpec::Restart(_), Effect::RolloutRestart { target }) => {
-                self.restart(&ctx, &workload_ref(target)?).await
-            }
-            (
-                ActionSpec::RaiseMemory(_),
-                Effect::SetMemory {
-                    target,
-                    container,
-                    request,
-                    limit,
-                },
-            ) => {
-                let want = memory::Memory {
-                    request: *request,
-                    limit: *limit,
-                };
-                self.raise_memory(&ctx, &workload_ref(target)?, container, want)
-                    .await
-            }
-            (ActionSpec::RunJob(spec), Effect::External) => self.run_job(&ctx, spec).await,
-            (ActionSpec::CleanLogs(spec), Effect::External) => self.clean_logs(&ctx, spec).await,
-            (_, effect) => Err(ClusterError::Invalid(format!(
-                "rule {}: a `{kind}` action cannot execute the effect {effect:?}",
-                rule.name
-            ))),
-        }
-    }
-
     /// Now, to the second: the annotation and `restartedAt` are RFC 3339 like kubectl's.
-    fn now(&self) -> Timestamp {
+    pub fn now(&self) -> Timestamp {
         let now = (self.clock)();
         Timestamp::from_second(now.as_second()).unwrap_or(now)
     }
 
     /// Runs one request with a timeout, retrying transient failures on the backoff; the
     /// `retryAfterSeconds` of a Status (up to [`backoff::MAX_RETRY_AFTER`]) replaces its delay.
-    async fn retrying<T, F, Fut>(
+    pub async fn retrying<T, F, Fut>(
         &self,
         request: &ApiRequest,
         timeout: Duration,
@@ -234,7 +142,7 @@ impl KubeExecutor {
     }
 
     /// [`Self::retrying`] for a kube call, wrapping its error with the request.
-    async fn call<T, F, Fut>(&self, request: &ApiRequest, mut call: F) -> Result<T, ClusterError>
+    pub async fn call<T, F, Fut>(&self, request: &ApiRequest, mut call: F) -> Result<T, ClusterError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = kube::Result<T>>,
@@ -247,7 +155,7 @@ impl KubeExecutor {
     }
 
     /// The workload as it is now.
-    async fn live(&self, target: &WorkloadRef) -> Result<LiveWorkload, ClusterError> {
+    pub async fn live(&self, target: &WorkloadRef) -> Result<LiveWorkload, ClusterError> {
         let request = target.request("GET", "get", &self.namespace, None);
         self.retrying(&request, self.timeout, || {
             workload::get(&self.client, &self.namespace, target)
@@ -257,9 +165,9 @@ impl KubeExecutor {
 
     /// `Some(skip)` while the annotation of the rule's last action is newer than its cooldown
     /// (a time in the future, from a skewed clock, counts as inside the cooldown).
-    fn inside_cooldown(&self, ctx: &Ctx<'_>, live: &LiveWorkload, now: Timestamp) -> Option<Outcome> {
-        let last = live.last_action(&ctx.rule.name)?;
-        let cooldown = SignedDuration::try_from(ctx.rule.cooldown).unwrap_or(SignedDuration::MAX);
+    pub fn inside_cooldown(&self, act: &Act<'_>, live: &LiveWorkload, now: Timestamp) -> Option<Outcome> {
+        let last = live.last_action(act.rule)?;
+        let cooldown = SignedDuration::try_from(act.cooldown).unwrap_or(SignedDuration::MAX);
         let since = now.duration_since(last);
         if since >= cooldown {
             return None;
@@ -270,20 +178,20 @@ impl KubeExecutor {
             format!(
                 "{}: rule {} last acted at {last} ({}); {}s of cooldown left",
                 live.target(),
-                ctx.rule.name,
-                last_action_key(&ctx.rule.name),
+                act.rule,
+                last_action_key(act.rule),
                 left.as_secs()
             ),
         ))
     }
 
     /// The merge patch that records the rule's last action on the workload.
-    fn stamp(&self, ctx: &Ctx<'_>, at: Timestamp) -> serde_json::Value {
-        serde_json::json!({"metadata": {"annotations": {last_action_key(&ctx.rule.name): at.to_string()}}})
+    pub fn stamp(&self, act: &Act<'_>, at: Timestamp) -> serde_json::Value {
+        serde_json::json!({"metadata": {"annotations": {last_action_key(act.rule): at.to_string()}}})
     }
 
     /// Patches the workload itself (not a subresource) with the field manager.
-    async fn patch_workload(
+    pub async fn patch_workload(
         &self,
         target: &WorkloadRef,
         patch: &Patch<serde_json::Value>,
@@ -306,6 +214,27 @@ impl KubeExecutor {
         }
     }
 
+    /// `spec.replicas` through the scale subresource: an absolute value, so a retried
+    /// request cannot apply a `step` twice.
+    pub async fn set_replicas(&self, target: &WorkloadRef, replicas: u32) -> Result<(), ClusterError> {
+        let body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        let params = patch_params();
+        let request = target.request("PATCH", "patch", &self.namespace, Some("scale"));
+        match target.kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+                self.call(&request, || api.patch_scale(&target.name, &params, &body))
+                    .await?;
+            }
+            WorkloadKind::StatefulSet => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
+                self.call(&request, || api.patch_scale(&target.name, &params, &body))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A Warning Event on a workload target: a verification that failed, a change that
     /// GitOps will revert. Best effort, like every Event.
     pub async fn warn(&self, target: &str, reason: &str, action: &str, note: String) {
@@ -323,7 +252,7 @@ impl KubeExecutor {
     }
 
     /// Records a Normal Event on `regarding`. A failed Event never fails the action.
-    async fn publish(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
+    pub async fn publish(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
         self.event(regarding, EventType::Normal, reason, action, note)
             .await
     }
@@ -349,14 +278,14 @@ impl KubeExecutor {
     }
 }
 
-fn patch_params() -> PatchParams {
+pub fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     }
 }
 
-fn workload_ref(target: &str) -> Result<WorkloadRef, ClusterError> {
+pub fn workload_ref(target: &str) -> Result<WorkloadRef, ClusterError> {
     target.parse().map_err(ClusterError::Invalid)
 }
 

@@ -5,12 +5,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::core::plan::{Effect, Plan};
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+
+use super::{Action, ActionError, ExecCtx};
+use crate::core::plan::{Effect, Outcome, Plan, PlanCtx, PlanError};
 use crate::core::values::Dur;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TerminateIdle {
+pub struct TerminateIdleConnections {
     /// Only connections idle at least this long (default 10m).
     #[serde(default = "default_idle_for")]
     pub idle_for: Dur,
@@ -36,7 +41,7 @@ fn default_limit() -> u32 {
     50
 }
 
-impl TerminateIdle {
+impl TerminateIdleConnections {
     /// What the PostgreSQL client terminates for this action.
     pub fn filter(&self) -> crate::clients::pg::TerminateFilter {
         crate::clients::pg::TerminateFilter {
@@ -64,5 +69,32 @@ impl TerminateIdle {
             }),
             Effect::External,
         )
+    }
+}
+
+impl Action for TerminateIdleConnections {
+    fn dependency(&self) -> String {
+        "postgres".to_owned()
+    }
+
+    fn target(&self, _labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        Ok(TerminateIdleConnections::target(self))
+    }
+
+    fn plan(&self, _ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        Ok(TerminateIdleConnections::plan(self))
+    }
+
+    /// The change lists how many connections and which pids, also when the server refused
+    /// some of them (then carried by the error).
+    fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move {
+            let done = cx.postgres()?.terminate_idle(&self.filter()).await?;
+            let change = serde_json::to_value(&done).unwrap_or_default();
+            Ok(Outcome::done(
+                format!("terminated {} idle connection(s)", done.count),
+                change,
+            ))
+        })
     }
 }

@@ -7,16 +7,16 @@
 use kube::api::Patch;
 use serde_json::json;
 
+use super::error::ClusterError;
+use super::executor::{workload_ref, Act, KubeExecutor};
 use super::memory::{current, memory_patch, Memory};
-use super::{workload_ref, Ctx, KubeExecutor, Outcome};
-use crate::actions::Rule;
-use crate::clients::kube::error::ClusterError;
-use crate::core::decision::{Decision, SkipReason};
-use crate::core::plan::Effect;
+use crate::core::decision::SkipReason;
+use crate::core::plan::{Effect, Outcome};
 
 impl KubeExecutor {
     /// Executes a `rollback` decision: its plan's effect restores, its change says from what.
-    pub async fn rollback(&self, rule: &Rule, decision: &Decision) -> Result<Outcome, ClusterError> {
+    pub async fn rollback(&self, act: &Act<'_>) -> Result<Outcome, ClusterError> {
+        let decision = act.decision;
         if decision.dry_run {
             return Ok(Outcome::skipped(
                 SkipReason::DryRun,
@@ -24,10 +24,9 @@ impl KubeExecutor {
             ));
         }
         let plan = decision.plan.as_deref().ok_or_else(|| {
-            ClusterError::Invalid(format!("rule {}: the rollback carries no plan", rule.name))
+            ClusterError::Invalid(format!("rule {}: the rollback carries no plan", act.rule))
         })?;
         let change = decision.change.clone().unwrap_or_default();
-        let ctx = Ctx { rule, decision };
         match &plan.effect {
             Effect::SetReplicas { target, replicas } => {
                 let target = workload_ref(target)?;
@@ -41,7 +40,7 @@ impl KubeExecutor {
                     format!("{} replicas", set.unwrap_or(0)),
                     format!("{replicas} replicas"),
                 );
-                self.publish(&live.object_ref, "RolledBack", "Rollback", ctx.note(&from, &to))
+                self.publish(&live.object_ref, "RolledBack", "Rollback", act.note(&from, &to))
                     .await;
                 Ok(Outcome::done(
                     format!("{target} scaled back from {from} to {to}"),
@@ -75,7 +74,7 @@ impl KubeExecutor {
                 self.patch_workload(&target, &Patch::Strategic(memory_patch(&live, container, back)))
                     .await?;
                 let shown = |m: Memory| format!("{}/{}", m.request, m.limit);
-                let note = ctx.note(
+                let note = act.note(
                     &format!("container {container} memory {}", shown(now)),
                     &format!("{} (request/limit)", shown(back)),
                 );
@@ -96,7 +95,7 @@ impl KubeExecutor {
             }
             other => Err(ClusterError::Invalid(format!(
                 "rule {}: a rollback cannot execute the effect {other:?}",
-                rule.name
+                act.rule
             ))),
         }
     }

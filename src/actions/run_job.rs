@@ -1,23 +1,60 @@
+//! `run_job`: create a Job from a CronJob's jobTemplate, as
+//! `kubectl create job --from=cronjob/NAME` does (snapshot backups, ledger pruning).
+//!
 //! `run_job`: a Job from a CronJob's `jobTemplate`, built as `kubectl create job
 //! --from=cronjob/NAME` builds it, under a name derived from the CronJob and the time. The
 //! name is fixed before the first attempt, so when a retried create finds it taken, the
 //! earlier attempt created it.
 
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Action, ActionError, ExecCtx};
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use futures::future::BoxFuture;
+use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::core::plan::Outcome;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::PostParams;
 use kube::{Api, Resource};
-use serde_json::json;
 use tracing::debug;
-
-use super::{Ctx, KubeExecutor, Outcome};
-use crate::actions::job::RunJob;
 use crate::clients::kube::error::{ApiRequest, ClusterError};
 use crate::clients::kube::FIELD_MANAGER;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunJob {
+    /// Name of the CronJob in the automaton's namespace.
+    pub from_cronjob: String,
+}
+
+impl RunJob {
+    pub fn plan(&self) -> Plan {
+        Plan::new(json!({"job_from_cronjob": self.from_cronjob}), Effect::External)
+    }
+}
+
+impl Action for RunJob {
+    fn dependency(&self) -> String {
+        "kubernetes".to_owned()
+    }
+
+    fn target(&self, _labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        Ok(format!("cronjob/{}", self.from_cronjob))
+    }
+
+    fn plan(&self, _ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        Ok(RunJob::plan(self))
+    }
+
+    fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move { Ok(run_job(cx.kube()?, &cx.act(), self).await?) })
+    }
+}
 
 /// The annotation kubectl puts on a Job it creates from a CronJob.
 pub const INSTANTIATE: &str = "cronjob.kubernetes.io/instantiate";
@@ -25,16 +62,15 @@ pub const INSTANTIATE: &str = "cronjob.kubernetes.io/instantiate";
 /// Job names stay within 63 characters: the Job controller copies them into a label.
 const MAX_NAME: usize = 63;
 
-impl KubeExecutor {
-    pub(super) async fn run_job(&self, ctx: &Ctx<'_>, spec: &RunJob) -> Result<Outcome, ClusterError> {
+    async fn run_job(kube: &KubeExecutor, act: &Act<'_>, spec: &RunJob) -> Result<Outcome, ClusterError> {
         let name = spec.from_cronjob.as_str();
-        let cronjobs: Api<CronJob> = Api::namespaced(self.client.clone(), &self.namespace);
-        let request = ApiRequest::new("GET", "get", "batch", "cronjobs", &self.namespace, Some(name));
-        let cronjob = self.call(&request, || cronjobs.get(name)).await?;
+        let cronjobs: Api<CronJob> = Api::namespaced(kube.client.clone(), &kube.namespace);
+        let request = ApiRequest::new("GET", "get", "batch", "cronjobs", &kube.namespace, Some(name));
+        let cronjob = kube.call(&request, || cronjobs.get(name)).await?;
 
-        let job = job_from_cronjob(&cronjob, &job_name(name, self.now()))?;
+        let job = job_from_cronjob(&cronjob, &job_name(name, kube.now()))?;
         let job_name = job.metadata.name.clone().unwrap_or_default();
-        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+        let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
@@ -44,11 +80,11 @@ impl KubeExecutor {
             "create",
             "batch",
             "jobs",
-            &self.namespace,
+            &kube.namespace,
             Some(&job_name),
         );
         let attempts = AtomicU32::new(0);
-        let created = self
+        let created = kube
             .call(&request, || {
                 attempts.fetch_add(1, Ordering::Relaxed);
                 jobs.create(&params, &job)
@@ -62,15 +98,14 @@ impl KubeExecutor {
             Err(error) => return Err(error),
         }
 
-        let note = ctx.note(&format!("cronjob/{name}"), &format!("job/{job_name}"));
-        self.publish(&cronjob.object_ref(&()), "JobCreated", "RunJob", note)
+        let note = act.note(&format!("cronjob/{name}"), &format!("job/{job_name}"));
+        kube.publish(&cronjob.object_ref(&()), "JobCreated", "RunJob", note)
             .await;
         Ok(Outcome::done(
             format!("job/{job_name} created from cronjob/{name}"),
             json!({"from_cronjob": name, "job": [null, job_name]}),
         ))
     }
-}
 
 /// A unique, valid Job name: the CronJob's name (shortened when needed) and the Unix time
 /// in seconds. The CronJob controller's own Jobs end in minutes, so they never collide.
