@@ -11,11 +11,11 @@ use tracing::info;
 
 use automaton::cli::{Cli, Command};
 use automaton::core::engine::EngineConfig;
-use automaton::daemon::{Daemon, DaemonError};
 use automaton::rules::{self, load::process_env};
-use automaton::server::{router, AppState};
+use automaton::runtime::daemon::{Daemon, DaemonError};
+use automaton::runtime::server::{router, AppState};
+use automaton::runtime::simulate::{self, Timeline};
 use automaton::settings::{LogFormat, Settings};
-use automaton::simulate::{self, Timeline};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automaton::daemon::Daemon;
-use automaton::server::{router, AppState};
+use automaton::runtime::daemon::Daemon;
+use automaton::runtime::server::{router, AppState};
 use automaton::settings::Settings;
 use axum::routing::post;
 use axum::{Json, Router};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use automaton::clients::kafka::{KafkaSettings, KafkaSource};
 use automaton::core::decision::{Decision, SkipReason, State, Verdict};
 use automaton::core::guard::breaker::BreakerSettings;
-use automaton::daemon::Daemon;
+use automaton::runtime::daemon::Daemon;
 use automaton::settings::Settings;
 use axum::routing::post;
 use axum::Router;

@@ -224,7 +224,7 @@ async fn stalled_when_committed_offsets_do_not_move_with_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lag_rule_fires_after_for_and_an_outage_is_unknown_never_an_action() {
     use automaton::core::decision::{SkipReason, State};
-    use automaton::daemon::Daemon;
+    use automaton::runtime::daemon::Daemon;
     use automaton::settings::Settings;
 
     let mut broker = Broker::start();

@@ -576,7 +576,7 @@ async fn filters_by_database_user_and_application_name() {
 #[tokio::test]
 async fn a_rule_terminates_idle_connections_through_the_daemon() {
     use automaton::core::decision::Verdict;
-    use automaton::daemon::Daemon;
+    use automaton::runtime::daemon::Daemon;
     use automaton::settings::Settings;
 
     let mut cluster = Cluster::start().await;

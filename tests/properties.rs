@@ -20,7 +20,7 @@ use automaton::core::verify::VerifyResult;
 use automaton::core::world::{Resources, SimWorld, Workload};
 use automaton::rules::load_texts;
 use automaton::rules::{Rule, RuleSet};
-use automaton::simulate::{run, LabelValue, Sample, Step, Timeline};
+use automaton::runtime::simulate::{run, LabelValue, Sample, Step, Timeline};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;

@@ -12,7 +12,7 @@ use automaton::core::engine::EngineConfig;
 use automaton::core::values::Bytes;
 use automaton::core::world::SimWorld;
 use automaton::rules::load_texts;
-use automaton::simulate::{run, Timeline};
+use automaton::runtime::simulate::{run, Timeline};
 use serde_json::{json, Value};
 
 /// A simulation about to run: rules, engine settings and the tick.

@@ -11,7 +11,7 @@ use automaton::core::decision::{Decision, Verdict};
 use automaton::core::engine::EngineConfig;
 use automaton::core::world::SimWorld;
 use automaton::rules::load_texts;
-use automaton::simulate::{run, Timeline};
+use automaton::runtime::simulate::{run, Timeline};
 use serde_json::json;
 
 const TICK: Duration = Duration::from_secs(60);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use automaton::core::decision::{Decision, Verdict};
 use automaton::core::engine::EngineConfig;
 use automaton::rules::load_texts;
-use automaton::simulate::{run, Timeline};
+use automaton::runtime::simulate::{run, Timeline};
 use serde_json::Value;
 
 const PACK: &str = include_str!("../rules/solana.yaml");

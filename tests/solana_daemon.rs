@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automaton::daemon::Daemon;
+use automaton::runtime::daemon::Daemon;
 use automaton::settings::Settings;
 use axum::http::StatusCode;
 use axum::routing::post;

@@ -23,13 +23,13 @@ use crate::clients::http::HttpError;
 use crate::core::decision::{Decision, SkipReason, State, Verdict};
 use crate::core::engine::EngineConfig;
 use crate::core::guard::breaker::Breakers;
-use crate::metrics::Metrics;
-use crate::reload;
 use crate::rules::Engine;
 use crate::rules::{self, LoadError};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::reload;
+use crate::runtime::status::{wall_clock, ReloadInfo, Status};
 use crate::settings::Settings;
 use crate::signals::Sources;
-use crate::status::{wall_clock, ReloadInfo, Status};
 
 #[derive(Debug, Error)]
 pub enum DaemonError {

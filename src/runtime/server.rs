@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::metrics::Metrics;
-use crate::status::Status;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::status::Status;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -126,7 +126,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::status::SourceInfo;
+    use crate::runtime::status::SourceInfo;
 
     fn app(edit: impl FnOnce(&mut Status)) -> Router {
         let mut status = Status::new(Duration::from_secs(15), false);

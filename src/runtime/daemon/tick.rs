@@ -12,8 +12,8 @@ use super::Daemon;
 use crate::core::decision::{Decision, Verdict};
 use crate::core::series::Reading;
 use crate::core::world::NoWorld;
+use crate::runtime::status::SourceInfo;
 use crate::signals::SignalSpec;
-use crate::status::SourceInfo;
 
 /// Which sources a tick collects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +222,7 @@ impl Daemon {
     }
 
     /// The breakers' states into `circuit_breaker_state` and `/status`.
-    fn publish_breakers(&self, status: &mut crate::status::Status) {
+    fn publish_breakers(&self, status: &mut crate::runtime::status::Status) {
         let infos = self.breakers.infos();
         for (dep, info) in &infos {
             self.metrics
