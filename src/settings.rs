@@ -40,6 +40,7 @@ struct Raw {
     breaker_cool_off: Option<String>,
     gitops_policy: Option<String>,
     notify_webhook: Option<String>,
+    action_timeout: Option<String>,
 }
 
 /// Whether to use the Kubernetes API.
@@ -95,6 +96,9 @@ pub struct Settings {
     /// rollback, a change to a GitOps-managed object). Optional; a secret (only its host is
     /// ever shown).
     pub notify_webhook: Option<String>,
+    /// `ACTION_TIMEOUT` (default 30s, 1s to 10m): the deadline of one action, write and
+    /// Event included; exec and HTTP timeouts are capped by it.
+    pub action_timeout: Duration,
 }
 
 impl Settings {
@@ -232,6 +236,17 @@ impl Settings {
             },
             s.gitops_skip
         );
+        parse!(
+            "ACTION_TIMEOUT",
+            raw.action_timeout,
+            "a duration from `1s` to `10m`, such as `30s`",
+            |v: &str| v
+                .parse::<Dur>()
+                .ok()
+                .map(|d| d.0)
+                .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(600)).contains(d)),
+            s.action_timeout
+        );
         // Not through `parse!`: a webhook URL holds its token, so it is never echoed.
         match raw.notify_webhook.as_deref().map(str::trim) {
             None | Some("") => {}
@@ -275,6 +290,7 @@ impl Settings {
             breaker: BreakerSettings::default(),
             gitops_skip: false,
             notify_webhook: None,
+            action_timeout: Duration::from_secs(30),
         }
     }
 

@@ -72,6 +72,8 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 pub struct HttpClient {
     client: reqwest::Client,
     backoff: FullJitter,
+    /// No request waits longer than this (ACTION_TIMEOUT), whatever its own timeout says.
+    cap: Duration,
 }
 
 /// One HTTP request of an action, rebuilt for every attempt.
@@ -96,10 +98,17 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             backoff: crate::clients::backoff::default_backoff(),
+            cap: Duration::MAX,
         })
     }
 
     /// Replaces the retry schedule (tests use a tiny one).
+    /// Caps every request's timeout (the writer's ACTION_TIMEOUT).
+    pub fn with_cap(mut self, cap: Duration) -> Self {
+        self.cap = cap;
+        self
+    }
+
     pub fn with_backoff(mut self, backoff: FullJitter) -> Self {
         self.backoff = backoff;
         self
@@ -109,13 +118,14 @@ impl HttpClient {
     /// a `Retry-After` up to [`crate::clients::backoff::MAX_RETRY_AFTER`] replaces the computed delay. Returns the
     /// status and how many attempts it took.
     pub async fn send(&self, call: &Call<'_>) -> Result<(u16, usize), HttpError> {
+        let timeout = call.timeout.min(self.cap);
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let once = || async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut req = self
                 .client
                 .request(call.method.clone(), call.url)
-                .timeout(call.timeout);
+                .timeout(timeout);
             if let Some(body) = call.body {
                 req = req.json(body);
             }
@@ -124,10 +134,7 @@ impl HttpClient {
                 if source.is_connect() {
                     HttpError::Connect { url, source }
                 } else if source.is_timeout() {
-                    HttpError::Timeout {
-                        url,
-                        after: call.timeout,
-                    }
+                    HttpError::Timeout { url, after: timeout }
                 } else {
                     HttpError::Request { url, source }
                 }

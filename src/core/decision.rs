@@ -123,6 +123,36 @@ impl Serialize for DecisionKind {
     }
 }
 
+/// What the writer did with an `act` decision, as `automaton_action_outcomes_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// Executed: the change was made (or the call answered as expected).
+    Succeeded,
+    /// Executed and failed: the dependency or the object said no, or was unreachable.
+    Failed,
+    /// Cut at its deadline (ACTION_TIMEOUT, or what was left of the tick's write budget).
+    Timeout,
+    /// Never tried: this replica lost the Lease between planning and writing, or the tick's
+    /// write budget was spent. A dropped action is taken back and decided again.
+    Dropped,
+    /// Not written by the executor's own check on the live state (the cooldown recorded
+    /// on the object, already at the value, a dry run) or an open circuit breaker.
+    Refused,
+}
+
+impl WriteOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteOutcome::Succeeded => "succeeded",
+            WriteOutcome::Failed => "failed",
+            WriteOutcome::Timeout => "timeout",
+            WriteOutcome::Dropped => "dropped",
+            WriteOutcome::Refused => "refused",
+        }
+    }
+}
+
 /// One evaluation of one (rule, target).
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
@@ -152,6 +182,9 @@ pub struct Decision {
     /// Whether the executed action succeeded (set by the executor; absent before).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub success: Option<bool>,
+    /// What the writer did with an `act` (absent before it, and for other decisions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<WriteOutcome>,
     /// The end of the verification of an earlier action, when this evaluation ends it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Box<super::verify::Verification>>,

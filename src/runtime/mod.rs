@@ -9,3 +9,4 @@ pub mod reload;
 pub mod server;
 pub mod simulate;
 pub mod status;
+pub mod writer;

@@ -151,7 +151,7 @@ mod tests {
     async fn healthz_follows_the_loop() {
         let (code, _) = call(app(|_| {}), "/healthz").await;
         assert_eq!(code, StatusCode::OK, "starting up counts from the start");
-        let stalled = |s: &mut Status| s.last_tick = Instant::now().checked_sub(Duration::from_secs(46));
+        let stalled = |s: &mut Status| s.last_beat = Instant::now().checked_sub(Duration::from_secs(46 + 30));
         let (code, body) = call(app(stalled), "/healthz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("3 × CHECK_INTERVAL"));

@@ -70,8 +70,12 @@ pub struct BudgetInfo {
 pub struct Status {
     #[serde(skip)]
     pub started: Instant,
+    /// The loop's last sign of life: the end of a tick, or the start or end of an action.
     #[serde(skip)]
-    pub last_tick: Option<Instant>,
+    pub last_beat: Option<Instant>,
+    /// ACTION_TIMEOUT: the longest a beat can be late because one action is running.
+    #[serde(skip)]
+    pub action_timeout: Duration,
     #[serde(skip)]
     pub check_interval: Duration,
     pub version: &'static str,
@@ -101,7 +105,8 @@ impl Status {
     pub fn new(check_interval: Duration, dry_run: bool) -> Self {
         Status {
             started: Instant::now(),
-            last_tick: None,
+            last_beat: None,
+            action_timeout: Duration::from_secs(30),
             check_interval,
             version: env!("CARGO_PKG_VERSION"),
             dry_run,
@@ -124,11 +129,13 @@ impl Status {
         }
     }
 
-    /// Alive while the loop ticked within 3 × CHECK_INTERVAL (counting from start before
-    /// the first tick).
+    /// Alive while the loop beat within 3 × CHECK_INTERVAL + ACTION_TIMEOUT (counting from
+    /// start before the first beat): the loop beats at every tick and around every action,
+    /// and an action is cut at ACTION_TIMEOUT, so a slow action never gets the pod killed
+    /// mid-write, while a loop that is stuck still is.
     pub fn healthy(&self, now: Instant) -> bool {
-        let last = self.last_tick.unwrap_or(self.started);
-        now.duration_since(last) < self.check_interval * 3
+        let last = self.last_beat.unwrap_or(self.started);
+        now.duration_since(last) < self.check_interval * 3 + self.action_timeout
     }
 
     /// Reasons not to be ready; empty when ready. Ready means: rules loaded, one collection

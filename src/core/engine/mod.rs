@@ -10,7 +10,7 @@ mod step;
 
 use step::Step;
 
-use super::decision::Decision;
+use super::decision::{Decision, DecisionKind, WriteOutcome};
 use super::guard::{Budget, Guard, RuleRate};
 use super::plan::Limits;
 use super::rule::{ActionKind, Rule, RuleSet, SignalKind};
@@ -210,6 +210,40 @@ impl<S: SignalKind, A: ActionKind> Engine<S, A> {
         self.readings = readings;
         self.states = states;
         self.rates = rates;
+    }
+
+    /// Takes what the writer did with an `act` decision of this engine. An action that
+    /// changed nothing (refused, failed, timed out, dropped) starts no verification: there
+    /// is nothing to judge, and a rollback must never undo what was not done. One the writer
+    /// dropped (never tried) is taken back entirely (cooldown, budget, rate limit), so it is
+    /// decided again at the next evaluation as if it had never been planned.
+    pub fn report(&mut self, d: &Decision) {
+        let Some(outcome) = d.outcome else { return };
+        if !matches!(d.kind, DecisionKind::Action(_)) || d.id.is_none() {
+            return;
+        }
+        let Some(st) = self
+            .states
+            .get_mut(d.rule_index)
+            .and_then(|targets| targets.get_mut(&d.target))
+        else {
+            return;
+        };
+        let acting = st.acting.take_if(|a| Some(&a.id) == d.id.as_ref());
+        if outcome == WriteOutcome::Succeeded {
+            return;
+        }
+        if st.verifying.as_ref().is_some_and(|v| v.id == d.id) {
+            st.verifying = None;
+        }
+        if let (WriteOutcome::Dropped, Some(acting)) = (outcome, acting) {
+            st.last_act = acting.previous;
+            st.last_dry_act = acting.previous_dry;
+            self.guard.budget.refund(d.at);
+            if let Some(rate) = self.rates.get_mut(d.rule_index).and_then(Option::as_mut) {
+                rate.refund(d.at);
+            }
+        }
     }
 
     /// Records the latest reading for a rule.

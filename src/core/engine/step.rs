@@ -12,7 +12,7 @@ use crate::core::guard::{Guard, RuleRate};
 use crate::core::plan::{Effect, Plan, PlanCtx};
 use crate::core::rule::{ActionKind, NotifyFirst, Rule, SignalKind};
 use crate::core::series::Series;
-use crate::core::state::{Conditions, Observation, TargetState};
+use crate::core::state::{Acting, Conditions, Observation, TargetState};
 use crate::core::verify::{self, Quarantine, VerifyResult, Verifying};
 use crate::core::world::World;
 
@@ -65,6 +65,7 @@ impl<S: SignalKind, A: ActionKind> Step<'_, S, A> {
             dry_run,
             change: None,
             success: None,
+            outcome: None,
             verification: None,
             gitops: None,
             active_since: st.active_since,
@@ -266,9 +267,15 @@ impl<S: SignalKind, A: ActionKind> Step<'_, S, A> {
             if let Some(rate) = self.rate.as_deref_mut() {
                 rate.take(now, false);
             }
+            let id = self.id();
+            st.acting = Some(Box::new(Acting {
+                id: id.clone(),
+                previous: st.last_act,
+                previous_dry: st.last_dry_act,
+            }));
             st.last_act = Some(now);
             st.last_dry_act = Some(now);
-            d.id = Some(self.id());
+            d.id = Some(id);
             if rule.spec.verify.is_some() {
                 st.verifying = Some(Box::new(Verifying {
                     id: d.id.clone(),

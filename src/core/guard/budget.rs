@@ -43,6 +43,14 @@ impl Budget {
         }
     }
 
+    /// Gives back an action taken at `at` that was never carried out (the writer dropped
+    /// it): the budget counts what was done, not what was planned.
+    pub fn refund(&mut self, at: Duration) {
+        if let Some(i) = self.taken.iter().rposition(|t| *t == at) {
+            self.taken.remove(i);
+        }
+    }
+
     /// Actions left right now.
     pub fn left(&mut self, now: Duration) -> u32 {
         self.expire(now);
@@ -78,6 +86,19 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refund_frees_exactly_the_action_that_was_not_carried_out() {
+        let mut b = Budget::new(2, Duration::from_secs(60));
+        assert!(b.try_take(Duration::from_secs(1)));
+        assert!(b.try_take(Duration::from_secs(2)));
+        assert!(!b.try_take(Duration::from_secs(3)));
+        b.refund(Duration::from_secs(2));
+        assert_eq!(b.left(Duration::from_secs(3)), 1);
+        b.refund(Duration::from_secs(30));
+        assert_eq!(b.left(Duration::from_secs(3)), 1, "nothing was taken at 30s");
+        assert_eq!(b.next_free(), None);
+    }
 
     #[test]
     fn never_more_than_n_in_any_window() {

@@ -51,6 +51,11 @@ impl RuleRate {
         self.window(dry).try_take(now);
     }
 
+    /// Gives back a live action taken at `at` that was never carried out.
+    pub fn refund(&mut self, at: Duration) {
+        self.live.refund(at);
+    }
+
     /// `max` and `per`, for the skip's detail.
     pub fn describe(&self) -> String {
         format!(

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::{join, join_all};
 use tokio::sync::mpsc;
@@ -17,6 +17,7 @@ use crate::clients::kube::managers;
 use crate::clients::kube::workload::{self, WorkloadRef};
 use crate::clients::kube::Cluster;
 use crate::core::world::SimWorld;
+use crate::runtime::writer::Lease;
 use crate::signals::pods::PodSignals;
 
 pub(super) struct Kube {
@@ -45,8 +46,14 @@ impl Daemon {
         ));
         let timing = LeaseTiming::from_duration(self.settings.lease_duration);
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
-        self.executors.kube = Some(KubeExecutor::new(&cluster));
-        self.engine.set_executable(self.executors.executable());
+        // Requests and execs are bounded by ACTION_TIMEOUT, like the whole action.
+        let cap = self.settings.action_timeout;
+        self.writer.executors.kube = Some(KubeExecutor::new(&cluster).with_timeouts(
+            cap.min(Duration::from_secs(10)),
+            cap.min(Duration::from_secs(120)),
+        ));
+        self.writer.lease = Lease::Campaign(leader.leading.clone());
+        self.engine.set_executable(self.writer.executors.executable());
         self.engine.set_leader(false);
         info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, "Kubernetes attached");
         self.kube = Some(Kube {

@@ -3,7 +3,7 @@
 //! everything in logs, metrics and `/status`. Shutdown is only looked at between ticks, so
 //! an action is never cut in half.
 
-mod execute;
+mod follow_up;
 mod kafka;
 mod kube;
 mod postgres;
@@ -28,6 +28,7 @@ use crate::rules::{self, LoadError};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::reload;
 use crate::runtime::status::{wall_clock, ReloadInfo, Status};
+use crate::runtime::writer::Writer;
 use crate::settings::Settings;
 use crate::signals::Sources;
 
@@ -61,8 +62,9 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
-    /// The clients actions execute through; a kind whose client is absent is dry-run.
-    executors: Executors,
+    /// The one writer of actions, with the clients they execute through (a kind whose
+    /// client is absent is dry-run).
+    writer: Writer,
 }
 
 impl Daemon {
@@ -79,6 +81,7 @@ impl Daemon {
         };
         let metrics = Arc::new(Metrics::new()?);
         let mut status = Status::new(settings.check_interval, settings.dry_run);
+        status.action_timeout = settings.action_timeout;
         status.rules_loaded = true;
         status.reload = ReloadInfo {
             result: Some("success"),
@@ -90,6 +93,14 @@ impl Daemon {
         status.refresh(&mut engine, Duration::ZERO);
         let breakers = Arc::new(Breakers::new(settings.breaker));
         let sources = Sources::new(settings.check_interval.min(Duration::from_secs(10)))?;
+        let epoch = Instant::now();
+        let writer = Writer::new(
+            executors,
+            breakers.clone(),
+            metrics.clone(),
+            settings.action_timeout,
+            epoch,
+        );
         Ok(Daemon {
             settings,
             rules_dir,
@@ -98,11 +109,11 @@ impl Daemon {
             breakers,
             metrics,
             status: Arc::new(RwLock::new(status)),
-            epoch: Instant::now(),
+            epoch,
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
-            executors,
+            writer,
         })
     }
 

@@ -14,7 +14,7 @@ impl Daemon {
         info!(server = %source.settings(), "PostgreSQL attached");
         let source = Arc::new(source);
         self.sources.postgres = Some(source.clone());
-        self.executors.postgres = Some(source);
-        self.engine.set_executable(self.executors.executable());
+        self.writer.executors.postgres = Some(source);
+        self.engine.set_executable(self.writer.executors.executable());
     }
 }

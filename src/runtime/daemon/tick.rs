@@ -147,9 +147,17 @@ impl Daemon {
             Some(k) => self.engine.evaluate(now, &k.world),
             None => self.engine.evaluate(now, &NoWorld),
         };
+        // The tick's write budget: the first action always has its whole ACTION_TIMEOUT, and
+        // whatever is not tried by then is dropped and decided again next tick, so a slow
+        // dependency can delay the loop by one budget at most.
+        let until = Instant::now() + self.settings.check_interval.max(self.settings.action_timeout);
+        let rules = self.engine.rules().clone();
         for d in &mut decisions {
             if d.decision == Verdict::Act {
-                self.execute(d).await;
+                self.beat();
+                self.writer.write(&rules.rules[d.rule_index], d, until).await;
+                self.beat();
+                self.engine.report(d);
                 let target = d.target.clone();
                 self.forget_workload(&target);
             }
@@ -168,13 +176,18 @@ impl Daemon {
         status.leader = leading;
         status.kafka = self.kafka_report();
         status.refresh(&mut self.engine, now);
-        status.last_tick = Some(Instant::now());
+        status.last_beat = Some(Instant::now());
         status.ticks += 1;
         decisions
     }
 }
 
 impl Daemon {
+    /// The loop is alive: `/healthz` follows these beats, not the end of the last action.
+    fn beat(&self) {
+        self.status().last_beat = Some(Instant::now());
+    }
+
     /// Feeds this tick's collections to the breakers: per dependency, one success when any of
     /// its sources answered, one failure when all failed (so one mistyped consumer group does
     /// not count as the cluster being down while its other groups answer). Returns the

@@ -1,0 +1,73 @@
+//! What follows a decision besides its own execution (which is the writer's): a failed
+//! verification and an act on a GitOps-managed object are told to NOTIFY_WEBHOOK and
+//! recorded as Warning Events.
+
+use super::Daemon;
+use crate::actions::Notify;
+use crate::core::decision::{Decision, Detail};
+
+impl Daemon {
+    /// What follows a decision besides its own execution: a failed verification and an act
+    /// on a GitOps-managed object are told to NOTIFY_WEBHOOK and recorded as Warning Events.
+    pub(super) async fn follow_up(&self, d: &Decision) {
+        let failed = d
+            .verification
+            .as_ref()
+            .filter(|v| v.result == crate::core::verify::VerifyResult::Failed);
+        if let Some(v) = failed {
+            let note = format!(
+                "rule {}: verification failed: {}; {}quarantined until its condition is inactive for a cooldown or an operator clears it",
+                d.rule,
+                v.detail,
+                if self.engine.rules().rules[d.rule_index].spec.rollback { "rolled back, " } else { "" }
+            );
+            self.tell("VerificationFailed", d, note).await;
+        }
+        if let (Some(tool), Some(true)) = (&d.gitops, d.success) {
+            let note = format!(
+                "rule {} changed {} (action {}), which {tool} manages: it will revert the change unless it also goes to Git",
+                d.rule,
+                d.target,
+                d.id.as_deref().unwrap_or("-")
+            );
+            self.tell("GitOpsDrift", d, note).await;
+        }
+    }
+
+    async fn tell(&self, reason: &str, d: &Decision, note: String) {
+        tracing::warn!(rule = %d.rule, target = %d.target, id = d.id.as_deref(), reason, "{note}");
+        if let Some(k) = &self.writer.executors.kube {
+            // Events are recorded on workloads; other targets (endpoints, webhooks) have none.
+            if d.target
+                .parse::<crate::clients::kube::workload::WorkloadRef>()
+                .is_ok()
+            {
+                k.warn(&d.target, reason, "Notify", note.clone()).await;
+            }
+        }
+        let Some(webhook) = &self.settings.notify_webhook else {
+            return;
+        };
+        let notify = Notify {
+            webhook: webhook.clone(),
+        };
+        let dependency = notify.target();
+        if let Err(why) = self.breakers.admit(&dependency) {
+            tracing::warn!(reason, error = %why, "NOTIFY_WEBHOOK not told");
+            return;
+        }
+        let mut notice = d.clone();
+        notice.detail = Some(Detail::Text(note));
+        let result = notify.send(&self.writer.executors.http, &notice).await;
+        let down = result
+            .as_ref()
+            .err()
+            .filter(|e| e.is_transient())
+            .map(|e| e.to_string());
+        self.breakers
+            .record(&dependency, down.as_deref().map_or(Ok(()), Err));
+        if let Err(error) = result {
+            tracing::warn!(reason, %error, "NOTIFY_WEBHOOK not told");
+        }
+    }
+}
