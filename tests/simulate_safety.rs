@@ -268,6 +268,91 @@ fn paused_hpa_and_gitops_targets_are_refused_before_anything_else() {
     // An HPA owns replicas, not memory: raise_memory is not refused for it.
 }
 
+/// `automaton simulate` over files, with `env` as its whole environment (besides PATH):
+/// the `(decision, reason)` of every line, or the exit code and stderr when it fails.
+fn simulate_bin(
+    rules: &str,
+    timeline: &str,
+    env: &[(&str, &str)],
+) -> Result<Vec<(String, String)>, (i32, String)> {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("rules.yaml"), rules).expect("rules written");
+    std::fs::write(dir.path().join("timeline.yaml"), timeline).expect("timeline written");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_automaton"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args([
+            "simulate",
+            "--rules",
+            "rules.yaml",
+            "--timeline",
+            "timeline.yaml",
+            "--interval",
+            "1m",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("the automaton binary runs");
+    if !out.status.success() {
+        return Err((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+            (text("decision"), text("reason"))
+        })
+        .collect())
+}
+
+#[test]
+fn the_simulate_binary_honours_every_engine_setting_the_daemon_does() {
+    let plain = SCALE.replace("    verify: {within: 10m, expect: \"< 5000\"}\n", "");
+    let gitops = minutes(
+        "{deployment/app: {replicas: 2, gitops: 'argocd: shop'}}",
+        &HIGH,
+        &[],
+    );
+    let first = |env: &[(&str, &str)]| simulate_bin(&plain, &gitops, env).map(|lines| lines[0].clone());
+    assert_eq!(first(&[]), Ok(("act".to_owned(), String::new())));
+    assert_eq!(
+        first(&[("GITOPS_POLICY", "warn")]),
+        Ok(("act".to_owned(), String::new()))
+    );
+    assert_eq!(
+        first(&[("GITOPS_POLICY", "skip")]),
+        Ok(("skip".to_owned(), "gitops".to_owned()))
+    );
+    // The same settings as the daemon, read by the same code: DRY_RUN and ACTION_BUDGET too.
+    assert_eq!(
+        first(&[("DRY_RUN", "true")]),
+        Ok(("skip".to_owned(), "dry_run".to_owned()))
+    );
+    let stepping = plain
+        .replace("cooldown: 5m", "cooldown: 1m")
+        .replace("replicas: 6", "step: 1");
+    let budget = simulate_bin(
+        &stepping,
+        &minutes(APP_AT_2, &HIGH, &[]),
+        &[("ACTION_BUDGET", "1/1h")],
+    );
+    assert_eq!(
+        budget,
+        Ok(vec![
+            ("act".to_owned(), String::new()),
+            ("skip".to_owned(), "budget".to_owned())
+        ])
+    );
+    // An invalid setting is an error, as it is for `run`.
+    let (code, stderr) = first(&[("GITOPS_POLICY", "sometimes")]).expect_err("refused");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("GITOPS_POLICY"), "{stderr}");
+}
+
 #[test]
 fn an_open_circuit_skips_the_action_and_a_closed_one_lets_it_through() {
     let plain = SCALE.replace("    verify: {within: 10m, expect: \"< 5000\"}\n", "");
