@@ -1,0 +1,68 @@
+//! Tests of the settings parsers: every value form, every error named.
+
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_and_seed_values() {
+    let s = Settings::from_vars(vars(&[
+        ("CHECK_INTERVAL", "60"),
+        ("ACTION_BUDGET", "5/1h"),
+        ("MAX_MEMORY", "4Gi"),
+    ]))
+    .unwrap();
+    assert_eq!(s.check_interval, Duration::from_secs(60));
+    assert_eq!((s.budget_limit, s.budget_window), (5, Duration::from_secs(3600)));
+    assert_eq!(s.limits.max_memory, Bytes(4 << 30));
+    assert_eq!(s.limits.max_replicas, 10);
+    let s = Settings::from_vars(vars(&[("CHECK_INTERVAL", "15s")])).unwrap();
+    assert_eq!(s.stale_after(), Duration::from_secs(45));
+}
+
+#[test]
+fn every_invalid_value_is_named_with_its_form() {
+    let err = Settings::from_vars(vars(&[
+        ("CHECK_INTERVAL", "soon"),
+        ("DRY_RUN", "maybe"),
+        ("ACTION_BUDGET", "10"),
+        ("LISTEN_ADDR", "8000"),
+        ("LOG_FORMAT", "xml"),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    for name in [
+        "CHECK_INTERVAL=\"soon\"",
+        "DRY_RUN",
+        "ACTION_BUDGET",
+        "LISTEN_ADDR",
+        "LOG_FORMAT",
+    ] {
+        assert!(text.contains(name), "{name} missing from {text}");
+    }
+    assert_eq!(err.0.len(), 5);
+}
+
+#[test]
+fn action_timeout_is_a_bounded_duration() {
+    assert_eq!(
+        Settings::from_vars(vars(&[])).unwrap().action_timeout,
+        Duration::from_secs(30)
+    );
+    let s = Settings::from_vars(vars(&[("ACTION_TIMEOUT", "45s")])).unwrap();
+    assert_eq!(s.action_timeout, Duration::from_secs(45));
+    for bad in ["0s", "500ms", "11m", "soon", "30"] {
+        let err = Settings::from_vars(vars(&[("ACTION_TIMEOUT", bad)])).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "ACTION_TIMEOUT={bad:?}: expected a duration from `1s` to `10m`"
+            )),
+            "{bad}: {err}"
+        );
+    }
+}
