@@ -75,7 +75,7 @@ pub fn check_scalars(s: &str) {
             Ok(d),
             "duration {s:?} prints as {d}"
         ),
-        Err(e) => assert!(e.contains("expected"), "duration {s:?}: {e}"),
+        Err(e) => assert!(e.0.contains("expected"), "duration {s:?}: {e}"),
     }
     match s.parse::<Condition>() {
         Ok(c) => {
@@ -90,11 +90,11 @@ pub fn check_scalars(s: &str) {
                 "condition {s:?} prints as {c}"
             );
         }
-        Err(e) => assert!(e.contains("expected"), "condition {s:?}: {e}"),
+        Err(e) => assert!(e.0.contains("expected"), "condition {s:?}: {e}"),
     }
     match s.parse::<Bytes>() {
         Ok(b) => assert_eq!(b.to_string().parse::<Bytes>(), Ok(b), "bytes {s:?} print as {b}"),
-        Err(e) => assert!(e.contains("expected"), "bytes {s:?}: {e}"),
+        Err(e) => assert!(e.0.contains("expected"), "bytes {s:?}: {e}"),
     }
     if let Ok(n) = parse_quantity(s) {
         assert!(n.is_finite(), "quantity {s:?} is {n}");

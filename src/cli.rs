@@ -46,6 +46,6 @@ pub enum Command {
 }
 
 /// Same syntax as rule durations (`15s`, `1m`).
-fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+fn parse_interval(text: &str) -> Result<std::time::Duration, crate::core::values::ValueError> {
     text.parse::<crate::core::values::Dur>().map(|d| d.0)
 }

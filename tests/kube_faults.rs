@@ -139,12 +139,12 @@ async fn a_plain_text_429_without_a_status_falls_back_to_the_backoff() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The breaker the daemon puts around the executor (daemon/execute.rs): a failure counts
+// The breaker the daemon puts around the executor (runtime/writer.rs): a failure counts
 // only when the API server did not answer properly (`ClusterError::is_transient`).
 
 /// One execution through the breaker, as the daemon runs it.
 async fn through(breakers: &Breakers, script: Vec<Exchange>) -> Result<(), String> {
-    breakers.admit("kubernetes")?;
+    breakers.admit("kubernetes").map_err(|e| e.to_string())?;
     let result = execute(script, &step_up()).await;
     let down = result
         .as_ref()

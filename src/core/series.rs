@@ -28,5 +28,17 @@ impl Series {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
     pub at: Duration,
-    pub result: Result<Vec<Series>, String>,
+    pub result: Result<Vec<Series>, Unknown>,
+}
+
+/// Why a reading is unknown, as decisions and `/status` show it. The collector's typed error
+/// was counted by kind where it happened; the engine needs only the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unknown(pub String);
+
+impl From<String> for Unknown {
+    fn from(reason: String) -> Self {
+        Unknown(reason)
+    }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::core::plan::PlanError;
+use crate::core::values::ValueError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -38,16 +39,19 @@ impl fmt::Display for Target {
 }
 
 impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("invalid target `{s}`: expected `deployment/NAME`, `statefulset/NAME` or `owner`");
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ValueError(format!(
+                "invalid target `{s}`: expected `deployment/NAME`, `statefulset/NAME` or `owner`"
+            ))
+        };
         if s == "owner" {
             return Ok(Target::Owner);
         }
         let (kind, name) = s.split_once('/').ok_or_else(bad)?;
         if !crate::core::values::is_dns1123(name) {
-            return Err(format!("invalid target `{s}`: `{name}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)"));
+            return Err(ValueError(format!("invalid target `{s}`: `{name}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)")));
         }
         match kind {
             "deployment" => Ok(Target::Deployment(name.to_owned())),

@@ -65,9 +65,9 @@ impl fmt::Display for Condition {
 }
 
 impl std::str::FromStr for Condition {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let s = s.trim();
         let (op, rest) = [
             (">=", Op::Ge),
@@ -99,11 +99,23 @@ impl Serialize for Condition {
     }
 }
 
+/// Why a value of a rule file or a setting does not parse: the message names the value and
+/// the expected form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(pub String);
+
+impl From<String> for ValueError {
+    fn from(message: String) -> Self {
+        ValueError(message)
+    }
+}
+
 /// Parses `15000`, `85%` (= 85), `0.5`, `512Mi`, `2Gi` (bytes), `1k` / `3M` (decimal).
 /// The result is always finite: the product with the unit is checked too, since a finite
 /// number can overflow with it (`1e308Ti`), and an infinite threshold prints as `inf`,
 /// which does not parse back.
-pub fn parse_quantity(s: &str) -> Result<f64, String> {
+pub fn parse_quantity(s: &str) -> Result<f64, ValueError> {
     const SUFFIXES: [(&str, f64); 10] = [
         ("Ki", 1024.0),
         ("Mi", 1048576.0),
@@ -122,9 +134,9 @@ pub fn parse_quantity(s: &str) -> Result<f64, String> {
             if suffix.is_empty() || !num.is_empty() {
                 return match num.trim().parse::<f64>().map(|n| n * factor) {
                     Ok(n) if n.is_finite() => Ok(n),
-                    _ => Err(format!(
+                    _ => Err(ValueError(format!(
                         "expected a number, optionally with %, Ki/Mi/Gi/Ti or k/M/G/T, found `{s}`"
-                    )),
+                    ))),
                 };
             }
         }
@@ -137,10 +149,10 @@ pub fn parse_quantity(s: &str) -> Result<f64, String> {
 pub struct Bytes(pub u64);
 
 impl std::str::FromStr for Bytes {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let bad = || {
-            format!("invalid byte quantity `{s}`: expected a number with an optional unit Ki/Mi/Gi/Ti (or k/M/G/T), e.g. `512Mi` or `2Gi`")
+            ValueError::from(format!("invalid byte quantity `{s}`: expected a number with an optional unit Ki/Mi/Gi/Ti (or k/M/G/T), e.g. `512Mi` or `2Gi`"))
         };
         let n = parse_quantity(s).map_err(|_| bad())?;
         if n < 0.0 || s.trim().ends_with('%') {
@@ -195,10 +207,10 @@ const DURATION_UNITS: [(&str, u64); 5] = [
 ];
 
 impl std::str::FromStr for Dur {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let bad = || {
-            format!("invalid duration `{s}`: expected a number and a unit (ms, s, m, h, d), e.g. `30s`, `5m`, `1h`, `7d`")
+            ValueError::from(format!("invalid duration `{s}`: expected a number and a unit (ms, s, m, h, d), e.g. `30s`, `5m`, `1h`, `7d`"))
         };
         let mut rest = s.trim();
         if rest.is_empty() {
@@ -259,19 +271,20 @@ impl Serialize for Dur {
 /// Parses a YAML scalar of any type (`when: 5` and `when: "> 5"` both reach `parse`, which
 /// then says what is wrong instead of serde's generic type error). The parse runs inside the
 /// scalar's visitor so that serde_yaml attaches the scalar's own `line:col` to the error.
-pub fn parse_scalar<'de, D, T>(
+pub fn parse_scalar<'de, D, T, E>(
     d: D,
     expected: &'static str,
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, E>,
 ) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
+    E: fmt::Display,
 {
-    struct V<T> {
+    struct V<T, P> {
         expected: &'static str,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, P>,
     }
-    impl<T> de::Visitor<'_> for V<T> {
+    impl<T, P: fmt::Display> de::Visitor<'_> for V<T, P> {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str(self.expected)
@@ -329,7 +342,7 @@ mod tests {
     fn bad_conditions_say_what_was_expected() {
         for text in ["15000", "> ", ">> 5", "> 5 apples", "> NaN", "=> 5"] {
             let err = text.parse::<Condition>().unwrap_err();
-            assert!(err.contains("expected"), "{text}: {err}");
+            assert!(err.0.contains("expected"), "{text}: {err}");
         }
     }
 

@@ -17,7 +17,7 @@ use serde::{de, Deserialize, Deserializer};
 
 use crate::core::decision::{Decision, Verdict};
 use crate::core::engine::{Engine, EngineConfig};
-use crate::core::series::{Reading, Series};
+use crate::core::series::{Reading, Series, Unknown};
 use crate::core::values::Dur;
 use crate::core::world::SimWorld;
 use crate::rules::RuleSet;
@@ -101,19 +101,31 @@ fn signal_kind<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
+/// Why a timeline file is invalid; `LINE:COL:` first when the YAML says where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimelineError {
+    #[error("{line}:{col}: {message}")]
+    At {
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl Timeline {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TimelineError> {
         let t: Timeline = serde_yaml::from_str(text).map_err(|e| match e.location() {
-            Some(l) => format!(
-                "{}:{}: {}",
-                l.line(),
-                l.column(),
-                e.to_string().split(" at line ").next().unwrap_or("")
-            ),
-            None => e.to_string(),
+            Some(l) => TimelineError::At {
+                line: l.line(),
+                col: l.column(),
+                message: e.to_string().split(" at line ").next().unwrap_or("").to_owned(),
+            },
+            None => TimelineError::Invalid(e.to_string()),
         })?;
         if t.steps.windows(2).any(|w| w[1].at < w[0].at) {
-            return Err("steps must be in time order".into());
+            return Err(TimelineError::Invalid("steps must be in time order".to_owned()));
         }
         Ok(t)
     }
@@ -201,7 +213,7 @@ fn readings_for(rules: &RuleSet, step: &Step, now: Duration) -> BTreeMap<usize, 
                         .reason
                         .clone()
                         .unwrap_or_else(|| "the sample has no value".into());
-                    reading.result = Err(why);
+                    reading.result = Err(Unknown(why));
                 }
                 (Some(_), Err(_)) => {}
             }

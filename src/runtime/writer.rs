@@ -111,7 +111,7 @@ impl Writer {
         let spec = notice.as_ref().unwrap_or(&rule.spec.action);
         let dependency = spec.dependency();
         if let Err(why) = self.breakers.admit(&dependency) {
-            d.skip(SkipReason::CircuitOpen, Some(Detail::Text(why)));
+            d.skip(SkipReason::CircuitOpen, Some(Detail::Text(why.to_string())));
             return WriteOutcome::Refused;
         }
         let deadline = self.action_timeout.min(left);

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::clients::kafka::KafkaError;
 use crate::clients::pg::PgError;
+use crate::core::guard::breaker::CircuitOpen;
 
 #[derive(Debug, Error)]
 pub enum SignalError {
@@ -38,8 +39,8 @@ pub enum SignalError {
     #[error("{0}")]
     Rpc(String),
     /// Not asked: the dependency's circuit breaker is open (the text says until when).
-    #[error("{0}")]
-    CircuitOpen(String),
+    #[error(transparent)]
+    CircuitOpen(#[from] CircuitOpen),
     /// The blocking collector task itself failed.
     #[error("collector failed: {0}")]
     Task(String),

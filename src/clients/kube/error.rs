@@ -148,9 +148,6 @@ pub enum ClusterError {
     /// The command run by `exec` failed inside the container.
     #[error("exec in {target}: {message}")]
     Exec { target: String, message: String },
-    /// The action is not executed through Kubernetes (http, notify, PostgreSQL…).
-    #[error("`{0}` is not a Kubernetes action: the Kubernetes executor does not run it")]
-    NotKubernetes(&'static str),
     /// The decision or the live object does not allow the action (no plan, unknown container…).
     #[error("{0}")]
     Invalid(String),
@@ -261,7 +258,7 @@ impl ClusterError {
             | ClusterError::Unreachable { request, .. }
             | ClusterError::Timeout { request, .. }
             | ClusterError::Client { request, .. } => Some(request.as_ref()),
-            ClusterError::Exec { .. } | ClusterError::NotKubernetes(_) | ClusterError::Invalid(_) => None,
+            ClusterError::Exec { .. } | ClusterError::Invalid(_) => None,
         }
     }
 
@@ -277,7 +274,6 @@ impl ClusterError {
             ClusterError::Timeout { .. } => "timeout",
             ClusterError::Client { .. } => "client",
             ClusterError::Exec { .. } => "exec",
-            ClusterError::NotKubernetes(_) => "not_kubernetes",
             ClusterError::Invalid(_) => "invalid",
         }
     }
@@ -354,10 +350,6 @@ mod tests {
             after: Duration::from_secs(10),
         };
         assert!(timeout.is_transient());
-        assert_eq!(
-            ClusterError::NotKubernetes("http").metric_label(),
-            "not_kubernetes"
-        );
     }
 
     #[test]

@@ -286,7 +286,9 @@ pub fn patch_params() -> PatchParams {
 }
 
 pub fn workload_ref(target: &str) -> Result<WorkloadRef, ClusterError> {
-    target.parse().map_err(ClusterError::Invalid)
+    target
+        .parse()
+        .map_err(|e: crate::core::values::ValueError| ClusterError::Invalid(e.0))
 }
 
 /// At most `max` bytes, cut at a character boundary (an Event note is limited to 1 kB).

@@ -15,6 +15,7 @@ use super::error::{ApiRequest, ClusterError};
 use super::{last_action_key, managers};
 use crate::core::target::Target;
 use crate::core::values::Bytes;
+use crate::core::values::ValueError;
 use crate::core::world::{Resources, Workload};
 
 /// The pod template annotation `kubectl rollout restart` sets.
@@ -83,11 +84,11 @@ impl fmt::Display for WorkloadRef {
 }
 
 impl FromStr for WorkloadRef {
-    type Err = String;
+    type Err = ValueError;
 
     /// Parses the engine's target strings with the rule language's own parser, so both
     /// accept exactly the same names.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         match s.parse::<Target>()? {
             Target::Deployment(name) => Ok(WorkloadRef {
                 kind: WorkloadKind::Deployment,
@@ -97,9 +98,9 @@ impl FromStr for WorkloadRef {
                 kind: WorkloadKind::StatefulSet,
                 name,
             }),
-            Target::Owner => {
-                Err("`owner` must be resolved to `deployment/NAME` or `statefulset/NAME` first".into())
-            }
+            Target::Owner => Err(ValueError(
+                "`owner` must be resolved to `deployment/NAME` or `statefulset/NAME` first".to_owned(),
+            )),
         }
     }
 }

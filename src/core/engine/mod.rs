@@ -297,7 +297,7 @@ fn evaluate_rule<S: SignalKind, A: ActionKind>(
             "the last sample is {}s old, older than 3 × CHECK_INTERVAL",
             now.saturating_sub(r.at).as_secs()
         )),
-        Some(Reading { result: Err(why), .. }) => Some(why.clone()),
+        Some(Reading { result: Err(why), .. }) => Some(why.0.clone()),
         Some(Reading { result: Ok(_), .. }) => None,
     };
     if let Some(why) = unknown {

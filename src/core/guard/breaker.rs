@@ -121,6 +121,21 @@ pub struct BreakerInfo {
     pub probe_in_secs: Option<u64>,
 }
 
+/// A call refused because the dependency's breaker is open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "circuit_open: {dependency} failed {failures} times in a row (last: {}); next probe in {}s",
+    last_error.as_deref().unwrap_or("?"),
+    probe_in.as_secs().max(1)
+)]
+pub struct CircuitOpen {
+    pub dependency: String,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// Until the next probe is let through.
+    pub probe_in: Duration,
+}
+
 /// All breakers of the daemon, shared by collectors and executors.
 #[derive(Debug)]
 pub struct Breakers {
@@ -148,18 +163,16 @@ impl Breakers {
         f(breaker, self.now())
     }
 
-    /// `Err(reason)` while the dependency's breaker is open: the reason starts with
-    /// `circuit_open` and says when the next probe goes.
-    pub fn admit(&self, dependency: &str) -> Result<(), String> {
+    /// `Err` while the dependency's breaker is open; its text starts with `circuit_open`
+    /// and says when the next probe goes.
+    pub fn admit(&self, dependency: &str) -> Result<(), CircuitOpen> {
         let s = self.settings;
         self.with(dependency, |b, now| {
-            b.admit(now, &s).map_err(|left| {
-                format!(
-                    "circuit_open: {dependency} failed {} times in a row (last: {}); next probe in {}s",
-                    b.failures.max(s.failures),
-                    b.last_error.as_deref().unwrap_or("?"),
-                    left.as_secs().max(1)
-                )
+            b.admit(now, &s).map_err(|left| CircuitOpen {
+                dependency: dependency.to_owned(),
+                failures: b.failures.max(s.failures),
+                last_error: b.last_error.clone(),
+                probe_in: left,
             })
         })
     }
@@ -275,7 +288,7 @@ mod tests {
         breakers.record("kafka", Err("broker down"));
         assert!(breakers.admit("kafka").is_ok());
         breakers.record("kafka", Err("broker down"));
-        let why = breakers.admit("kafka").unwrap_err();
+        let why = breakers.admit("kafka").unwrap_err().to_string();
         assert!(
             why.starts_with("circuit_open: kafka failed 2 times in a row (last: broker down)"),
             "{why}"

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use tracing::{info_span, warn, Instrument};
 
-use crate::core::series::Series;
+use crate::core::guard::breaker::CircuitOpen;
+use crate::core::series::{Series, Unknown};
 use crate::signals::SignalError;
 
 use super::Daemon;
@@ -43,7 +44,7 @@ impl Daemon {
             .collect();
         // One breaker decision per dependency per tick: its sources are collected together
         // (a half-open breaker's probe is this tick's collection) or not at all.
-        let mut admitted: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        let mut admitted: BTreeMap<String, Result<(), CircuitOpen>> = BTreeMap::new();
         for dep in sources.iter().filter_map(|s| s.spec.dependency()) {
             admitted
                 .entry(dep)
@@ -78,9 +79,9 @@ impl Daemon {
             }
         }
         // The engine and `/status` see the reason; the typed error was counted above.
-        let results: Vec<Result<Vec<Series>, String>> = collected
+        let results: Vec<Result<Vec<Series>, Unknown>> = collected
             .into_iter()
-            .map(|r| r.map_err(|e| e.to_string()))
+            .map(|r| r.map_err(|e| Unknown(e.to_string())))
             .collect();
         let failed_now = self.record_dependencies(&sources, &results, &admitted);
         let mut up: HashMap<&'static str, bool> = HashMap::new();
@@ -100,7 +101,7 @@ impl Daemon {
                     kind: source.spec.kind(),
                     params: crate::core::rule::SignalKind::params(&source.spec),
                     up: ok,
-                    error: result.as_ref().err().cloned(),
+                    error: result.as_ref().err().map(|e| e.0.clone()),
                 },
             );
             for &rule in &source.rules {
@@ -195,8 +196,8 @@ impl Daemon {
     fn record_dependencies(
         &self,
         sources: &[crate::rules::Source],
-        results: &[Result<Vec<crate::core::series::Series>, String>],
-        admitted: &BTreeMap<String, Result<(), String>>,
+        results: &[Result<Vec<Series>, Unknown>],
+        admitted: &BTreeMap<String, Result<(), CircuitOpen>>,
     ) -> Vec<String> {
         let mut failed = Vec::new();
         for (dep, _) in admitted.iter().filter(|(_, a)| a.is_ok()) {
@@ -207,7 +208,7 @@ impl Daemon {
                 }
                 outcome = match (outcome, result) {
                     (_, Ok(_)) | (Some(Ok(())), _) => Some(Ok(())),
-                    (_, Err(e)) => Some(Err(e.as_str())),
+                    (_, Err(e)) => Some(Err(e.0.as_str())),
                 };
             }
             if let Some(outcome) = outcome {
@@ -248,10 +249,7 @@ impl Daemon {
 }
 
 /// The `owner` labels of this tick's pod series: the workloads to read before planning.
-fn owners_in(
-    sources: &[crate::rules::Source],
-    results: &[Result<Vec<crate::core::series::Series>, String>],
-) -> Vec<String> {
+fn owners_in(sources: &[crate::rules::Source], results: &[Result<Vec<Series>, Unknown>]) -> Vec<String> {
     let mut owners: Vec<String> = sources
         .iter()
         .zip(results)
