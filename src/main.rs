@@ -163,6 +163,7 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
     let state = AppState {
         status: daemon.status.clone(),
         metrics: daemon.metrics.clone(),
+        commands: daemon.commands(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

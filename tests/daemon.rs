@@ -62,6 +62,7 @@ async fn start(daemon: Daemon) -> Running {
     let state = AppState {
         status: daemon.status.clone(),
         metrics: daemon.metrics.clone(),
+        commands: daemon.commands(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -55,7 +55,34 @@ pub struct Acting {
     pub previous_dry: Option<Duration>,
 }
 
+/// What operators see of a (rule, target): its state and the guard's facts, in engine
+/// time, without the state machine's internals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetView {
+    pub state: State,
+    pub value: Option<f64>,
+    /// When the condition first held in the current episode.
+    pub active_since: Option<Duration>,
+    pub last_action: Option<Duration>,
+    /// When the action under verification was taken.
+    pub verifying_since: Option<Duration>,
+    /// Since when, and why, the (rule, target) is quarantined.
+    pub quarantined: Option<(Duration, String)>,
+}
+
 impl TargetState {
+    /// What operators see of it.
+    pub fn view(&self) -> TargetView {
+        TargetView {
+            state: self.state(),
+            value: self.value,
+            active_since: self.active_since,
+            last_action: self.last_act,
+            verifying_since: self.verifying.as_ref().map(|v| v.acted_at),
+            quarantined: self.quarantine.as_ref().map(|q| (q.since, q.why.clone())),
+        }
+    }
+
     pub fn state(&self) -> State {
         self.state.unwrap_or(State::Inactive)
     }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::runtime::commands::{Command, QUEUE};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::status::Status;
 
@@ -17,6 +18,8 @@ use crate::runtime::status::Status;
 pub struct AppState {
     pub status: Arc<RwLock<Status>>,
     pub metrics: Arc<Metrics>,
+    /// Operators' requests to the daemon's loop.
+    pub commands: tokio::sync::mpsc::Sender<Command>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -89,9 +92,17 @@ async fn clear_quarantine(
     State(s): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<ClearQuery>,
 ) -> Response {
+    let command = Command::ClearQuarantine {
+        rule: q.rule.clone(),
+        target: q.target.clone(),
+    };
+    if s.commands.try_send(command).is_err() {
+        let body = serde_json::json!({"queued": false,
+            "error": format!("{QUEUE} requests are already waiting for the next evaluation; try again after it")});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let quarantined: Vec<String> = {
-        let mut status = s.status.write().unwrap_or_else(|e| e.into_inner());
-        status.clear_requests.push((q.rule.clone(), q.target.clone()));
+        let status = read(&s);
         status
             .rules
             .iter()
@@ -129,12 +140,55 @@ mod tests {
     use crate::runtime::status::SourceInfo;
 
     fn app(edit: impl FnOnce(&mut Status)) -> Router {
+        app_with_commands(edit).0
+    }
+
+    fn app_with_commands(edit: impl FnOnce(&mut Status)) -> (Router, tokio::sync::mpsc::Receiver<Command>) {
         let mut status = Status::new(Duration::from_secs(15), false);
         edit(&mut status);
-        router(AppState {
+        let (commands, received) = crate::runtime::commands::channel();
+        let app = router(AppState {
             status: Arc::new(RwLock::new(status)),
             metrics: Arc::new(Metrics::new().unwrap()),
-        })
+            commands,
+        });
+        (app, received)
+    }
+
+    #[tokio::test]
+    async fn quarantine_clears_are_queued_for_the_loop_and_bounded() {
+        let (app, mut received) = app_with_commands(|_| {});
+        let post = |app: Router, uri: &str| {
+            let request = Request::post(uri).body(Body::empty()).unwrap();
+            async move { app.oneshot(request).await.unwrap().status() }
+        };
+        assert_eq!(
+            post(app.clone(), "/quarantine/clear?rule=lag&target=deployment/app").await,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            received.try_recv().unwrap(),
+            Command::ClearQuarantine {
+                rule: Some("lag".to_owned()),
+                target: Some("deployment/app".to_owned())
+            }
+        );
+        for _ in 0..QUEUE {
+            assert_eq!(post(app.clone(), "/quarantine/clear").await, StatusCode::ACCEPTED);
+        }
+        // The loop has not taken them yet: the next one is refused, not queued.
+        assert_eq!(
+            post(app.clone(), "/quarantine/clear").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            received.try_recv().unwrap(),
+            Command::ClearQuarantine {
+                rule: None,
+                target: None
+            }
+        );
+        assert_eq!(post(app, "/quarantine/clear").await, StatusCode::ACCEPTED);
     }
 
     async fn call(app: Router, path: &str) -> (StatusCode, String) {

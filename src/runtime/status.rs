@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::core::decision::Decision;
 use crate::rules::Engine;
-use crate::rules::RuleSet;
 
 /// How many decisions `/status` keeps.
 pub const RECENT: usize = 200;
@@ -94,10 +93,6 @@ pub struct Status {
     pub kafka: serde_json::Value,
     /// The circuit breaker of every dependency used so far.
     pub circuits: BTreeMap<String, crate::core::guard::breaker::BreakerInfo>,
-    /// Quarantine clears an operator asked for (`POST /quarantine/clear`), applied by the
-    /// daemon at its next evaluation.
-    #[serde(skip)]
-    pub clear_requests: Vec<(Option<String>, Option<String>)>,
     pub recent_decisions: VecDeque<Decision>,
 }
 
@@ -124,7 +119,6 @@ impl Status {
             reload: ReloadInfo::default(),
             kafka: serde_json::Value::Null,
             circuits: BTreeMap::new(),
-            clear_requests: Vec::new(),
             recent_decisions: VecDeque::with_capacity(RECENT),
         }
     }
@@ -221,12 +215,8 @@ impl Status {
 
     /// Refreshes the rule and target tables from the engine.
     pub fn refresh(&mut self, engine: &mut Engine, now: Duration) {
-        let rules: &RuleSet = engine.rules();
-        let states = engine.states();
-        self.rules = rules
-            .rules
-            .iter()
-            .zip(states)
+        self.rules = engine
+            .views()
             .map(|(rule, targets)| RuleInfo {
                 name: rule.name.to_string(),
                 description: rule.spec.description.clone(),
@@ -239,18 +229,17 @@ impl Status {
                 cooldown_seconds: rule.cooldown.as_secs(),
                 dry_run: rule.spec.dry_run,
                 targets: targets
-                    .iter()
-                    .map(|(target, st)| TargetInfo {
-                        target: target.to_string(),
-                        state: st.state(),
-                        value: st.value,
-                        active_since: st.active_since.map(|d| d.as_secs_f64()),
-                        last_action: st.last_act.map(|d| d.as_secs_f64()),
-                        verifying_since: st.verifying.as_ref().map(|v| v.acted_at.as_secs_f64()),
-                        quarantined: st
-                            .quarantine
-                            .as_ref()
-                            .map(|q| format!("since {}s: {}", q.since.as_secs(), q.why)),
+                    .into_iter()
+                    .map(|(target, v)| TargetInfo {
+                        target: target.to_owned(),
+                        state: v.state,
+                        value: v.value,
+                        active_since: v.active_since.map(|d| d.as_secs_f64()),
+                        last_action: v.last_action.map(|d| d.as_secs_f64()),
+                        verifying_since: v.verifying_since.map(|d| d.as_secs_f64()),
+                        quarantined: v
+                            .quarantined
+                            .map(|(since, why)| format!("since {}s: {why}", since.as_secs())),
                     })
                     .collect(),
             })

@@ -15,7 +15,7 @@ use super::guard::{Budget, Guard, RuleRate};
 use super::plan::Limits;
 use super::rule::{ActionKind, Rule, RuleSet, SignalKind};
 use super::series::{Reading, Series};
-use super::state::{Observation, TargetState};
+use super::state::{Observation, TargetState, TargetView};
 use super::world::World;
 
 /// Engine settings that do not come from rules.
@@ -154,6 +154,14 @@ impl<S: SignalKind, A: ActionKind> Engine<S, A> {
     /// States by rule index and target.
     pub fn states(&self) -> &[Targets] {
         &self.states
+    }
+
+    /// Every rule with what operators see of each of its targets.
+    pub fn views(&self) -> impl Iterator<Item = (&Rule<S, A>, Vec<(&str, TargetView)>)> {
+        self.rules.rules.iter().zip(&self.states).map(|(rule, targets)| {
+            let views = targets.iter().map(|(t, st)| (&**t, st.view())).collect();
+            (rule, views)
+        })
     }
 
     /// Swaps in a new rule set. Cooldowns always carry over (a reload must never allow a

@@ -3,6 +3,7 @@
 //! everything in logs, metrics and `/status`. Shutdown is only looked at between ticks, so
 //! an action is never cut in half.
 
+mod collect;
 mod follow_up;
 mod kafka;
 mod kube;
@@ -25,6 +26,7 @@ use crate::core::engine::EngineConfig;
 use crate::core::guard::breaker::Breakers;
 use crate::rules::Engine;
 use crate::rules::{self, LoadError};
+use crate::runtime::commands::Command;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::reload;
 use crate::runtime::status::{wall_clock, ReloadInfo, Status};
@@ -65,6 +67,10 @@ pub struct Daemon {
     /// The one writer of actions, with the clients they execute through (a kind whose
     /// client is absent is dry-run).
     writer: Writer,
+    /// What operators asked for, applied at the next evaluation; and its sending end, for
+    /// the HTTP server.
+    commands: mpsc::Receiver<Command>,
+    command_tx: mpsc::Sender<Command>,
 }
 
 impl Daemon {
@@ -101,6 +107,7 @@ impl Daemon {
             settings.action_timeout,
             epoch,
         );
+        let (command_tx, commands) = crate::runtime::commands::channel();
         Ok(Daemon {
             settings,
             rules_dir,
@@ -114,7 +121,14 @@ impl Daemon {
             last_logged: HashMap::new(),
             kube: None,
             writer,
+            commands,
+            command_tx,
         })
+    }
+
+    /// Where the HTTP server sends operators' requests.
+    pub fn commands(&self) -> mpsc::Sender<Command> {
+        self.command_tx.clone()
     }
 
     fn status(&self) -> std::sync::RwLockWriteGuard<'_, Status> {
