@@ -1,4 +1,4 @@
-//! A minimal Solana JSON-RPC client: `getSlot` and `getHealth`, each answer checked against
+//! The Solana JSON-RPC client of `slot_lag`: `getSlot` and `getHealth`, each answer checked against
 //! the JSON-RPC 2.0 envelope (version, our id) and bounded in size. Errors say why no number
 //! could be read; callers decide what that means (a signal reads it as unknown, never 0).
 
@@ -189,7 +189,7 @@ mod tests {
     /// A documented payload from the fixture, as the bytes a node would send.
     fn payload(method: &str, key: &str) -> Vec<u8> {
         let fixture: serde_yaml::Value =
-            serde_yaml::from_str(include_str!("../../tests/fixtures/solana/jsonrpc-examples.yaml")).unwrap();
+            serde_yaml::from_str(include_str!("../../../tests/fixtures/solana/jsonrpc-examples.yaml")).unwrap();
         serde_json::to_vec(&fixture[method][key]).unwrap()
     }
 

@@ -8,6 +8,8 @@
 //! behind answers error -32005 with `data.numSlotsBehind`. That count may be `null` (the node
 //! cannot tell), which is unknown, never 0: a lag that cannot be read must not look healthy.
 
+mod rpc;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{RuleContext, Signal, SignalError, Sources};
-use crate::clients::solana::{get_health, get_slot};
+use rpc::{get_health, get_slot};
 use crate::core::series::Series;
 use crate::core::url::{check_url, host_port, redacted};
 
