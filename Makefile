@@ -8,7 +8,7 @@ LISTEN_ADDR ?= 127.0.0.1:8000
 DRY_RUN ?= true
 LOG_FORMAT ?= text
 
-.PHONY: run test deps fmt lint unit bench build check-rules
+.PHONY: run test deps fmt format lint unit bench build check-rules
 
 run: deps
 	RULES_DIR=$(RULES_DIR) LISTEN_ADDR=$(LISTEN_ADDR) DRY_RUN=$(DRY_RUN) LOG_FORMAT=$(LOG_FORMAT) \
@@ -23,8 +23,15 @@ test: deps fmt lint unit
 deps:
 	@bash scripts/deps.sh
 
+# The kinds' modules are declared by the registries' macros (signals/mod.rs, actions/mod.rs),
+# where cargo fmt does not look: rustfmt checks every file of src/ by name too.
 fmt:
 	$(CARGO) fmt --all -- --check
+	rustfmt --edition 2021 --check $$(find src -name '*.rs' | sort)
+
+format:
+	$(CARGO) fmt --all
+	rustfmt --edition 2021 $$(find src -name '*.rs' | sort)
 
 lint:
 	$(CARGO) clippy --all-targets -- -D warnings

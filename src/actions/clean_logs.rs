@@ -1,29 +1,27 @@
 //! `clean_logs`: delete old log files inside pods with a fixed argv
-//! (`find PATH -name PATTERN -type f -mtime +N -delete`): no shell, nothing from signal
-//! labels in the command, and PATH must be absolute without `..`.
-//!
-//! `clean_logs`: runs the rule's fixed argv (`find PATH -name PATTERN -type f -mtime +N
-//! -delete`) through `exec` in every running pod the selector matches: no shell, nothing
-//! taken from signal labels. `pods/exec` is granted only by the optional component
+//! (`find PATH -name PATTERN -type f -mtime +N -delete`) run through `exec` in every running
+//! pod the selector matches: no shell, nothing from signal labels in the command, and PATH
+//! must be absolute without `..`. `pods/exec` is granted only by the optional component
 //! `deploy/components/clean-logs`; without it the first exec fails with a clear 403.
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-
-use super::{Action, ActionError, ExecCtx};
-use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
-use crate::core::values::Dur;
-use futures::future::BoxFuture;
-use crate::clients::kube::executor::{Act, KubeExecutor};
-use crate::core::plan::Outcome;
 use std::collections::BTreeMap;
-use crate::signals::SignalSpec;
+
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, ListParams};
 use kube::{Api, Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::io::AsyncReadExt;
+
+use super::{Action, ActionError, ExecCtx};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
+use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::core::decision::SkipReason;
+use crate::core::plan::Outcome;
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use crate::core::values::Dur;
+use crate::signals::SignalSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,128 +122,128 @@ impl Action for CleanLogs {
 /// How much of the command's stderr an error quotes.
 const STDERR_KEPT: usize = 512;
 
-    async fn clean_logs(kube: &KubeExecutor, act: &Act<'_>, spec: &CleanLogs) -> Result<Outcome, ClusterError> {
-        let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
-        let params = ListParams::default().labels(&spec.selector);
-        let request = ApiRequest::new("GET", "list", "", "pods", &kube.namespace, None);
-        let list = kube.call(&request, || pods.list(&params)).await?;
-        let running: Vec<&Pod> = list.items.iter().filter(|pod| is_running(pod)).collect();
-        if running.is_empty() {
-            return Ok(Outcome::skipped(
-                SkipReason::Bound,
-                format!("no running pod matches `{}`: nothing to clean", spec.selector),
-            ));
-        }
-
-        let argv = spec.argv();
-        let mut cleaned = Vec::new();
-        let mut failed = Vec::new();
-        for pod in running {
-            let name = pod.name_any();
-            let container = match &spec.container {
-                Some(c) if has_container(pod, c) => c.clone(),
-                Some(c) => {
-                    failed.push(format!("{name}: no container `{c}`"));
-                    continue;
-                }
-                None => match pod.spec.as_ref().and_then(|s| s.containers.first()) {
-                    Some(first) => first.name.clone(),
-                    None => continue,
-                },
-            };
-            match exec(kube, &pods, &name, &container, &argv).await {
-                Ok(()) => {
-                    let files = format!(
-                        "files `{}` older than {} in {} ({container})",
-                        spec.pattern, spec.older_than, spec.path
-                    );
-                    let note = act.note(&files, "deleted");
-                    kube.publish(&pod.object_ref(&()), "LogsCleaned", "CleanLogs", note)
-                        .await;
-                    cleaned.push(name);
-                }
-                // Without `pods/exec` in the Role every other pod would be refused alike.
-                Err(error @ ClusterError::Forbidden { .. }) => return Err(error),
-                Err(error) => failed.push(format!("{name}: {error}")),
-            }
-        }
-        if cleaned.is_empty() {
-            return Err(ClusterError::Exec {
-                target: format!("pods matching `{}`", spec.selector),
-                message: format!("no pod was cleaned: {}", failed.join("; ")),
-            });
-        }
-        let mut detail = format!(
-            "deleted `{}` files older than {} in {} of {} pod(s) matching `{}`",
-            spec.pattern,
-            spec.older_than,
-            spec.path,
-            cleaned.len(),
-            spec.selector
-        );
-        if !failed.is_empty() {
-            detail.push_str(&format!("; failed: {}", failed.join("; ")));
-        }
-        Ok(Outcome::done(
-            detail,
-            json!({"pods_cleaned": cleaned.len(), "pods": cleaned, "failed": failed.len(), "argv": argv}),
-        ))
+async fn clean_logs(kube: &KubeExecutor, act: &Act<'_>, spec: &CleanLogs) -> Result<Outcome, ClusterError> {
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let params = ListParams::default().labels(&spec.selector);
+    let request = ApiRequest::new("GET", "list", "", "pods", &kube.namespace, None);
+    let list = kube.call(&request, || pods.list(&params)).await?;
+    let running: Vec<&Pod> = list.items.iter().filter(|pod| is_running(pod)).collect();
+    if running.is_empty() {
+        return Ok(Outcome::skipped(
+            SkipReason::Bound,
+            format!("no running pod matches `{}`: nothing to clean", spec.selector),
+        ));
     }
 
-    /// Runs `argv` in the container and waits for its exit status.
-    async fn exec(
-        kube: &KubeExecutor,
-        pods: &Api<Pod>,
-        pod: &str,
-        container: &str,
-        argv: &[String],
-    ) -> Result<(), ClusterError> {
-        let request = ApiRequest::new(
-            "GET",
-            "get and create",
-            "",
-            "pods/exec",
-            &kube.namespace,
-            Some(pod),
-        );
-        let params = AttachParams::default()
-            .container(container)
-            .stdin(false)
-            .stdout(false)
-            .stderr(true);
-        kube.retrying(&request, kube.exec_timeout, || async {
-            let mut attached = pods
-                .exec(pod, argv.to_vec(), &params)
-                .await
-                .map_err(|e| ClusterError::from_kube(request.clone(), e))?;
-            let status = attached.take_status();
-            let stderr = attached.stderr();
-            // Drain stderr while waiting, or a chatty command would block on a full pipe.
-            let (status, stderr) = tokio::join!(
-                async move {
-                    match status {
-                        Some(status) => status.await,
-                        None => None,
-                    }
-                },
-                drain(stderr)
-            );
-            let failure = |message: String| ClusterError::Exec {
-                target: format!("pod {pod:?}"),
-                message,
-            };
-            attached.join().await.map_err(|e| failure(e.to_string()))?;
-            match status {
-                Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
-                Some(s) => {
-                    let message = s.message.unwrap_or_else(|| "the command failed".to_owned());
-                    Err(failure(format!("{message} {}", stderr.trim()).trim().to_owned()))
-                }
-                None => Err(failure("the connection closed without an exit status".to_owned())),
+    let argv = spec.argv();
+    let mut cleaned = Vec::new();
+    let mut failed = Vec::new();
+    for pod in running {
+        let name = pod.name_any();
+        let container = match &spec.container {
+            Some(c) if has_container(pod, c) => c.clone(),
+            Some(c) => {
+                failed.push(format!("{name}: no container `{c}`"));
+                continue;
             }
-        })
-        .await
+            None => match pod.spec.as_ref().and_then(|s| s.containers.first()) {
+                Some(first) => first.name.clone(),
+                None => continue,
+            },
+        };
+        match exec(kube, &pods, &name, &container, &argv).await {
+            Ok(()) => {
+                let files = format!(
+                    "files `{}` older than {} in {} ({container})",
+                    spec.pattern, spec.older_than, spec.path
+                );
+                let note = act.note(&files, "deleted");
+                kube.publish(&pod.object_ref(&()), "LogsCleaned", "CleanLogs", note)
+                    .await;
+                cleaned.push(name);
+            }
+            // Without `pods/exec` in the Role every other pod would be refused alike.
+            Err(error @ ClusterError::Forbidden { .. }) => return Err(error),
+            Err(error) => failed.push(format!("{name}: {error}")),
+        }
     }
+    if cleaned.is_empty() {
+        return Err(ClusterError::Exec {
+            target: format!("pods matching `{}`", spec.selector),
+            message: format!("no pod was cleaned: {}", failed.join("; ")),
+        });
+    }
+    let mut detail = format!(
+        "deleted `{}` files older than {} in {} of {} pod(s) matching `{}`",
+        spec.pattern,
+        spec.older_than,
+        spec.path,
+        cleaned.len(),
+        spec.selector
+    );
+    if !failed.is_empty() {
+        detail.push_str(&format!("; failed: {}", failed.join("; ")));
+    }
+    Ok(Outcome::done(
+        detail,
+        json!({"pods_cleaned": cleaned.len(), "pods": cleaned, "failed": failed.len(), "argv": argv}),
+    ))
+}
+
+/// Runs `argv` in the container and waits for its exit status.
+async fn exec(
+    kube: &KubeExecutor,
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    argv: &[String],
+) -> Result<(), ClusterError> {
+    let request = ApiRequest::new(
+        "GET",
+        "get and create",
+        "",
+        "pods/exec",
+        &kube.namespace,
+        Some(pod),
+    );
+    let params = AttachParams::default()
+        .container(container)
+        .stdin(false)
+        .stdout(false)
+        .stderr(true);
+    kube.retrying(&request, kube.exec_timeout, || async {
+        let mut attached = pods
+            .exec(pod, argv.to_vec(), &params)
+            .await
+            .map_err(|e| ClusterError::from_kube(request.clone(), e))?;
+        let status = attached.take_status();
+        let stderr = attached.stderr();
+        // Drain stderr while waiting, or a chatty command would block on a full pipe.
+        let (status, stderr) = tokio::join!(
+            async move {
+                match status {
+                    Some(status) => status.await,
+                    None => None,
+                }
+            },
+            drain(stderr)
+        );
+        let failure = |message: String| ClusterError::Exec {
+            target: format!("pod {pod:?}"),
+            message,
+        };
+        attached.join().await.map_err(|e| failure(e.to_string()))?;
+        match status {
+            Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
+            Some(s) => {
+                let message = s.message.unwrap_or_else(|| "the command failed".to_owned());
+                Err(failure(format!("{message} {}", stderr.trim()).trim().to_owned()))
+            }
+            None => Err(failure("the connection closed without an exit status".to_owned())),
+        }
+    })
+    .await
+}
 
 fn is_running(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()

@@ -1,9 +1,8 @@
 //! `http`: call an HTTP endpoint, such as a validator's admin API
 //! (`POST /admin/cache/reduce`). Success is `expect_status`, or any 2xx without it.
 
-use std::time::Duration;
-
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -13,9 +12,9 @@ use super::{Action, ActionError, ExecCtx};
 use crate::clients::http::{answered, Call, HttpClient, HttpError};
 use crate::core::plan::{Effect, Outcome, Plan, PlanCtx, PlanError};
 use crate::core::url::host_port;
-use crate::signals::SignalSpec;
 use crate::core::url::{check_url, redacted};
 use crate::core::values::Dur;
+use crate::signals::SignalSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,8 +12,8 @@ use super::{Action, ActionError, ExecCtx};
 use crate::clients::http::{answered, Call, HttpClient, HttpError};
 use crate::core::decision::Decision;
 use crate::core::plan::{Effect, Outcome, Plan, PlanCtx, PlanError};
-use crate::signals::SignalSpec;
 use crate::core::url::check_url;
+use crate::signals::SignalSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,30 +3,31 @@
 //! rule's `max` and MAX_MEMORY. At the cap it is a no-op, so an OOM loop cannot grow a pod
 //! without bound.
 //!
-//! `raise_memory`: a strategic merge patch of one container's memory request and limit in
-//! the pod template (containers merge by name), guarded by the `resourceVersion` just read.
-//! On 409 the workload is read again and the change re-decided, at most three times. Memory
-//! is only ever raised: a value someone already set higher is kept.
+//! Executed as a strategic merge patch of the one container (containers merge by name),
+//! guarded by the `resourceVersion` just read. On 409 the workload is read again and the
+//! change re-decided, at most three times. Memory is only ever raised: a value someone
+//! already set higher is kept.
 
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use kube::api::Patch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tracing::debug;
 
 use super::{Action, ActionError, ExecCtx, Target};
-use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
-use crate::core::values::Bytes;
-use futures::future::BoxFuture;
-use crate::clients::kube::executor::{Act, KubeExecutor};
-use crate::core::plan::Outcome;
-use std::collections::BTreeMap;
-use crate::clients::kube::executor::workload_ref;
-use crate::clients::kube::memory::{current, memory_patch, Memory};
-use crate::signals::SignalSpec;
-use kube::api::Patch;
-use tracing::debug;
 use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::executor::workload_ref;
+use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::clients::kube::last_action_key;
+use crate::clients::kube::memory::{current, memory_patch, Memory};
 use crate::clients::kube::workload::{LiveWorkload, WorkloadRef};
 use crate::core::decision::SkipReason;
+use crate::core::plan::Outcome;
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use crate::core::values::Bytes;
+use crate::signals::SignalSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,80 +182,80 @@ impl Action for RaiseMemory {
 /// Patch attempts when the object keeps changing under us.
 const ATTEMPTS: u32 = 3;
 
-    async fn raise_memory(
-        kube: &KubeExecutor,
-        act: &Act<'_>,
-        target: &WorkloadRef,
-        container: &str,
-        want: Memory,
-    ) -> Result<Outcome, ClusterError> {
-        let mut attempt = 1;
-        loop {
-            let live = kube.live(target).await?;
-            let now = kube.now();
-            if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-                return Ok(skip);
+async fn raise_memory(
+    kube: &KubeExecutor,
+    act: &Act<'_>,
+    target: &WorkloadRef,
+    container: &str,
+    want: Memory,
+) -> Result<Outcome, ClusterError> {
+    let mut attempt = 1;
+    loop {
+        let live = kube.live(target).await?;
+        let now = kube.now();
+        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
+            return Ok(skip);
+        }
+        let before = current(&live, target, container)?;
+        let after = Memory {
+            request: want.request.max(before.request),
+            limit: want.limit.max(before.limit),
+        };
+        let after = Memory {
+            limit: after.limit.max(after.request),
+            ..after
+        };
+        if after == before {
+            return Ok(Outcome::skipped(
+                SkipReason::Bound,
+                format!(
+                    "container `{container}` of {target} already has {}/{} (request/limit)",
+                    before.request, before.limit
+                ),
+            ));
+        }
+        let mut body = memory_patch(&live, container, after);
+        body["metadata"]["annotations"] = json!({last_action_key(act.rule): now.to_string()});
+        match kube.patch_workload(target, &Patch::Strategic(body)).await {
+            Ok(()) => return Ok(raised(kube, act, &live, container, before, after).await),
+            Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
+                debug!(%error, attempt, "the workload changed since it was read; reading it again");
+                attempt += 1;
             }
-            let before = current(&live, target, container)?;
-            let after = Memory {
-                request: want.request.max(before.request),
-                limit: want.limit.max(before.limit),
-            };
-            let after = Memory {
-                limit: after.limit.max(after.request),
-                ..after
-            };
-            if after == before {
-                return Ok(Outcome::skipped(
-                    SkipReason::Bound,
-                    format!(
-                        "container `{container}` of {target} already has {}/{} (request/limit)",
-                        before.request, before.limit
-                    ),
-                ));
-            }
-            let mut body = memory_patch(&live, container, after);
-            body["metadata"]["annotations"] = json!({last_action_key(act.rule): now.to_string()});
-            match kube.patch_workload(target, &Patch::Strategic(body)).await {
-                Ok(()) => return Ok(raised(kube, act, &live, container, before, after).await),
-                Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
-                    debug!(%error, attempt, "the workload changed since it was read; reading it again");
-                    attempt += 1;
-                }
-                Err(error) => return Err(error),
-            }
+            Err(error) => return Err(error),
         }
     }
+}
 
-    async fn raised(
-        kube: &KubeExecutor,
-        act: &Act<'_>,
-        live: &LiveWorkload,
-        container: &str,
-        before: Memory,
-        after: Memory,
-    ) -> Outcome {
-        let shown = |m: Memory| format!("{}/{}", m.request, m.limit);
-        let note = act.note(
-            &format!("container {container} memory {}", shown(before)),
-            &format!("{} (request/limit)", shown(after)),
-        );
-        kube.publish(&live.object_ref, "MemoryRaised", "RaiseMemory", note)
-            .await;
-        Outcome::done(
-            format!(
-                "memory of container `{container}` in {} raised from {} to {} (request/limit)",
-                live.target(),
-                shown(before),
-                shown(after)
-            ),
-            json!({
-                "container": container,
-                "memory_request": [before.request, after.request],
-                "memory_limit": [before.limit, after.limit],
-            }),
-        )
-    }
+async fn raised(
+    kube: &KubeExecutor,
+    act: &Act<'_>,
+    live: &LiveWorkload,
+    container: &str,
+    before: Memory,
+    after: Memory,
+) -> Outcome {
+    let shown = |m: Memory| format!("{}/{}", m.request, m.limit);
+    let note = act.note(
+        &format!("container {container} memory {}", shown(before)),
+        &format!("{} (request/limit)", shown(after)),
+    );
+    kube.publish(&live.object_ref, "MemoryRaised", "RaiseMemory", note)
+        .await;
+    Outcome::done(
+        format!(
+            "memory of container `{container}` in {} raised from {} to {} (request/limit)",
+            live.target(),
+            shown(before),
+            shown(after)
+        ),
+        json!({
+            "container": container,
+            "memory_request": [before.request, after.request],
+            "memory_limit": [before.limit, after.limit],
+        }),
+    )
+}
 
 #[cfg(test)]
 mod tests {

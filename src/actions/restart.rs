@@ -1,26 +1,23 @@
-//! `restart`: a rollout restart, exactly as `kubectl rollout restart` does it (the pod
-//! template annotation `kubectl.kubernetes.io/restartedAt`), so the workload's own rollout
-//! strategy replaces pods gradually. Pods are never deleted.
-//!
-//! `restart`: exactly what `kubectl rollout restart` sends, a strategic merge patch of the pod
-//! template annotation `kubectl.kubernetes.io/restartedAt`, so the workload's own rollout
-//! strategy replaces the pods. Pods are never deleted. The last-action annotation rides in the
-//! same patch.
+//! `restart`: a rollout restart, exactly what `kubectl rollout restart` sends: a strategic
+//! merge patch of the pod template annotation `kubectl.kubernetes.io/restartedAt`, so the
+//! workload's own rollout strategy replaces the pods gradually. Pods are never deleted. The
+//! last-action annotation rides in the same patch.
 
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use kube::api::Patch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Action, ActionError, ExecCtx, Target};
-use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
-use futures::future::BoxFuture;
-use crate::clients::kube::executor::{Act, KubeExecutor};
-use crate::core::plan::Outcome;
-use std::collections::BTreeMap;
-use crate::clients::kube::executor::workload_ref;
-use kube::api::Patch;
 use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::executor::workload_ref;
+use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::clients::kube::last_action_key;
 use crate::clients::kube::workload::{WorkloadRef, RESTARTED_AT};
+use crate::core::plan::Outcome;
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,35 +64,35 @@ impl Action for Restart {
     }
 }
 
-    async fn restart(kube: &KubeExecutor, act: &Act<'_>, target: &WorkloadRef) -> Result<Outcome, ClusterError> {
-        let live = kube.live(target).await?;
-        let now = kube.now();
-        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-            return Ok(skip);
-        }
-        if live.paused {
-            // kubectl refuses too: a paused Deployment would not roll until resumed.
-            return Err(ClusterError::Invalid(format!(
-                "{target} is paused: a rollout restart would not roll until `kubectl rollout resume {target}`"
-            )));
-        }
-        let stamp = now.to_string();
-        let body = json!({
-            "metadata": {"annotations": {last_action_key(act.rule): stamp}},
-            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
-        });
-        kube.patch_workload(target, &Patch::Strategic(body)).await?;
-
-        let mut detail = format!("{target} rollout restarted ({RESTARTED_AT}={stamp})");
-        if live.strategy.as_deref() == Some("OnDelete") {
-            detail.push_str("; its updateStrategy is OnDelete: pods are replaced only as they are deleted");
-        }
-        let before = live.restarted_at.clone();
-        let note = act.note(
-            &format!("restartedAt {}", before.as_deref().unwrap_or("never")),
-            &format!("restartedAt {stamp}"),
-        );
-        kube.publish(&live.object_ref, "RolloutRestarted", "RolloutRestart", note)
-            .await;
-        Ok(Outcome::done(detail, json!({"restarted_at": [before, stamp]})))
+async fn restart(kube: &KubeExecutor, act: &Act<'_>, target: &WorkloadRef) -> Result<Outcome, ClusterError> {
+    let live = kube.live(target).await?;
+    let now = kube.now();
+    if let Some(skip) = kube.inside_cooldown(act, &live, now) {
+        return Ok(skip);
     }
+    if live.paused {
+        // kubectl refuses too: a paused Deployment would not roll until resumed.
+        return Err(ClusterError::Invalid(format!(
+            "{target} is paused: a rollout restart would not roll until `kubectl rollout resume {target}`"
+        )));
+    }
+    let stamp = now.to_string();
+    let body = json!({
+        "metadata": {"annotations": {last_action_key(act.rule): stamp}},
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
+    });
+    kube.patch_workload(target, &Patch::Strategic(body)).await?;
+
+    let mut detail = format!("{target} rollout restarted ({RESTARTED_AT}={stamp})");
+    if live.strategy.as_deref() == Some("OnDelete") {
+        detail.push_str("; its updateStrategy is OnDelete: pods are replaced only as they are deleted");
+    }
+    let before = live.restarted_at.clone();
+    let note = act.note(
+        &format!("restartedAt {}", before.as_deref().unwrap_or("never")),
+        &format!("restartedAt {stamp}"),
+    );
+    kube.publish(&live.object_ref, "RolloutRestarted", "RolloutRestart", note)
+        .await;
+    Ok(Outcome::done(detail, json!({"restarted_at": [before, stamp]})))
+}

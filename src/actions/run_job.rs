@@ -1,29 +1,27 @@
-//! `run_job`: create a Job from a CronJob's jobTemplate, as
-//! `kubectl create job --from=cronjob/NAME` does (snapshot backups, ledger pruning).
-//!
 //! `run_job`: a Job from a CronJob's `jobTemplate`, built as `kubectl create job
-//! --from=cronjob/NAME` builds it, under a name derived from the CronJob and the time. The
-//! name is fixed before the first attempt, so when a retried create finds it taken, the
-//! earlier attempt created it.
+//! --from=cronjob/NAME` builds it (snapshot backups, ledger pruning), under a name derived
+//! from the CronJob and the time. The name is fixed before the first attempt, so when a
+//! retried create finds it taken, the earlier attempt created it.
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-
-use super::{Action, ActionError, ExecCtx};
-use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
-use futures::future::BoxFuture;
-use crate::clients::kube::executor::{Act, KubeExecutor};
-use crate::core::plan::Outcome;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::PostParams;
 use kube::{Api, Resource};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::debug;
+
+use super::{Action, ActionError, ExecCtx};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
+use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::clients::kube::FIELD_MANAGER;
+use crate::core::plan::Outcome;
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,50 +60,50 @@ pub const INSTANTIATE: &str = "cronjob.kubernetes.io/instantiate";
 /// Job names stay within 63 characters: the Job controller copies them into a label.
 const MAX_NAME: usize = 63;
 
-    async fn run_job(kube: &KubeExecutor, act: &Act<'_>, spec: &RunJob) -> Result<Outcome, ClusterError> {
-        let name = spec.from_cronjob.as_str();
-        let cronjobs: Api<CronJob> = Api::namespaced(kube.client.clone(), &kube.namespace);
-        let request = ApiRequest::new("GET", "get", "batch", "cronjobs", &kube.namespace, Some(name));
-        let cronjob = kube.call(&request, || cronjobs.get(name)).await?;
+async fn run_job(kube: &KubeExecutor, act: &Act<'_>, spec: &RunJob) -> Result<Outcome, ClusterError> {
+    let name = spec.from_cronjob.as_str();
+    let cronjobs: Api<CronJob> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let request = ApiRequest::new("GET", "get", "batch", "cronjobs", &kube.namespace, Some(name));
+    let cronjob = kube.call(&request, || cronjobs.get(name)).await?;
 
-        let job = job_from_cronjob(&cronjob, &job_name(name, kube.now()))?;
-        let job_name = job.metadata.name.clone().unwrap_or_default();
-        let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PostParams::default()
-        };
-        let request = ApiRequest::new(
-            "POST",
-            "create",
-            "batch",
-            "jobs",
-            &kube.namespace,
-            Some(&job_name),
-        );
-        let attempts = AtomicU32::new(0);
-        let created = kube
-            .call(&request, || {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                jobs.create(&params, &job)
-            })
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(error) if error.is_already_exists() && attempts.load(Ordering::Relaxed) > 1 => {
-                debug!(%error, "an earlier attempt whose answer was lost created the Job");
-            }
-            Err(error) => return Err(error),
+    let job = job_from_cronjob(&cronjob, &job_name(name, kube.now()))?;
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    let request = ApiRequest::new(
+        "POST",
+        "create",
+        "batch",
+        "jobs",
+        &kube.namespace,
+        Some(&job_name),
+    );
+    let attempts = AtomicU32::new(0);
+    let created = kube
+        .call(&request, || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            jobs.create(&params, &job)
+        })
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(error) if error.is_already_exists() && attempts.load(Ordering::Relaxed) > 1 => {
+            debug!(%error, "an earlier attempt whose answer was lost created the Job");
         }
-
-        let note = act.note(&format!("cronjob/{name}"), &format!("job/{job_name}"));
-        kube.publish(&cronjob.object_ref(&()), "JobCreated", "RunJob", note)
-            .await;
-        Ok(Outcome::done(
-            format!("job/{job_name} created from cronjob/{name}"),
-            json!({"from_cronjob": name, "job": [null, job_name]}),
-        ))
+        Err(error) => return Err(error),
     }
+
+    let note = act.note(&format!("cronjob/{name}"), &format!("job/{job_name}"));
+    kube.publish(&cronjob.object_ref(&()), "JobCreated", "RunJob", note)
+        .await;
+    Ok(Outcome::done(
+        format!("job/{job_name} created from cronjob/{name}"),
+        json!({"from_cronjob": name, "job": [null, job_name]}),
+    ))
+}
 
 /// A unique, valid Job name: the CronJob's name (shortened when needed) and the Unix time
 /// in seconds. The CronJob controller's own Jobs end in minutes, so they never collide.

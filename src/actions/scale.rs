@@ -9,25 +9,27 @@
 //! `step` only removes capacity. `==` / `!=` rules set exactly what they say. The bounds
 //! stop our changes; they are not orders to undo someone else's.
 //!
-//! `scale`: `spec.replicas` through the scale subresource (a merge patch, the RBAC rule
-//! `deployments/scale`), then the last-action annotation on the workload.
+//! Executed as `spec.replicas` through the scale subresource (a merge patch, the RBAC rule
+//! `deployments/scale`), then the last-action annotation on the workload; the direction is
+//! re-checked on the live object first.
 
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use kube::api::Patch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tracing::warn;
 
 use super::{Action, ActionError, ExecCtx, Target};
-use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
-use crate::signals::SignalSpec;
-use futures::future::BoxFuture;
-use crate::clients::kube::executor::{Act, KubeExecutor};
-use crate::core::plan::Outcome;
-use std::collections::BTreeMap;
-use crate::clients::kube::executor::workload_ref;
-use kube::api::Patch;
-use tracing::warn;
 use crate::clients::kube::error::ClusterError;
+use crate::clients::kube::executor::workload_ref;
+use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::clients::kube::workload::WorkloadRef;
 use crate::core::decision::SkipReason;
+use crate::core::plan::Outcome;
+use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use crate::signals::SignalSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,65 +226,65 @@ impl Action for Scale {
     }
 }
 
-    async fn scale(
-        kube: &KubeExecutor,
-        act: &Act<'_>,
-        target: &WorkloadRef,
-        replicas: u32,
-        direction: Direction,
-    ) -> Result<Outcome, ClusterError> {
-        let live = kube.live(target).await?;
-        let now = kube.now();
-        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-            return Ok(skip);
-        }
-        let before = live.replicas;
-        if before == Some(replicas) {
+async fn scale(
+    kube: &KubeExecutor,
+    act: &Act<'_>,
+    target: &WorkloadRef,
+    replicas: u32,
+    direction: Direction,
+) -> Result<Outcome, ClusterError> {
+    let live = kube.live(target).await?;
+    let now = kube.now();
+    if let Some(skip) = kube.inside_cooldown(act, &live, now) {
+        return Ok(skip);
+    }
+    let before = live.replicas;
+    if before == Some(replicas) {
+        return Ok(Outcome::skipped(
+            SkipReason::Bound,
+            format!("{target} already has {replicas} replicas"),
+        ));
+    }
+    // Planned on what was read earlier; re-checked on the live object: a rule that adds
+    // capacity never removes replicas someone added since (and the other way round).
+    if let Some(live_replicas) = before {
+        let against = match direction {
+            Direction::Up => live_replicas > replicas,
+            Direction::Down => live_replicas < replicas,
+            Direction::Either => false,
+        };
+        if against {
             return Ok(Outcome::skipped(
-                SkipReason::Bound,
-                format!("{target} already has {replicas} replicas"),
-            ));
-        }
-        // Planned on what was read earlier; re-checked on the live object: a rule that adds
-        // capacity never removes replicas someone added since (and the other way round).
-        if let Some(live_replicas) = before {
-            let against = match direction {
-                Direction::Up => live_replicas > replicas,
-                Direction::Down => live_replicas < replicas,
-                Direction::Either => false,
-            };
-            if against {
-                return Ok(Outcome::skipped(
                     SkipReason::Bound,
                     format!(
                         "{target} now has {live_replicas} replicas: setting {replicas} would go against the rule's direction"
                     ),
                 ));
-            }
         }
-
-        kube.set_replicas(target, replicas).await?;
-
-        let shown = before.map_or("?".to_owned(), |b| b.to_string());
-        let mut detail = format!("{target} scaled from {shown} to {replicas} replicas");
-        // The scale subresource cannot carry annotations: a second, merge patch records the
-        // action. Replicas are already changed, so its failure is reported, not returned.
-        if let Err(error) = kube
-            .patch_workload(target, &Patch::Merge(kube.stamp(act, now)))
-            .await
-        {
-            warn!(%error, "scaled, but the last-action annotation could not be written");
-            detail.push_str(&format!("; the cooldown annotation was not written: {error}"));
-        }
-        let reason = if before.is_some_and(|b| replicas < b) {
-            "ScaledDown"
-        } else {
-            "ScaledUp"
-        };
-        let note = act.note(&format!("{shown} replicas"), &format!("{replicas} replicas"));
-        kube.publish(&live.object_ref, reason, "Scale", note).await;
-        Ok(Outcome::done(detail, json!({"replicas": [before, replicas]})))
     }
+
+    kube.set_replicas(target, replicas).await?;
+
+    let shown = before.map_or("?".to_owned(), |b| b.to_string());
+    let mut detail = format!("{target} scaled from {shown} to {replicas} replicas");
+    // The scale subresource cannot carry annotations: a second, merge patch records the
+    // action. Replicas are already changed, so its failure is reported, not returned.
+    if let Err(error) = kube
+        .patch_workload(target, &Patch::Merge(kube.stamp(act, now)))
+        .await
+    {
+        warn!(%error, "scaled, but the last-action annotation could not be written");
+        detail.push_str(&format!("; the cooldown annotation was not written: {error}"));
+    }
+    let reason = if before.is_some_and(|b| replicas < b) {
+        "ScaledDown"
+    } else {
+        "ScaledUp"
+    };
+    let note = act.note(&format!("{shown} replicas"), &format!("{replicas} replicas"));
+    kube.publish(&live.object_ref, reason, "Scale", note).await;
+    Ok(Outcome::done(detail, json!({"replicas": [before, replicas]})))
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,12 +2,11 @@
 //! `idle` longer than `idle_for`. Never active ones, never other backend types, never the
 //! automaton's own connection; at most `limit` per action.
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::{Action, ActionError, ExecCtx};
 use crate::core::plan::{Effect, Outcome, Plan, PlanCtx, PlanError};

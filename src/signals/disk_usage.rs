@@ -32,7 +32,9 @@ pub fn collect(path: &str) -> Result<Vec<Series>, SignalError> {
     let used = st.blocks().saturating_sub(st.blocks_free()) as f64;
     let avail = st.blocks_available() as f64;
     if used + avail <= 0.0 {
-        return Err(SignalError::Io(format!("statvfs {path}: filesystem reports no blocks")));
+        return Err(SignalError::Io(format!(
+            "statvfs {path}: filesystem reports no blocks"
+        )));
     }
     let mut series = Series::single(used / (used + avail) * 100.0);
     series.labels.insert("path".to_owned(), path.to_owned());

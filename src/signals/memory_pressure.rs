@@ -194,13 +194,17 @@ mod tests {
         assert!((series[0].value - 14.75).abs() < 1e-9, "{}", series[0].value);
         assert_eq!(series[0].labels["path"], file.to_str().unwrap());
         // A directory where the file should be: unreadable, whoever runs the test.
-        let err = collect(dir.path().to_str().unwrap(), &PsiWeights::default()).unwrap_err().to_string();
+        let err = collect(dir.path().to_str().unwrap(), &PsiWeights::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!("read {}", dir.path().display())),
             "{err}"
         );
         std::fs::write(&file, "some avg10=1.00 avg60=2.00\n").unwrap();
-        let err = collect(file.to_str().unwrap(), &PsiWeights::default()).unwrap_err().to_string();
+        let err = collect(file.to_str().unwrap(), &PsiWeights::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lacks one of"), "{err}");
     }
 
@@ -216,7 +220,9 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("memory.pressure");
-        let err = collect(missing.to_str().unwrap(), &PsiWeights::default()).unwrap_err().to_string();
+        let err = collect(missing.to_str().unwrap(), &PsiWeights::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("memory.pressure"), "{err}");
     }
 }

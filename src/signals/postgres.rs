@@ -5,8 +5,8 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{Signal, SignalError, Sources};
-pub use crate::clients::pg::PostgresMetric;
 use crate::clients::pg::ActivityQuery;
+pub use crate::clients::pg::PostgresMetric;
 use crate::core::series::Series;
 use crate::core::values::Dur;
 

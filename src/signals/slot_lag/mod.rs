@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use rpc::{get_health, get_slot};
 use serde::{Deserialize, Serialize};
 
 use super::{RuleContext, Signal, SignalError, Sources};
-use rpc::{get_health, get_slot};
 use crate::core::series::Series;
 use crate::core::url::{check_url, host_port, redacted};
 

@@ -188,8 +188,10 @@ mod tests {
 
     /// A documented payload from the fixture, as the bytes a node would send.
     fn payload(method: &str, key: &str) -> Vec<u8> {
-        let fixture: serde_yaml::Value =
-            serde_yaml::from_str(include_str!("../../../tests/fixtures/solana/jsonrpc-examples.yaml")).unwrap();
+        let fixture: serde_yaml::Value = serde_yaml::from_str(include_str!(
+            "../../../tests/fixtures/solana/jsonrpc-examples.yaml"
+        ))
+        .unwrap();
         serde_json::to_vec(&fixture[method][key]).unwrap()
     }
 
