@@ -20,7 +20,7 @@ use automaton::core::verify::VerifyResult;
 use automaton::core::world::{Resources, SimWorld, Workload};
 use automaton::rules::load_texts;
 use automaton::rules::{Rule, RuleSet};
-use automaton::runtime::simulate::{run, LabelValue, Sample, Step, Timeline};
+use automaton::runtime::simulate::{run, LabelValue, Sample, Timeline, TimelineStep};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
@@ -501,7 +501,7 @@ impl Case {
                     labels.join(", ")
                 );
             }
-            steps.push(Step {
+            steps.push(TimelineStep {
                 at: Dur(Duration::from_secs(at)),
                 samples,
                 leader: s.leader,

@@ -103,6 +103,12 @@ impl HttpClient {
     }
 
     /// Replaces the retry schedule (tests use a tiny one).
+    /// The underlying client, for reads that need no retry policy (JSON-RPC signals): one
+    /// connection pool for the whole process.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Caps every request's timeout (the writer's ACTION_TIMEOUT).
     pub fn with_cap(mut self, cap: Duration) -> Self {
         self.cap = cap;

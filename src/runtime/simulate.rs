@@ -31,7 +31,7 @@ pub struct Timeline {
     #[serde(default)]
     pub world: SimWorld,
     /// What is observed when.
-    pub steps: Vec<Step>,
+    pub steps: Vec<TimelineStep>,
     /// Keep ticking until this time (default: the last step).
     #[serde(default)]
     pub until: Option<Dur>,
@@ -39,7 +39,7 @@ pub struct Timeline {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Step {
+pub struct TimelineStep {
     /// Time of the step since the start.
     pub at: Dur,
     #[serde(default)]
@@ -183,7 +183,7 @@ pub fn run(
 }
 
 /// Groups a step's samples into one reading per matching rule.
-fn readings_for(rules: &RuleSet, step: &Step, now: Duration) -> BTreeMap<usize, Reading> {
+fn readings_for(rules: &RuleSet, step: &TimelineStep, now: Duration) -> BTreeMap<usize, Reading> {
     let mut readings: BTreeMap<usize, Reading> = BTreeMap::new();
     for sample in &step.samples {
         for (index, rule) in rules.rules.iter().enumerate() {

@@ -14,7 +14,7 @@ use crate::clients::pg::PgSource;
 /// The collectors' shared context. Cheap to share; built once by the runtime, with the
 /// dependencies attached as they are configured.
 pub struct Sources {
-    /// For JSON-RPC signals: one client, connections reused across ticks.
+    /// For JSON-RPC signals: the process's one HTTP client, connections reused across ticks.
     pub http: reqwest::Client,
     pub kafka: Option<KafkaSource>,
     pub postgres: Option<Arc<PgSource>>,
@@ -27,19 +27,16 @@ pub struct Sources {
 }
 
 impl Sources {
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("automaton/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Sources {
+    /// `http` is the process's one HTTP client (`clients::http::HttpClient::client`).
+    pub fn new(timeout: Duration, http: reqwest::Client) -> Self {
+        Sources {
             http,
             kafka: None,
             postgres: None,
             pods: None,
             oom_kills: OomKills::default(),
             timeout,
-        })
+        }
     }
 
     /// Runs a blocking read (statvfs, a procfs or cgroup file) off the runtime, bounded by

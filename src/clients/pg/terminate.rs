@@ -115,8 +115,7 @@ impl PgSource {
         let mut vanished = Vec::new();
         let mut superuser_owned = false;
         for row in &rows {
-            let outcome =
-                Outcome::from_row(row).map_err(|e| self.query_error("terminating idle backends", e))?;
+            let outcome = Row::from_row(row).map_err(|e| self.query_error("terminating idle backends", e))?;
             if outcome.hidden > 0 {
                 // Without pg_read_all_stats other roles' idle sessions are invisible: "0
                 // terminated" would be a lie. The statement selected nothing.
@@ -177,7 +176,7 @@ impl PgSource {
 }
 
 /// One row of the statement: the visibility check, and one candidate when there is one.
-struct Outcome {
+struct Row {
     hidden: i64,
     role: String,
     pid: Option<i32>,
@@ -186,9 +185,9 @@ struct Outcome {
     terminated: bool,
 }
 
-impl Outcome {
+impl Row {
     fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
-        Ok(Outcome {
+        Ok(Row {
             hidden: row.try_get("hidden")?,
             role: row.try_get("role")?,
             pid: row.try_get("pid")?,

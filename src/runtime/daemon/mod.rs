@@ -42,8 +42,6 @@ pub enum DaemonError {
     Metrics(#[from] prometheus::Error),
     #[error("building the HTTP client: {0}")]
     Http(#[from] HttpError),
-    #[error("building the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
 }
 
 type LogKey = (Arc<str>, Arc<str>);
@@ -98,7 +96,10 @@ impl Daemon {
         let mut engine = Engine::new(Arc::new(set), config);
         status.refresh(&mut engine, Duration::ZERO);
         let breakers = Arc::new(Breakers::new(settings.breaker));
-        let sources = Sources::new(settings.check_interval.min(Duration::from_secs(10)))?;
+        let sources = Sources::new(
+            settings.check_interval.min(Duration::from_secs(10)),
+            executors.http.client().clone(),
+        );
         let epoch = Instant::now();
         let writer = Writer::new(
             executors,

@@ -50,12 +50,12 @@ pub enum Owner {
 /// What applying an event changed that is worth waking the daemon for: only changes of pods
 /// that a collected spec selects (of any pod before the first `collect`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Changed {
     pub new_kills: usize,
     pub crash_changed: bool,
 }
 
-impl Outcome {
+impl Changed {
     pub fn wake(&self) -> bool {
         self.new_kills > 0 || self.crash_changed
     }
@@ -204,8 +204,8 @@ impl PodState {
     }
 
     /// The list is complete: pods it did not contain are gone.
-    pub fn finish_resync(&mut self, now: Timestamp) -> Outcome {
-        let mut out = Outcome::default();
+    pub fn finish_resync(&mut self, now: Timestamp) -> Changed {
+        let mut out = Changed::default();
         if let Some(listed) = self.resync.take() {
             let gone: Vec<String> = self
                 .pods
@@ -221,8 +221,8 @@ impl PodState {
         out
     }
 
-    pub fn delete(&mut self, key: &str, now: Timestamp) -> Outcome {
-        let mut out = Outcome::default();
+    pub fn delete(&mut self, key: &str, now: Timestamp) -> Changed {
+        let mut out = Changed::default();
         if let Some(rec) = self.pods.remove(key) {
             out.crash_changed = rec.containers.iter().any(|c| c.crash_loop) && self.watched(&rec.meta.labels);
         }
@@ -235,8 +235,8 @@ impl PodState {
     }
 
     /// Records a pod as seen at `now`.
-    pub fn apply(&mut self, obs: PodObs, owner: Owner, now: Timestamp) -> Outcome {
-        let mut out = Outcome::default();
+    pub fn apply(&mut self, obs: PodObs, owner: Owner, now: Timestamp) -> Changed {
+        let mut out = Changed::default();
         if let Some(listed) = self.resync.as_mut() {
             listed.insert(obs.key.clone());
         }
@@ -304,7 +304,7 @@ impl PodState {
         );
         self.prune_kills(now);
         if !self.watched(&meta.labels) {
-            return Outcome::default();
+            return Changed::default();
         }
         out
     }

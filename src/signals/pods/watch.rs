@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::observe::{pod_key, PodObs};
-use super::state::{Outcome, Owner, PodState};
+use super::state::{Changed, Owner, PodState};
 use crate::clients::kube::owners::{Owners, RETRY_AFTER};
 
 pub(super) struct Watch {
@@ -115,7 +115,7 @@ impl Watch {
 
     /// Records a pod; its owner is resolved first, so the series carry `owner` as soon as
     /// they are readable.
-    async fn upsert(&self, pod: &Pod) -> Outcome {
+    async fn upsert(&self, pod: &Pod) -> Changed {
         let obs = PodObs::from_pod(pod);
         let known = lock(&self.state).known_owner(&obs);
         let owner = match known {

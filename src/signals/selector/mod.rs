@@ -22,12 +22,12 @@ pub struct Selector {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
     pub key: String,
-    pub op: Op,
+    pub op: Operator,
 }
 
 /// What a requirement asks of its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
+pub enum Operator {
     /// `key=value` or `key==value`.
     Equals(String),
     /// `key!=value`: also holds when the label is absent (as in Kubernetes).
@@ -77,14 +77,14 @@ impl Requirement {
     /// Whether the label's value (`None` when absent) satisfies this requirement.
     pub fn matches(&self, value: Option<&str>) -> bool {
         match (&self.op, value) {
-            (Op::Equals(want), Some(v)) => v == want,
-            (Op::NotEquals(other), Some(v)) => v != other,
-            (Op::In(set), Some(v)) => set.contains(v),
-            (Op::NotIn(set), Some(v)) => !set.contains(v),
-            (Op::Exists, Some(_)) => true,
-            (Op::DoesNotExist, Some(_)) => false,
-            (Op::Equals(_) | Op::In(_) | Op::Exists, None) => false,
-            (Op::NotEquals(_) | Op::NotIn(_) | Op::DoesNotExist, None) => true,
+            (Operator::Equals(want), Some(v)) => v == want,
+            (Operator::NotEquals(other), Some(v)) => v != other,
+            (Operator::In(set), Some(v)) => set.contains(v),
+            (Operator::NotIn(set), Some(v)) => !set.contains(v),
+            (Operator::Exists, Some(_)) => true,
+            (Operator::DoesNotExist, Some(_)) => false,
+            (Operator::Equals(_) | Operator::In(_) | Operator::Exists, None) => false,
+            (Operator::NotEquals(_) | Operator::NotIn(_) | Operator::DoesNotExist, None) => true,
         }
     }
 }
@@ -105,12 +105,12 @@ impl fmt::Display for Selector {
             }
             let set = |s: &BTreeSet<String>| s.iter().map(String::as_str).collect::<Vec<_>>().join(",");
             match &r.op {
-                Op::Equals(v) => write!(f, "{}={v}", r.key)?,
-                Op::NotEquals(v) => write!(f, "{}!={v}", r.key)?,
-                Op::In(s) => write!(f, "{} in ({})", r.key, set(s))?,
-                Op::NotIn(s) => write!(f, "{} notin ({})", r.key, set(s))?,
-                Op::Exists => f.write_str(&r.key)?,
-                Op::DoesNotExist => write!(f, "!{}", r.key)?,
+                Operator::Equals(v) => write!(f, "{}={v}", r.key)?,
+                Operator::NotEquals(v) => write!(f, "{}!={v}", r.key)?,
+                Operator::In(s) => write!(f, "{} in ({})", r.key, set(s))?,
+                Operator::NotIn(s) => write!(f, "{} notin ({})", r.key, set(s))?,
+                Operator::Exists => f.write_str(&r.key)?,
+                Operator::DoesNotExist => write!(f, "!{}", r.key)?,
             }
         }
         Ok(())

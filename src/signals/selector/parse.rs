@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::{Op, Requirement, Selector, SelectorError};
+use super::{Operator, Requirement, Selector, SelectorError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok<'a> {
@@ -147,27 +147,27 @@ impl<'a> Parser<'a> {
             }
             return Ok(Requirement {
                 key,
-                op: Op::DoesNotExist,
+                op: Operator::DoesNotExist,
             });
         }
         let key = self.key("a label key")?;
         let op = match self.peek() {
-            None | Some((Tok::Comma, _)) => Op::Exists,
+            None | Some((Tok::Comma, _)) => Operator::Exists,
             Some((Tok::Eq, _)) => {
                 self.bump();
-                Op::Equals(self.single_value()?)
+                Operator::Equals(self.single_value()?)
             }
             Some((Tok::NotEq, _)) => {
                 self.bump();
-                Op::NotEquals(self.single_value()?)
+                Operator::NotEquals(self.single_value()?)
             }
             Some((Tok::Ident("in"), _)) => {
                 self.bump();
-                Op::In(self.value_set("in")?)
+                Operator::In(self.value_set("in")?)
             }
             Some((Tok::Ident("notin"), _)) => {
                 self.bump();
-                Op::NotIn(self.value_set("notin")?)
+                Operator::NotIn(self.value_set("notin")?)
             }
             Some((Tok::Compare(c), at)) => {
                 return Err(self.error(
