@@ -255,11 +255,11 @@ async fn scale(
         };
         if against {
             return Ok(Outcome::skipped(
-                    SkipReason::Bound,
-                    format!(
-                        "{target} now has {live_replicas} replicas: setting {replicas} would go against the rule's direction"
-                    ),
-                ));
+                SkipReason::Bound,
+                format!(
+                    "{target} now has {live_replicas} replicas: setting {replicas} would go against the rule's direction"
+                ),
+            ));
         }
     }
 
