@@ -204,6 +204,17 @@ pub struct Decision {
     /// Whether the (rule, target) is quarantined after this evaluation.
     #[serde(skip)]
     pub quarantined: bool,
+    /// For an `act`: the cooldown marks it replaced, so an action the writer dropped (never
+    /// tried) can be given back (`Engine::report`). Boxed: acts are rare among decisions.
+    #[serde(skip)]
+    pub taken: Option<Box<Taken>>,
+}
+
+/// What an `act` changed in the guard's per-target books: the cooldown marks before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub last_act: Option<Duration>,
+    pub last_dry_act: Option<Duration>,
 }
 
 /// The `detail` of a decision. Kept structured and rendered only when printed, because the

@@ -41,18 +41,6 @@ pub struct TargetState {
     pub verifying: Option<Box<super::verify::Verifying>>,
     /// Set when a verification failed: no more actions until cleared.
     pub quarantine: Option<super::verify::Quarantine>,
-    /// The last action, until the writer reports what became of it.
-    pub acting: Option<Box<Acting>>,
-}
-
-/// An action handed to the writer, with what its planning changed in the guard's books, so
-/// an action the writer dropped (never tried) can be taken back as if never planned.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Acting {
-    pub id: std::sync::Arc<str>,
-    /// `last_act` and `last_dry_act` before this action.
-    pub previous: Option<Duration>,
-    pub previous_dry: Option<Duration>,
 }
 
 /// What operators see of a (rule, target): its state and the guard's facts, in engine

@@ -237,16 +237,17 @@ impl<S: SignalKind, A: ActionKind> Engine<S, A> {
         else {
             return;
         };
-        let acting = st.acting.take_if(|a| Some(&a.id) == d.id.as_ref());
         if outcome == WriteOutcome::Succeeded {
             return;
         }
         if st.verifying.as_ref().is_some_and(|v| v.id == d.id) {
             st.verifying = None;
         }
-        if let (WriteOutcome::Dropped, Some(acting)) = (outcome, acting) {
-            st.last_act = acting.previous;
-            st.last_dry_act = acting.previous_dry;
+        // Given back only while the marks are still this act's own.
+        let ours = st.last_act == Some(d.at);
+        if let (WriteOutcome::Dropped, Some(taken), true) = (outcome, d.taken.as_deref(), ours) {
+            st.last_act = taken.last_act;
+            st.last_dry_act = taken.last_dry_act;
             self.guard.budget.refund(d.at);
             if let Some(rate) = self.rates.get_mut(d.rule_index).and_then(Option::as_mut) {
                 rate.refund(d.at);

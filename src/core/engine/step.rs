@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::EngineConfig;
-use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason, State, Verdict};
+use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason, State, Taken, Verdict};
 use crate::core::guard::{Guard, RuleRate};
 use crate::core::plan::{Effect, Plan, PlanCtx};
 use crate::core::rule::{ActionKind, NotifyFirst, Rule, SignalKind};
 use crate::core::series::Series;
-use crate::core::state::{Acting, Conditions, Observation, TargetState};
+use crate::core::state::{Conditions, Observation, TargetState};
 use crate::core::verify::{self, Quarantine, VerifyResult, Verifying};
 use crate::core::world::World;
 
@@ -72,6 +72,7 @@ impl<S: SignalKind, A: ActionKind> Step<'_, S, A> {
             plan: None,
             rule_index: self.index,
             quarantined: false,
+            taken: None,
         };
         let rollback = self.verification(&mut d, st);
         self.release_quarantine(st, state);
@@ -267,15 +268,13 @@ impl<S: SignalKind, A: ActionKind> Step<'_, S, A> {
             if let Some(rate) = self.rate.as_deref_mut() {
                 rate.take(now, false);
             }
-            let id = self.id();
-            st.acting = Some(Box::new(Acting {
-                id: id.clone(),
-                previous: st.last_act,
-                previous_dry: st.last_dry_act,
+            d.taken = Some(Box::new(Taken {
+                last_act: st.last_act,
+                last_dry_act: st.last_dry_act,
             }));
             st.last_act = Some(now);
             st.last_dry_act = Some(now);
-            d.id = Some(id);
+            d.id = Some(self.id());
             if rule.spec.verify.is_some() {
                 st.verifying = Some(Box::new(Verifying {
                     id: d.id.clone(),
