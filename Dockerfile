@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # The automaton image: the release binary alone on distroless, as a non-root user.
 #
-#   docker build -t automaton:latest .
+#   docker build -t automaton:$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1) .
+#
+# The tag is the crate's version, as deploy/kustomization.yaml expects.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
@@ -13,7 +15,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin automaton \
     && install -D -m 0755 target/release/automaton /out/automaton
 
-# glibc and libgcc only (the TLS is rustls): no shell, no package manager.
+# glibc, libgcc and OpenSSL (librdkafka's TLS) only, zlib being built in: no shell, no
+# package manager. `make binary-check` asserts the binary links nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/automaton /automaton
 USER 65532:65532

@@ -8,7 +8,7 @@ LISTEN_ADDR ?= 127.0.0.1:8000
 DRY_RUN ?= true
 LOG_FORMAT ?= text
 
-.PHONY: run test deps fmt format lint unit bench build check-rules
+.PHONY: run test deps fmt format lint unit bench build binary-check check-rules
 
 run: deps
 	RULES_DIR=$(RULES_DIR) LISTEN_ADDR=$(LISTEN_ADDR) DRY_RUN=$(DRY_RUN) LOG_FORMAT=$(LOG_FORMAT) \
@@ -17,7 +17,7 @@ run: deps
 build: deps
 	$(CARGO) build --release
 
-test: deps fmt lint unit
+test: deps fmt lint unit binary-check
 
 # Installs what a fresh Debian machine lacks (a C toolchain for ring, the Rust components).
 deps:
@@ -39,6 +39,12 @@ lint:
 unit:
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+# The release binary as the image ships it: only libraries distroless cc-debian12 has,
+# stripped, `--version` right.
+binary-check: deps
+	$(CARGO) build --release --locked --bin automaton
+	sh scripts/check-binary.sh target/release/automaton
 
 check-rules:
 	$(CARGO) run --quiet -- check $(RULES_DIR)

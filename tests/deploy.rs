@@ -571,7 +571,16 @@ fn the_deployment_is_locked_down() {
     }
 
     let c = automaton_container(d);
-    assert_eq!(c.image.as_deref(), Some("automaton:latest"));
+    // The image tag follows the crate's version, in the Deployment and in `images:`.
+    let image = format!("automaton:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(c.image.as_deref(), Some(image.as_str()));
+    let kustomization: serde_yaml::Value =
+        serde_yaml::from_str(&read(&deploy().join("kustomization.yaml"))).expect("kustomization.yaml");
+    assert_eq!(
+        kustomization["images"][0]["newTag"].as_str(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "deploy/kustomization.yaml `images:` tag"
+    );
     assert_eq!(c.args.as_deref(), Some(&["run".to_owned()][..]));
     let sc = c.security_context.as_ref().expect("a container securityContext");
     assert_eq!(sc.run_as_non_root, Some(true));
