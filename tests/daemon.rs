@@ -185,6 +185,16 @@ async fn a_running_daemon_acts_once_and_reports_everything() {
     let acts: Vec<_> = recent.iter().filter(|d| d["decision"] == "act").collect();
     assert_eq!(acts.len(), 2);
     assert_eq!(acts[0]["success"], true);
+    // Times, not seconds since the process started: RFC 3339, in the past minute.
+    let recently = |value: &serde_json::Value| {
+        let text = value.as_str().unwrap_or_else(|| panic!("a time, not {value}"));
+        let at: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        let age = jiff::Timestamp::now().duration_since(at);
+        assert!(age >= jiff::SignedDuration::ZERO && age.as_secs() < 60, "{text}");
+    };
+    recently(&acts[0]["time"]);
+    recently(&status["rules"][0]["targets"][0]["active_since"]);
+    recently(&status["rules"][0]["targets"][0]["last_action"]);
 
     run.stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), run.task)

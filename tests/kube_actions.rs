@@ -25,7 +25,7 @@ async fn scale_patches_the_scale_subresource_then_the_annotation_and_records_an_
         event(event_fields(
             "ScaledUp",
             "Scale",
-            "rule kafka-consumer-lag: 1 replicas → 6 replicas (action sim-1, decision at 60s)",
+            "rule kafka-consumer-lag: 1 replicas → 6 replicas (action sim-1 at 2025-06-01T12:00:00Z: value 20000, when > 0)",
             regarding_hello(),
         )),
     ];
@@ -53,7 +53,7 @@ async fn scale_down_after_the_cooldown_expired() {
         .reply(200, &scale_reply(2)),
         patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &live.json()),
         event(
-            json!({"reason": "ScaledDown", "note": "rule kafka-consumer-lag: 5 replicas → 2 replicas (action sim-1, decision at 60s)"}),
+            json!({"reason": "ScaledDown", "note": "rule kafka-consumer-lag: 5 replicas → 2 replicas (action sim-1 at 2025-06-01T12:00:00Z: value 10, when < 100)"}),
         ),
     ];
     // A rule that removes capacity: it fires on a low value.
@@ -155,7 +155,7 @@ async fn restart_sends_kubectls_patch_and_never_deletes_pods() {
         event(event_fields(
             "RolloutRestarted",
             "RolloutRestart",
-            "rule crash-loop: restartedAt never → restartedAt 2025-06-01T12:00:00Z (action sim-1, decision at 60s)",
+            "rule crash-loop: restartedAt never → restartedAt 2025-06-01T12:00:00Z (action sim-1 at 2025-06-01T12:00:00Z: value 1, when > 0)",
             regarding_hello(),
         )),
     ];
@@ -210,7 +210,7 @@ async fn raise_memory_doubles_request_and_limit_with_a_resource_version_precondi
         event(event_fields(
             "MemoryRaised",
             "RaiseMemory",
-            "rule pod-oom-killed: container hello-world memory 512Mi/1Gi → 1Gi/2Gi (request/limit) (action sim-1, decision at 60s)",
+            "rule pod-oom-killed: container hello-world memory 512Mi/1Gi → 1Gi/2Gi (request/limit) (action sim-1 at 2025-06-01T12:00:00Z: value 1, when > 0)",
             regarding_hello(),
         )),
     ];
@@ -423,7 +423,7 @@ async fn run_job_creates_the_job_kubectl_create_job_from_cronjob_would() {
         event(event_fields(
             "JobCreated",
             "RunJob",
-            "rule ledger-prune: cronjob/hello → job/hello-1748779200 (action sim-1, decision at 60s)",
+            "rule ledger-prune: cronjob/hello → job/hello-1748779200 (action sim-1 at 2025-06-01T12:00:00Z: value 90, when > 0)",
             json!({"apiVersion": "batch/v1", "kind": "CronJob", "name": "hello",
                 "uid": "3c1f2a9e-5b7d-4e8a-9f60-2d4b8c6e1a07"}),
         )),

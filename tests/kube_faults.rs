@@ -42,7 +42,7 @@ fn scaled_to_5() -> Vec<Exchange> {
     vec![
         patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &deployment().replicas(5).json()),
         event(
-            json!({"reason": "ScaledUp", "note": "rule kafka-consumer-lag: 3 replicas → 5 replicas (action sim-1, decision at 60s)"}),
+            json!({"reason": "ScaledUp", "note": "rule kafka-consumer-lag: 3 replicas → 5 replicas (action sim-1 at 2025-06-01T12:00:00Z: value 20000, when > 0)"}),
         ),
     ]
 }

@@ -71,6 +71,7 @@ async fn roll_back(
     let act = automaton::clients::kube::executor::Act {
         rule: &rule.name,
         cooldown: rule.cooldown,
+        when: rule.spec.when,
         decision,
     };
     let result = executor.rollback(&act).await;
@@ -105,7 +106,7 @@ async fn scale_rollback_puts_back_the_replicas_the_action_found() {
         event(event_fields(
             "RolledBack",
             "Rollback",
-            "rule kafka-consumer-lag: 6 replicas → 2 replicas (action sim-1-rollback, decision at 660s)",
+            "rule kafka-consumer-lag: 6 replicas → 2 replicas (action sim-1-rollback at 2025-06-01T12:00:00Z: value 1, when > 0)",
             regarding_hello(),
         )),
     ];
@@ -154,7 +155,7 @@ async fn memory_rollback_lowers_request_and_limit_exactly_with_a_resource_versio
         event(event_fields(
             "RolledBack",
             "Rollback",
-            "rule pod-oom-killed: container hello-world memory 1Gi/2Gi → 512Mi/1Gi (request/limit) (action sim-1-rollback, decision at 660s)",
+            "rule pod-oom-killed: container hello-world memory 1Gi/2Gi → 512Mi/1Gi (request/limit) (action sim-1-rollback at 2025-06-01T12:00:00Z: value 1, when > 0)",
             regarding_hello(),
         )),
     ];

@@ -157,7 +157,7 @@ async fn clean_logs(kube: &KubeExecutor, act: &Act<'_>, spec: &CleanLogs) -> Res
                     "files `{}` older than {} in {} ({container})",
                     spec.pattern, spec.older_than, spec.path
                 );
-                let note = act.note(&files, "deleted");
+                let note = kube.note(act, &files, "deleted");
                 kube.publish(&pod.object_ref(&()), "LogsCleaned", "CleanLogs", note)
                     .await;
                 cleaned.push(name);

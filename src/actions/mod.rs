@@ -124,6 +124,7 @@ impl ExecCtx<'_> {
         Act {
             rule: &self.rule.name,
             cooldown: self.rule.cooldown,
+            when: self.rule.spec.when,
             decision: self.decision,
         }
     }

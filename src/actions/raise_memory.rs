@@ -236,7 +236,8 @@ async fn raised(
     after: Memory,
 ) -> Outcome {
     let shown = |m: Memory| format!("{}/{}", m.request, m.limit);
-    let note = act.note(
+    let note = kube.note(
+        act,
         &format!("container {container} memory {}", shown(before)),
         &format!("{} (request/limit)", shown(after)),
     );

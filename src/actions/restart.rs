@@ -88,7 +88,8 @@ async fn restart(kube: &KubeExecutor, act: &Act<'_>, target: &WorkloadRef) -> Re
         detail.push_str("; its updateStrategy is OnDelete: pods are replaced only as they are deleted");
     }
     let before = live.restarted_at.clone();
-    let note = act.note(
+    let note = kube.note(
+        act,
         &format!("restartedAt {}", before.as_deref().unwrap_or("never")),
         &format!("restartedAt {stamp}"),
     );

@@ -96,7 +96,7 @@ async fn run_job(kube: &KubeExecutor, act: &Act<'_>, spec: &RunJob) -> Result<Ou
         Err(error) => return Err(error),
     }
 
-    let note = act.note(&format!("cronjob/{name}"), &format!("job/{job_name}"));
+    let note = kube.note(act, &format!("cronjob/{name}"), &format!("job/{job_name}"));
     kube.publish(&cronjob.object_ref(&()), "JobCreated", "RunJob", note)
         .await;
     Ok(Outcome::done(

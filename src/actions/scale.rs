@@ -281,7 +281,7 @@ async fn scale(
     } else {
         "ScaledUp"
     };
-    let note = act.note(&format!("{shown} replicas"), &format!("{replicas} replicas"));
+    let note = kube.note(act, &format!("{shown} replicas"), &format!("{replicas} replicas"));
     kube.publish(&live.object_ref, reason, "Scale", note).await;
     Ok(Outcome::done(detail, json!({"replicas": [before, replicas]})))
 }

@@ -32,14 +32,25 @@ pub struct TargetInfo {
     pub target: String,
     pub state: crate::core::decision::State,
     pub value: Option<f64>,
-    pub active_since: Option<f64>,
-    pub last_action: Option<f64>,
-    /// Seconds (engine time) when an action under verification was taken.
+    /// RFC 3339: when the condition first held in the current episode.
+    pub active_since: Option<String>,
+    /// RFC 3339: this rule's last action on the target.
+    pub last_action: Option<String>,
+    /// RFC 3339: when the action under verification was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verifying_since: Option<f64>,
+    pub verifying_since: Option<String>,
     /// Why the (rule, target) is quarantined, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<String>,
+}
+
+/// A recent decision as `/status` shows it: the decision line and its wall-clock time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recent {
+    /// RFC 3339.
+    pub time: String,
+    #[serde(flatten)]
+    pub decision: Decision,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +80,9 @@ pub struct BudgetInfo {
 pub struct Status {
     #[serde(skip)]
     pub started: Instant,
+    /// The wall-clock time of the engine's time zero: `/status` shows times, not seconds.
+    #[serde(skip)]
+    pub epoch_wall: SystemTime,
     /// The loop's last sign of life: the end of a tick, or the start or end of an action.
     #[serde(skip)]
     pub last_beat: Option<Instant>,
@@ -93,13 +107,14 @@ pub struct Status {
     pub kafka: serde_json::Value,
     /// The circuit breaker of every dependency used so far.
     pub circuits: BTreeMap<String, crate::core::guard::breaker::BreakerInfo>,
-    pub recent_decisions: VecDeque<Decision>,
+    pub recent_decisions: VecDeque<Recent>,
 }
 
 impl Status {
     pub fn new(check_interval: Duration, dry_run: bool) -> Self {
         Status {
             started: Instant::now(),
+            epoch_wall: SystemTime::now(),
             last_beat: None,
             action_timeout: Duration::from_secs(30),
             check_interval,
@@ -210,7 +225,15 @@ impl Status {
         if self.recent_decisions.len() == RECENT {
             self.recent_decisions.pop_front();
         }
-        self.recent_decisions.push_back(d.clone());
+        self.recent_decisions.push_back(Recent {
+            time: self.wall(d.at),
+            decision: d.clone(),
+        });
+    }
+
+    /// The wall-clock time of an engine time, in RFC 3339.
+    pub fn wall(&self, at: Duration) -> String {
+        humantime::format_rfc3339_seconds(self.epoch_wall + at).to_string()
     }
 
     /// Refreshes the rule and target tables from the engine.
@@ -234,12 +257,12 @@ impl Status {
                         target: target.to_owned(),
                         state: v.state,
                         value: v.value,
-                        active_since: v.active_since.map(|d| d.as_secs_f64()),
-                        last_action: v.last_action.map(|d| d.as_secs_f64()),
-                        verifying_since: v.verifying_since.map(|d| d.as_secs_f64()),
+                        active_since: v.active_since.map(|d| self.wall(d)),
+                        last_action: v.last_action.map(|d| self.wall(d)),
+                        verifying_since: v.verifying_since.map(|d| self.wall(d)),
                         quarantined: v
                             .quarantined
-                            .map(|(since, why)| format!("since {}s: {why}", since.as_secs())),
+                            .map(|(since, why)| format!("since {}: {why}", self.wall(since))),
                     })
                     .collect(),
             })

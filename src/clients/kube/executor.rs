@@ -23,6 +23,7 @@ use crate::clients::kube::workload::{self, LiveWorkload, WorkloadKind, WorkloadR
 use crate::clients::kube::{last_action_key, Cluster, FIELD_MANAGER};
 use crate::core::decision::{Decision, SkipReason};
 use crate::core::plan::Outcome;
+use crate::core::values::Condition;
 
 /// `reportingController` of every Event.
 pub const REPORTER: &str = "automaton";
@@ -48,19 +49,9 @@ pub struct Act<'a> {
     pub rule: &'a str,
     /// The rule's cooldown, checked against the annotation on the live object.
     pub cooldown: Duration,
+    /// The rule's condition, which Event notes quote beside the value that met it.
+    pub when: Condition,
     pub decision: &'a Decision,
-}
-
-impl Act<'_> {
-    /// The Event note: `rule R: BEFORE → AFTER (decision at Ns)`.
-    pub fn note(&self, before: &str, after: &str) -> String {
-        let id = self.decision.id.as_deref().unwrap_or("-");
-        format!(
-            "rule {}: {before} → {after} (action {id}, decision at {}s)",
-            self.rule,
-            self.decision.at.as_secs()
-        )
-    }
 }
 
 impl KubeExecutor {
@@ -101,6 +92,20 @@ impl KubeExecutor {
 
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The Event note: `rule R: BEFORE → AFTER (action ID at TIME: value V, when > T)`,
+    /// with the wall-clock time of the write and the value and threshold that fired it.
+    pub fn note(&self, act: &Act<'_>, before: &str, after: &str) -> String {
+        let d = act.decision;
+        let id = d.id.as_deref().unwrap_or("-");
+        let value = d.value.map_or("unknown".to_owned(), |v| v.to_string());
+        format!(
+            "rule {}: {before} → {after} (action {id} at {}: value {value}, when {})",
+            act.rule,
+            self.now(),
+            act.when
+        )
     }
 
     /// Now, to the second: the annotation and `restartedAt` are RFC 3339 like kubectl's.

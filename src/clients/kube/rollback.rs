@@ -40,8 +40,13 @@ impl KubeExecutor {
                     format!("{} replicas", set.unwrap_or(0)),
                     format!("{replicas} replicas"),
                 );
-                self.publish(&live.object_ref, "RolledBack", "Rollback", act.note(&from, &to))
-                    .await;
+                self.publish(
+                    &live.object_ref,
+                    "RolledBack",
+                    "Rollback",
+                    self.note(act, &from, &to),
+                )
+                .await;
                 Ok(Outcome::done(
                     format!("{target} scaled back from {from} to {to}"),
                     json!({"replicas": [set, replicas]}),
@@ -74,7 +79,8 @@ impl KubeExecutor {
                 self.patch_workload(&target, &Patch::Strategic(memory_patch(&live, container, back)))
                     .await?;
                 let shown = |m: Memory| format!("{}/{}", m.request, m.limit);
-                let note = act.note(
+                let note = self.note(
+                    act,
                     &format!("container {container} memory {}", shown(now)),
                     &format!("{} (request/limit)", shown(back)),
                 );

@@ -84,7 +84,9 @@ impl Daemon {
             ..EngineConfig::from(&settings)
         };
         let metrics = Arc::new(Metrics::new()?);
+        let epoch = Instant::now();
         let mut status = Status::new(settings.check_interval, settings.dry_run);
+        status.epoch_wall = std::time::SystemTime::now();
         status.action_timeout = settings.action_timeout;
         status.rules_loaded = true;
         status.reload = ReloadInfo {
@@ -100,7 +102,6 @@ impl Daemon {
             settings.check_interval.min(Duration::from_secs(10)),
             executors.http.client().clone(),
         );
-        let epoch = Instant::now();
         let writer = Writer::new(
             executors,
             breakers.clone(),
