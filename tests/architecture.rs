@@ -197,7 +197,7 @@ fn every_kind_is_one_module_and_one_registry_line() {
 /// Where a kind may be named outside its own module, and why.
 fn allowed_mention(file: &Path, kind: &str) -> bool {
     let file = file.to_string_lossy();
-    // `kafka_consumer_lag` is exported from the `kafka_lag` readings; `scale`'s `per_lag`
+    // `automaton_kafka_consumer_lag` is exported from the `kafka_lag` readings; `scale`'s `per_lag`
     // reads the partitions of a `kafka_lag` signal; a `notify_first` is executed as a
     // `notify`.
     (kind == "KafkaLag"

@@ -148,15 +148,21 @@ async fn a_running_daemon_acts_once_and_reports_everything() {
     assert!(
         metric(
             &metrics,
-            r#"healing_skips_total{reason="cooldown",rule="disk-full"}"#
+            r#"automaton_skips_total{reason="cooldown",rule="disk-full"}"#
         )
         .unwrap()
             >= 1.0
     );
-    assert!(metric(&metrics, r#"healing_skips_total{reason="unknown",rule="lag"}"#).unwrap() >= 1.0);
-    assert_eq!(metric(&metrics, r#"signal_source_up{source="disk"}"#), Some(1.0));
-    assert_eq!(metric(&metrics, r#"signal_source_up{source="kafka"}"#), Some(0.0));
-    let firing = r#"healing_rule_state{rule="disk-full",state="firing",target="http/"#;
+    assert!(metric(&metrics, r#"automaton_skips_total{reason="unknown",rule="lag"}"#).unwrap() >= 1.0);
+    assert_eq!(
+        metric(&metrics, r#"automaton_signal_source_up{source="disk"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, r#"automaton_signal_source_up{source="kafka"}"#),
+        Some(0.0)
+    );
+    let firing = r#"automaton_rule_state{rule="disk-full",state="firing",target="http/"#;
     assert_eq!(metric(&metrics, firing), Some(1.0));
     assert!(metrics.contains("automaton_build_info{version="));
     // The webhook's token never reaches metrics.

@@ -60,7 +60,7 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
     let reasons = body["reasons"].to_string();
     assert!(reasons.contains("Kubernetes API is unreachable"), "{reasons}");
     eventually("the kubernetes breaker open", Duration::from_secs(30), || {
-        (a.metric(r#"circuit_breaker_state{dependency="kubernetes"}"#)? >= 1.0).then_some(())
+        (a.metric(r#"automaton_circuit_breaker_state{dependency="kubernetes"}"#)? >= 1.0).then_some(())
     });
     // A while into the outage: still alive, still evaluating, never an attempted action.
     let checks = |a: &Automaton| a.metric(r#"healing_checks_total{rule="disk"}"#).unwrap_or(0.0);
@@ -137,7 +137,7 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
         "2Gi"
     );
     assert_eq!(
-        a.metric(r#"circuit_breaker_state{dependency="kubernetes"}"#),
+        a.metric(r#"automaton_circuit_breaker_state{dependency="kubernetes"}"#),
         Some(0.0)
     );
     assert_eq!(a.metric(failed), None);

@@ -2,7 +2,7 @@
 //! mid-run and restarted on the same port, PostgreSQL stopped and started, an HTTP endpoint
 //! refusing connections. For each: unknown data never acts, no action is duplicated, the
 //! circuit breaker goes closed → open → half-open → closed and shows it in
-//! `circuit_breaker_state` and `/status`, and everything recovers without a restart.
+//! `automaton_circuit_breaker_state` and `/status`, and everything recovers without a restart.
 
 mod kafka_support;
 mod pg;
@@ -33,7 +33,7 @@ fn settings() -> Settings {
 
 fn gauge(daemon: &Daemon, dependency: &str) -> Option<i64> {
     let text = daemon.metrics.encode();
-    let prefix = format!("circuit_breaker_state{{dependency=\"{dependency}\"}} ");
+    let prefix = format!("automaton_circuit_breaker_state{{dependency=\"{dependency}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.parse().ok())

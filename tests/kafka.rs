@@ -261,7 +261,7 @@ async fn the_lag_rule_fires_after_for_and_an_outage_is_unknown_never_an_action()
     let counted =
         r#"healing_actions_total{action="scale",dry_run="true",rule="kafka-consumer-lag",success="true"} 1"#;
     assert!(metrics.contains(counted), "{metrics}");
-    let lag = r#"kafka_consumer_lag{group="email-service-group",topic="email.received"} 17000"#;
+    let lag = r#"automaton_kafka_consumer_lag{group="email-service-group",topic="email.received"} 17000"#;
     assert!(metrics.contains(lag), "{metrics}");
 
     broker.kill();
@@ -273,7 +273,7 @@ async fn the_lag_rule_fires_after_for_and_an_outage_is_unknown_never_an_action()
     assert!(daemon
         .metrics
         .encode()
-        .contains(r#"signal_source_up{source="kafka"} 0"#));
+        .contains(r#"automaton_signal_source_up{source="kafka"} 0"#));
 
     let restarted = Broker::start_on(port);
     restarted.seed_email_lag().await;
@@ -293,5 +293,5 @@ async fn the_lag_rule_fires_after_for_and_an_outage_is_unknown_never_an_action()
     assert!(daemon
         .metrics
         .encode()
-        .contains(r#"signal_source_up{source="kafka"} 1"#));
+        .contains(r#"automaton_signal_source_up{source="kafka"} 1"#));
 }

@@ -72,7 +72,7 @@ async fn consumer_lag_scales_the_deployment_through_the_scale_subresource_once()
         (metric(acted) == Some(1.0)).then_some(())
     });
     assert_eq!(
-        metric(r#"kafka_consumer_lag{group="email-service-group",topic="email.received"}"#),
+        metric(r#"automaton_kafka_consumer_lag{group="email-service-group",topic="email.received"}"#),
         Some(17_000.0)
     );
     // More ticks: still firing, inside the cooldown: still one scale request.

@@ -62,7 +62,10 @@ fn an_oom_kill_on_the_watch_raises_memory_once_with_an_event() {
         Some(1.0)
     );
     assert_eq!(a.metric("automaton_leader"), Some(1.0));
-    assert_eq!(a.metric(r#"signal_source_up{source="kubernetes"}"#), Some(1.0));
+    assert_eq!(
+        a.metric(r#"automaton_signal_source_up{source="kubernetes"}"#),
+        Some(1.0)
+    );
     assert!(
         a.logs().contains("\"message\":\"action executed\""),
         "{}",

@@ -610,7 +610,7 @@ async fn a_rule_terminates_idle_connections_through_the_daemon() {
     let acted = r#"healing_actions_total{action="terminate_idle_connections",dry_run="false",rule="idle",success="true"} 1"#;
     assert!(metrics.contains(acted), "{metrics}");
     assert!(
-        metrics.contains(r#"signal_source_up{source="postgres"} 1"#),
+        metrics.contains(r#"automaton_signal_source_up{source="postgres"} 1"#),
         "{metrics}"
     );
 
@@ -627,7 +627,7 @@ async fn a_rule_terminates_idle_connections_through_the_daemon() {
     assert!(daemon
         .metrics
         .encode()
-        .contains(r#"signal_source_up{source="postgres"} 0"#));
+        .contains(r#"automaton_signal_source_up{source="postgres"} 0"#));
     cluster.start_again();
     let deadline = Instant::now() + WAIT;
     let back = loop {
@@ -645,5 +645,5 @@ async fn a_rule_terminates_idle_connections_through_the_daemon() {
     assert!(daemon
         .metrics
         .encode()
-        .contains(r#"signal_source_up{source="postgres"} 1"#));
+        .contains(r#"automaton_signal_source_up{source="postgres"} 1"#));
 }

@@ -1,5 +1,6 @@
-//! Prometheus metrics. The seed's names stay (`healing_actions_total`,
-//! `healing_latency_seconds`, `healing_checks_total`); labels are bounded (rule names,
+//! Prometheus metrics. The seed's names stay exactly (`healing_actions_total`,
+//! `healing_latency_seconds`, `healing_checks_total`); every other one is `automaton_*`, with
+//! unit suffixes and `_total` on counters; labels are bounded (rule names,
 //! workload targets, fixed enums — never pod UIDs). Metrics are recorded from decisions, the
 //! same events that are logged, so the two never disagree.
 
@@ -57,27 +58,27 @@ impl Metrics {
         )?;
         let skips = IntCounterVec::new(
             Opts::new(
-                "healing_skips_total",
+                "automaton_skips_total",
                 "Due actions that the guard skipped, by reason",
             ),
             &["rule", "reason"],
         )?;
         let rule_state = IntGaugeVec::new(
             Opts::new(
-                "healing_rule_state",
+                "automaton_rule_state",
                 "1 for the current state of each rule and target, 0 for the others",
             ),
             &["rule", "target", "state"],
         )?;
         let source_up = IntGaugeVec::new(
             Opts::new(
-                "signal_source_up",
+                "automaton_signal_source_up",
                 "1 when every collection from the source succeeded in the last tick",
             ),
             &["source"],
         )?;
         let reloads = IntCounterVec::new(
-            Opts::new("rules_reload_total", "Rule set reloads by result"),
+            Opts::new("automaton_rules_reload_total", "Rule set reloads by result"),
             &["result"],
         )?;
         let leader = prometheus::IntGauge::new(
@@ -86,7 +87,7 @@ impl Metrics {
         )?;
         let kafka_lag = prometheus::GaugeVec::new(
             Opts::new(
-                "kafka_consumer_lag",
+                "automaton_kafka_consumer_lag",
                 "Consumer-group lag per topic at the last collection",
             ),
             &["group", "topic"],
@@ -97,28 +98,28 @@ impl Metrics {
         )?;
         let circuit = IntGaugeVec::new(
             Opts::new(
-                "circuit_breaker_state",
+                "automaton_circuit_breaker_state",
                 "Circuit breaker of each dependency: 0 closed, 1 half-open, 2 open",
             ),
             &["dependency"],
         )?;
         let verifications = IntCounterVec::new(
             Opts::new(
-                "healing_verifications_total",
+                "automaton_verifications_total",
                 "Ended verifications of actions, by result (success, failed, unknown)",
             ),
             &["rule", "result"],
         )?;
         let rollbacks = IntCounterVec::new(
             Opts::new(
-                "healing_rollbacks_total",
+                "automaton_rollbacks_total",
                 "Rollbacks executed after a failed verification",
             ),
             &["rule"],
         )?;
         let quarantined = IntGaugeVec::new(
             Opts::new(
-                "healing_quarantined",
+                "automaton_quarantined",
                 "1 while a rule may not act on a target because its last action failed verification",
             ),
             &["rule", "target"],

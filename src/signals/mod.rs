@@ -102,7 +102,7 @@ signals! {
 }
 
 impl SignalSpec {
-    /// The dependency behind the signal: the `source` label of `signal_source_up`.
+    /// The dependency behind the signal: the `source` label of `automaton_signal_source_up`.
     pub fn source(&self) -> &'static str {
         self.get().source()
     }

@@ -6,7 +6,7 @@
 //! the reason `circuit_open`, so a dead dependency costs nothing and nobody acts on it.
 //!
 //! Why not a crate: the ones that exist (failsafe) hide the half-open state and read the
-//! clock themselves; here the state is exported (`circuit_breaker_state`, `/status`), the
+//! clock themselves; here the state is exported (`automaton_circuit_breaker_state`, `/status`), the
 //! engine skips actions on it, and time is passed in so tests are exact. The machine is
 //! three states and two counters.
 
@@ -25,7 +25,7 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
-    /// The value of `circuit_breaker_state`: 0 closed, 1 half-open, 2 open.
+    /// The value of `automaton_circuit_breaker_state`: 0 closed, 1 half-open, 2 open.
     pub fn gauge(self) -> i64 {
         match self {
             CircuitState::Closed => 0,

@@ -72,7 +72,7 @@ impl Daemon {
         }
     }
 
-    /// What this tick shows in `/status` and `circuit_breaker_state`.
+    /// What this tick shows in `/status` and `automaton_circuit_breaker_state`.
     fn publish(
         &mut self,
         scope: Scope,
@@ -116,7 +116,7 @@ impl Daemon {
         }
     }
 
-    /// The breakers' states into `circuit_breaker_state` and `/status`.
+    /// The breakers' states into `automaton_circuit_breaker_state` and `/status`.
     fn publish_breakers(&self, status: &mut Status) {
         let infos = self.breakers.infos();
         for (dep, info) in &infos {
