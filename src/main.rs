@@ -9,7 +9,9 @@ use clap::Parser;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use automaton::cli::{Cli, Command};
+use automaton::cli::{environment, Cli, Command};
+use automaton::clients::kafka::KafkaSettings;
+use automaton::clients::pg::PgSettings;
 use automaton::core::engine::EngineConfig;
 use automaton::rules::{self, load::process_env};
 use automaton::runtime::daemon::{Daemon, DaemonError};
@@ -50,22 +52,30 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { paths } => Ok(check(&paths)),
         Command::Simulate {
-            rules,
             timeline,
             interval,
+            settings,
         } => {
-            let settings = Settings::from_env()?;
+            let settings = Settings::from_vars(environment(settings.vars()))?;
+            let rules = settings.rules_dir.clone();
             simulate_cmd(&settings, rules, timeline, interval)
         }
-        Command::Run { rules, dry_run, once } => {
-            let mut settings = Settings::from_env()?;
-            settings.dry_run |= dry_run;
-            if let Some(dir) = rules {
-                settings.rules_dir = dir;
-            }
+        Command::Run {
+            once,
+            settings,
+            kafka,
+            postgres,
+        } => {
+            let mut given = settings.vars();
+            given.extend(kafka.vars());
+            given.extend(postgres.vars());
+            let vars = environment(given);
+            let settings = Settings::from_vars(vars.clone())?;
+            let kafka = KafkaSettings::from_vars(vars.clone())?;
+            let postgres = PgSettings::from_vars(vars)?;
             init_logging(settings.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(run(settings, once))
+            runtime.block_on(run(settings, kafka, postgres, once))
         }
     }
 }
@@ -129,7 +139,12 @@ fn simulate_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
+async fn run(
+    settings: Settings,
+    kafka: Option<KafkaSettings>,
+    postgres: Option<PgSettings>,
+    once: bool,
+) -> anyhow::Result<ExitCode> {
     let listen = settings.listen_addr;
     let rules_dir = settings.rules_dir.clone();
     let mut daemon = match Daemon::new(settings.clone(), rules_dir) {
@@ -142,10 +157,10 @@ async fn run(settings: Settings, once: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(kafka) = automaton::clients::kafka::KafkaSettings::from_env()? {
+    if let Some(kafka) = kafka {
         daemon.attach_kafka(automaton::clients::kafka::KafkaSource::new(kafka));
     }
-    if let Some(pg) = automaton::clients::pg::PgSettings::from_env()? {
+    if let Some(pg) = postgres {
         daemon.attach_postgres(automaton::clients::pg::PgSource::new(pg));
     }
     if once {

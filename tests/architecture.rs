@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("core", &[]),
     ("settings", &["core"]),
-    ("cli", &["core"]),
+    ("cli", &["core", "settings"]),
     ("clients", &["core", "settings"]),
     ("signals", &["core", "clients"]),
     ("actions", &["core", "clients", "signals"]),
