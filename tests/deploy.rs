@@ -556,8 +556,15 @@ fn the_deployment_is_locked_down() {
         Some(2),
         "two replicas, leader election picks the one that acts"
     );
-    let strategy = spec.strategy.as_ref().and_then(|s| s.type_.as_deref());
-    assert_eq!(strategy, Some("Recreate"), "a rollout must not wait for /readyz");
+    // Readiness never waits for a signal source, so a rolling update completes; no old
+    // replica leaves before a new one is ready.
+    let strategy = spec.strategy.as_ref().expect("a strategy");
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let rolling = strategy.rolling_update.as_ref().expect("rollingUpdate");
+    assert_eq!(
+        rolling.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+    );
     let pod = spec.template.spec.as_ref().expect("pod spec");
     assert_eq!(pod.service_account_name.as_deref(), Some("self-healing-sa"));
     let labels = spec

@@ -212,47 +212,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readyz_lists_every_reason() {
+    async fn readyz_means_can_do_its_job() {
         let (code, body) = call(app(|_| {}), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             v["reasons"],
-            serde_json::json!(["no valid rule set loaded", "no collection has completed yet"])
-        );
-        let down = |s: &mut Status| {
-            s.rules_loaded = true;
-            s.ticks = 1;
-            s.sources.insert(
-                "k".into(),
-                SourceInfo {
-                    source: "kafka",
-                    kind: "kafka_lag",
-                    params: Default::default(),
-                    up: false,
-                    error: Some("broker 127.0.0.1:9 refused".into()),
-                },
-            );
-        };
-        let (code, body) = call(app(down), "/readyz").await;
-        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            body.contains("source kafka (k) has not answered yet: broker 127.0.0.1:9 refused"),
-            "{body}"
-        );
-        let answered_then_down = |s: &mut Status| {
-            down(s);
-            s.answered.insert("k".into());
-        };
-        let (code, body) = call(app(answered_then_down), "/readyz").await;
-        assert_eq!(
-            code,
-            StatusCode::OK,
-            "a later outage degrades, it does not unready"
-        );
-        assert!(
-            body.contains(r#""degraded":["source kafka (k) is down: broker 127.0.0.1:9 refused"]"#),
-            "{body}"
+            serde_json::json!(["no valid rule set loaded", "no evaluation has completed yet"])
         );
         let ready = |s: &mut Status| {
             s.rules_loaded = true;
@@ -260,6 +226,53 @@ mod tests {
         };
         let (code, body) = call(app(ready), "/readyz").await;
         assert_eq!((code, body.as_str()), (StatusCode::OK, r#"{"ready":true}"#));
+        let source = |source: &'static str, error: &str| SourceInfo {
+            source,
+            kind: "kafka_lag",
+            params: Default::default(),
+            up: false,
+            error: Some(error.into()),
+        };
+        // A signal source that never answered, or no longer does, is listed, never unready.
+        let kafka_down = |s: &mut Status| {
+            ready(s);
+            s.sources
+                .insert("k".into(), source("kafka", "broker 127.0.0.1:9 refused"));
+        };
+        let (code, body) = call(app(kafka_down), "/readyz").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert!(
+            body.contains(
+                r#""degraded":["source kafka (k) has not answered yet: broker 127.0.0.1:9 refused"]"#
+            ),
+            "{body}"
+        );
+        let answered_then_down = |s: &mut Status| {
+            kafka_down(s);
+            s.answered.insert("k".into());
+        };
+        let (code, body) = call(app(answered_then_down), "/readyz").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("source kafka (k) is down: broker"), "{body}");
+        // Without a Kubernetes API configured, pod signals are unknown, not a reason.
+        let no_api = |s: &mut Status| {
+            ready(s);
+            s.sources
+                .insert("p".into(), source("kubernetes", "no Kubernetes API configured"));
+        };
+        assert_eq!(call(app(no_api), "/readyz").await.0, StatusCode::OK);
+        // With one: the API answering and the Lease campaign running are the job.
+        let api_down = |s: &mut Status| {
+            no_api(s);
+            s.kubernetes = Some(crate::runtime::status::KubeInfo { lease_running: false });
+        };
+        let (code, body) = call(app(api_down), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("the Kubernetes API is unreachable: source p"),
+            "{body}"
+        );
+        assert!(body.contains("the Lease campaign has stopped"), "{body}");
     }
 
     #[tokio::test]

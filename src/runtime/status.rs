@@ -44,6 +44,13 @@ pub struct TargetInfo {
     pub quarantined: Option<String>,
 }
 
+/// The Kubernetes side of readiness.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeInfo {
+    /// The Lease campaign's task is alive (this replica leads or stands by).
+    pub lease_running: bool,
+}
+
 /// A recent decision as `/status` shows it: the decision line and its wall-clock time.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recent {
@@ -105,6 +112,8 @@ pub struct Status {
     pub reload: ReloadInfo,
     /// Per-partition consumer lag and stalled flags of the last Kafka collections.
     pub kafka: serde_json::Value,
+    /// Present when a Kubernetes API is configured: what readiness needs of it.
+    pub kubernetes: Option<KubeInfo>,
     /// The circuit breaker of every dependency used so far.
     pub circuits: BTreeMap<String, crate::core::guard::breaker::BreakerInfo>,
     pub recent_decisions: VecDeque<Recent>,
@@ -134,6 +143,7 @@ impl Status {
             reload: ReloadInfo::default(),
             kafka: serde_json::Value::Null,
             circuits: BTreeMap::new(),
+            kubernetes: None,
             recent_decisions: VecDeque::with_capacity(RECENT),
         }
     }
@@ -147,58 +157,67 @@ impl Status {
         now.duration_since(last) < self.check_interval * 3 + self.action_timeout
     }
 
-    /// Reasons not to be ready; empty when ready. Ready means: rules loaded, one collection
-    /// done, and every source has answered at least once. A source that goes down later is
-    /// reported by [`Status::degraded`] but does not make the pod unready: readiness would
-    /// only stall rollouts, while the engine already refuses to act on that source's data.
-    /// The Kubernetes API is the exception: without it nothing can be acted on at all (and
-    /// the Lease cannot be held), so its outage makes the pod unready — never unhealthy: a
-    /// liveness probe must not restart us for a dependency's outage.
+    /// Reasons not to be ready; empty when ready. Ready means "can do its job": rules
+    /// loaded, the loop running (one evaluation done), and, when a Kubernetes API is
+    /// configured, the API answering (its breaker closed, the pod watch listing) and the
+    /// Lease campaign running (leading or standing by). A signal source that does not answer
+    /// never makes the pod unready: it is listed by [`Status::degraded`], and the engine
+    /// already refuses to act on its data; an unready pod would only leave its Service (and
+    /// Prometheus' scrape, exactly when the metrics matter) and stall rollouts. Nor is the
+    /// pod ever unhealthy for a dependency's outage: liveness follows the loop alone.
     pub fn not_ready(&self) -> Vec<String> {
         let mut reasons = Vec::new();
         if !self.rules_loaded {
             reasons.push("no valid rule set loaded".to_owned());
         }
         if self.ticks == 0 {
-            reasons.push("no collection has completed yet".to_owned());
+            reasons.push("no evaluation has completed yet".to_owned());
         }
-        if let Some(kube) = self
+        let Some(kube) = &self.kubernetes else {
+            return reasons;
+        };
+        if let Some(circuit) = self
             .circuits
             .get("kubernetes")
             .filter(|c| c.state != crate::core::guard::breaker::CircuitState::Closed)
         {
             reasons.push(format!(
                 "the Kubernetes API is unreachable (circuit {:?}, last error: {}): no action is attempted",
-                kube.state,
-                kube.last_error.as_deref().unwrap_or("unknown")
+                circuit.state,
+                circuit.last_error.as_deref().unwrap_or("unknown")
             ));
         }
-        for (key, s) in &self.sources {
-            if s.source == "kubernetes" && !s.up && self.answered.contains(key) {
-                reasons.push(format!(
-                    "the Kubernetes API is unreachable: source {key}: {}",
-                    s.error.as_deref().unwrap_or("unknown")
-                ));
-            }
-            if !self.answered.contains(key) {
-                reasons.push(format!(
-                    "source {} ({key}) has not answered yet: {}",
-                    s.source,
-                    s.error.as_deref().unwrap_or("unknown")
-                ));
-            }
+        for (key, s) in self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.source == "kubernetes" && !s.up)
+        {
+            reasons.push(format!(
+                "the Kubernetes API is unreachable: source {key}: {}",
+                s.error.as_deref().unwrap_or("unknown")
+            ));
+        }
+        if !kube.lease_running {
+            reasons.push(
+                "the Lease campaign has stopped: this replica can neither lead nor stand by".to_owned(),
+            );
         }
         reasons
     }
 
-    /// Sources that answered once but are down now.
+    /// Signal sources that do not answer (never yet, or not any more), with the reason.
     pub fn degraded(&self) -> Vec<String> {
         self.sources
             .iter()
-            .filter(|(key, s)| !s.up && self.answered.contains(*key))
+            .filter(|(_, s)| !s.up)
             .map(|(key, s)| {
+                let state = if self.answered.contains(key) {
+                    "is down"
+                } else {
+                    "has not answered yet"
+                };
                 format!(
-                    "source {} ({key}) is down: {}",
+                    "source {} ({key}) {state}: {}",
                     s.source,
                     s.error.as_deref().unwrap_or("unknown")
                 )

@@ -36,6 +36,11 @@ pub struct Campaign {
 }
 
 impl Campaign {
+    /// Whether the campaign still runs (leading or standing by).
+    pub fn running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// Stops campaigning and releases the Lease if held, so another replica takes over at
     /// once instead of after the lease duration.
     pub async fn release(self) {

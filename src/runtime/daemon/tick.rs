@@ -7,7 +7,7 @@ use super::Daemon;
 use crate::core::decision::{Decision, Verdict};
 use crate::core::world::NoWorld;
 use crate::runtime::commands::Command;
-use crate::runtime::status::Status;
+use crate::runtime::status::{KubeInfo, Status};
 
 /// Which sources a tick collects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,9 @@ impl Daemon {
             status.push_decision(d);
         }
         status.leader = leading;
+        status.kubernetes = self.kube.as_ref().map(|k| KubeInfo {
+            lease_running: k.leader.running(),
+        });
         status.kafka = self.kafka_report();
         status.refresh(&mut self.engine, now);
         status.last_beat = Some(Instant::now());
