@@ -549,7 +549,7 @@ fn can_i_matches_like_rbac() {
 #[test]
 fn the_deployment_is_locked_down() {
     let base = load(&deploy());
-    let d = named(&base.deployments, "automaton");
+    let d = named(&base.deployments, "self-healing-automaton");
     let spec = d.spec.as_ref().expect("spec");
     assert_eq!(
         spec.replicas,
@@ -576,6 +576,11 @@ fn the_deployment_is_locked_down() {
     for (k, v) in spec.selector.match_labels.iter().flatten() {
         assert_eq!(labels.get(k), Some(v), "the selector matches the pod template");
     }
+    // The seed's runbook: `kubectl get pods -l app=self-healing-automaton`.
+    assert_eq!(
+        labels.get("app").map(String::as_str),
+        Some("self-healing-automaton")
+    );
 
     let c = automaton_container(d);
     // The image tag follows the crate's version, in the Deployment and in `images:`.
@@ -674,7 +679,7 @@ fn the_deployment_is_locked_down() {
 #[test]
 fn the_service_exposes_metrics_on_the_http_port() {
     let base = load(&deploy());
-    let service = named(&base.services, "automaton");
+    let service = named(&base.services, "self-healing-automaton");
     let annotations = service.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
         annotations.get("prometheus.io/scrape").map(String::as_str),
@@ -687,7 +692,7 @@ fn the_service_exposes_metrics_on_the_http_port() {
     let spec = service.spec.as_ref().expect("spec");
     let port = spec.ports.iter().flatten().next().expect("a port");
     assert_eq!(port.port, 8000);
-    let c = automaton_container(named(&base.deployments, "automaton"));
+    let c = automaton_container(named(&base.deployments, "self-healing-automaton"));
     let target = port.target_port.as_ref().expect("a targetPort");
     assert_eq!(port_number(c, target), Some(8000));
     assert_eq!(
