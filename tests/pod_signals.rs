@@ -433,6 +433,13 @@ async fn the_oom_stream_counts_its_one_kill_once_and_wakes_the_daemon() {
         Ok(vec![]),
         "the pod has no `app` label"
     );
+    // Another rule's spec on the same pods, with another window, is a source of its own: it
+    // sees the kill too.
+    let longer = SignalSpec::PodOomKilled(PodOomKilled {
+        window: Dur(Duration::from_secs(600)),
+        selector: String::new(),
+    });
+    assert_eq!(pods.collect(&longer, now).map(|s| s.len()), Ok(1));
     assert_eq!(pods.collect(&crash(""), now), Ok(vec![]), "Running again");
     let restarted = series(
         4.0,

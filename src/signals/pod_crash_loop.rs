@@ -19,7 +19,12 @@ pub struct PodCrashLoop {
 impl PodCrashLoop {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        let key = format!("pod_crash_loop {}", self.selector);
+        // The watch caches each spec's parsed selector under this key; the whole spec names
+        // it, as the rule set's source key does.
+        let key = format!(
+            "pod_crash_loop {}",
+            serde_json::to_string(self).unwrap_or_default()
+        );
         pods.read(now, |st| st.crash_loop(&key, &self.selector, now))
     }
 }

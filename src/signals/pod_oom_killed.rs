@@ -31,7 +31,12 @@ fn default_oom_window() -> Dur {
 impl PodOomKilled {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        let key = format!("pod_oom_killed {}", self.selector);
+        // The watch caches each spec's parsed selector under this key; the whole spec names
+        // it, as the rule set's source key does.
+        let key = format!(
+            "pod_oom_killed {}",
+            serde_json::to_string(self).unwrap_or_default()
+        );
         pods.read(now, |st| st.oom_killed(&key, &self.selector, self.window.0, now))
     }
 }

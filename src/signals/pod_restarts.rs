@@ -23,7 +23,9 @@ pub struct PodRestarts {
 impl PodRestarts {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        let key = format!("pod_restarts {}", self.selector);
+        // The watch caches each spec's parsed selector under this key; the whole spec names
+        // it, as the rule set's source key does.
+        let key = format!("pod_restarts {}", serde_json::to_string(self).unwrap_or_default());
         pods.read(now, |st| st.restarts(&key, &self.selector, self.window.0, now))
     }
 }
