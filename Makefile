@@ -1,6 +1,6 @@
 # automaton — build, run and test.
 #   make run    builds and runs the daemon locally against ./rules (dry-run unless DRY_RUN=false)
-#   make test   fmt check, clippy, every test
+#   make test   fmt check, clippy, every test, the release binary check
 SHELL := /bin/bash
 CARGO ?= cargo
 RULES_DIR ?= ./rules
