@@ -48,16 +48,19 @@ pub enum Owner {
 }
 
 /// What applying an event changed that is worth waking the daemon for: only changes of pods
-/// that a collected spec selects (of any pod before the first `collect`).
+/// that a collected spec selects (of any pod before the first `collect`), and a list that
+/// made the pod signals known again (the first one, or one that ended a failure: they, and
+/// readiness with them, must not wait for the next CHECK_INTERVAL).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Changed {
     pub new_kills: usize,
     pub crash_changed: bool,
+    pub listed: bool,
 }
 
 impl Changed {
     pub fn wake(&self) -> bool {
-        self.new_kills > 0 || self.crash_changed
+        self.new_kills > 0 || self.crash_changed || self.listed
     }
 }
 

@@ -81,8 +81,11 @@ impl Watch {
             }
             Event::InitDone => {
                 let mut st = lock(&self.state);
+                let was_unknown = st.status(now).is_err();
                 st.recovered();
-                st.finish_resync(now)
+                let mut changed = st.finish_resync(now);
+                changed.listed = was_unknown;
+                changed
             }
             Event::InitApply(pod) | Event::Apply(pod) => match pod.0 {
                 Ok(pod) => self.upsert(&pod).await,
