@@ -104,7 +104,12 @@ fn the_rendered_base_becomes_ready_without_kafka_postgres_or_a_validator() {
     env.insert("RULES_DIR".into(), rules_dir.display().to_string());
     // Outside a pod: a kubeconfig instead of the service account, a free port instead of
     // 8000 (the probes' port is checked in tests/deploy.rs).
-    let fake = FakeKube::start(&format!("namespace: {NAMESPACE}\nobjects: []\n"));
+    // The first pod list answers 2 s late, after the first evaluation: CHECK_INTERVAL is 60
+    // in the rendered ConfigMap, and readiness must not wait a minute for the next tick.
+    let scenario = format!(
+        "namespace: {NAMESPACE}\nobjects: []\nfaults:\n  - {{method: GET, path_regex: '/pods$', query_regex: '^(?!.*watch=true)', delay: 2, times: 1}}\n"
+    );
+    let fake = FakeKube::start(&scenario);
     env.insert("KUBECONFIG".into(), fake.kubeconfig.display().to_string());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
