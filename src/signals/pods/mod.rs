@@ -26,7 +26,8 @@
 //! `collect` is `Err` (unknown, never 0) until the first list completed and while the watch
 //! fails (a failed list until a list succeeds; a watch error once it repeats). After an
 //! event that produced a new kill or a change of crash loop in a pod that a collected spec
-//! selects, the daemon is woken through the `trigger` channel, so it evaluates at once
+//! selects, and after a list that made the signals known (the first one, or one that ended
+//! a failure), the daemon is woken through the `trigger` channel, so it evaluates at once
 //! instead of at the next tick.
 
 mod observe;
@@ -58,8 +59,8 @@ pub struct PodSignals {
 
 impl PodSignals {
     /// Starts the pod watch in a task of the current Tokio runtime. `namespace: None`
-    /// watches all namespaces. `trigger` is woken (`try_send`) after a new OOM kill or a
-    /// crash-loop change.
+    /// watches all namespaces. `trigger` is woken (`try_send`) after a new OOM kill, a
+    /// crash-loop change, or a list that made the signals known.
     pub fn spawn(client: Client, namespace: Option<String>, trigger: mpsc::Sender<()>) -> PodSignals {
         let state = Arc::new(Mutex::new(PodState::default()));
         let watch = Watch {
