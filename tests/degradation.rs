@@ -51,7 +51,10 @@ fn an_unreachable_api_is_unready_never_unhealthy_never_acted_on_and_recovers() {
         r["method"] == "PATCH" && r["path"] == "/apis/apps/v1/namespaces/prod/deployments/app-0"
     });
     let acted = r#"healing_actions_total{action="restart",dry_run="false",rule="disk",success="true"}"#;
-    assert_eq!(a.metric(acted), Some(1.0));
+    // Counted once the action has finished (its Event follows the PATCH).
+    eventually("the restart counted", Duration::from_secs(10), || {
+        (a.metric(acted) == Some(1.0)).then_some(())
+    });
 
     proxy.stop();
     let (_, body) = eventually("unready with the reason", Duration::from_secs(30), || {
