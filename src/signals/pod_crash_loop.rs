@@ -4,8 +4,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::pods::PodSignals;
-use super::selector::Selector;
+use super::pods::{selector_error, PodSignals};
 use super::{RuleContext, Signal, SignalError, Sources};
 use crate::core::series::Series;
 
@@ -19,13 +18,9 @@ pub struct PodCrashLoop {
 impl PodCrashLoop {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        // The watch caches each spec's parsed selector under this key; the whole spec names
-        // it, as the rule set's source key does.
-        let key = format!(
-            "pod_crash_loop {}",
-            serde_json::to_string(self).unwrap_or_default()
-        );
-        pods.read(now, |st| st.crash_loop(&key, &self.selector, now))
+        pods.read("pod_crash_loop", self, now, |st, key| {
+            st.crash_loop(key, &self.selector, now)
+        })
     }
 }
 
@@ -43,11 +38,9 @@ impl Signal for PodCrashLoop {
     }
 
     fn validate(&self, _rule: &RuleContext) -> Vec<String> {
-        let mut errors = Vec::new();
-        if let Err(e) = Selector::parse(&self.selector) {
-            errors.push(format!("pod_crash_loop `selector`: {e}"));
-        }
-        errors
+        selector_error("pod_crash_loop", &self.selector)
+            .into_iter()
+            .collect()
     }
 
     fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {

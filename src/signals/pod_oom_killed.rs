@@ -7,8 +7,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::pods::PodSignals;
-use super::selector::Selector;
+use super::pods::{selector_error, PodSignals};
 use super::{RuleContext, Signal, SignalError, Sources};
 use crate::core::series::Series;
 use crate::core::values::Dur;
@@ -31,13 +30,9 @@ fn default_oom_window() -> Dur {
 impl PodOomKilled {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        // The watch caches each spec's parsed selector under this key; the whole spec names
-        // it, as the rule set's source key does.
-        let key = format!(
-            "pod_oom_killed {}",
-            serde_json::to_string(self).unwrap_or_default()
-        );
-        pods.read(now, |st| st.oom_killed(&key, &self.selector, self.window.0, now))
+        pods.read("pod_oom_killed", self, now, |st, key| {
+            st.oom_killed(key, &self.selector, self.window.0, now)
+        })
     }
 }
 
@@ -62,9 +57,7 @@ impl Signal for PodOomKilled {
                 self.window
             ));
         }
-        if let Err(e) = Selector::parse(&self.selector) {
-            errors.push(format!("pod_oom_killed `selector`: {e}"));
-        }
+        errors.extend(selector_error("pod_oom_killed", &self.selector));
         if rule.cooldown < self.window.0 {
             errors.push(format!(
                 "`cooldown` ({}) is shorter than the pod_oom_killed `window` ({}): one kill would be acted on twice",

@@ -5,8 +5,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::pods::PodSignals;
-use super::selector::Selector;
+use super::pods::{selector_error, PodSignals};
 use super::{RuleContext, Signal, SignalError, Sources};
 use crate::core::series::Series;
 use crate::core::values::Dur;
@@ -23,10 +22,9 @@ pub struct PodRestarts {
 impl PodRestarts {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        // The watch caches each spec's parsed selector under this key; the whole spec names
-        // it, as the rule set's source key does.
-        let key = format!("pod_restarts {}", serde_json::to_string(self).unwrap_or_default());
-        pods.read(now, |st| st.restarts(&key, &self.selector, self.window.0, now))
+        pods.read("pod_restarts", self, now, |st, key| {
+            st.restarts(key, &self.selector, self.window.0, now)
+        })
     }
 }
 
@@ -44,11 +42,9 @@ impl Signal for PodRestarts {
     }
 
     fn validate(&self, _rule: &RuleContext) -> Vec<String> {
-        let mut errors = Vec::new();
-        if let Err(e) = Selector::parse(&self.selector) {
-            errors.push(format!("pod_restarts `selector`: {e}"));
-        }
-        errors
+        selector_error("pod_restarts", &self.selector)
+            .into_iter()
+            .collect()
     }
 
     fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {

@@ -74,19 +74,30 @@ impl PodSignals {
     }
 
     /// The series of one pod signal at `now`, from memory (no request): `read` picks them
-    /// out of the watch's state. Unknown (never empty) until the first list completed and
-    /// while the watch fails. Call it once per tick per distinct spec: `pod_oom_killed`
-    /// returns the kills seen since the previous call with the same key.
-    pub fn read(
+    /// out of the watch's state, given the spec's key. Unknown (never empty) until the first
+    /// list completed and while the watch fails. Call it once per tick per distinct spec.
+    pub fn read<S: serde::Serialize>(
         &self,
+        kind: &str,
+        spec: &S,
         now: Timestamp,
-        read: impl FnOnce(&mut PodState) -> Result<Vec<Series>, String>,
+        read: impl FnOnce(&mut PodState, &str) -> Result<Vec<Series>, String>,
     ) -> Result<Vec<Series>, SignalError> {
+        // The watch caches each spec's parsed selector under this key; the whole spec names
+        // it, as the rule set's source key does.
+        let key = format!("{kind} {}", serde_json::to_string(spec).unwrap_or_default());
         let mut st = lock(&self.state);
         st.status(now)
-            .and_then(|()| read(&mut st))
+            .and_then(|()| read(&mut st, &key))
             .map_err(SignalError::Watch)
     }
+}
+
+/// The rule-load check every pod kind makes of its `selector`.
+pub fn selector_error(kind: &str, selector: &str) -> Option<String> {
+    super::selector::Selector::parse(selector)
+        .err()
+        .map(|e| format!("{kind} `selector`: {e}"))
 }
 
 impl Drop for PodSignals {
