@@ -42,6 +42,11 @@ pub enum Command {
     Check {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Also judge the rules against this environment's settings (KAFKA_*, POSTGRES_*,
+        /// DATABASE_URL, KUBERNETES and KUBECONFIG, the paths signals read) as `run` would:
+        /// list which rules would be disabled and why.
+        #[arg(long)]
+        env: bool,
     },
     /// Replay a timeline offline (simulated clock, no network) and print the decisions,
     /// with the rules of `--rules` (RULES_DIR) and the engine's settings as `run` reads them.

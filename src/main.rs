@@ -50,7 +50,7 @@ fn init_logging(format: LogFormat) {
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { paths } => Ok(check(&paths)),
+        Command::Check { paths, env } => check(&paths, env),
         Command::Simulate {
             timeline,
             interval,
@@ -80,24 +80,54 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn check(paths: &[std::path::PathBuf]) -> ExitCode {
-    match rules::load(paths, &process_env) {
-        Ok(set) => {
-            println!(
-                "ok: {} rules, {} distinct signal sources",
-                set.rules.len(),
-                set.sources.len()
-            );
-            ExitCode::SUCCESS
-        }
+fn check(paths: &[std::path::PathBuf], judge_env: bool) -> anyhow::Result<ExitCode> {
+    let set = match rules::load(paths, &process_env) {
+        Ok(set) => set,
         Err(errors) => {
             for e in &errors {
                 println!("{e}");
             }
             eprintln!("{} error(s)", errors.len());
-            ExitCode::from(1)
+            return Ok(ExitCode::from(1));
         }
+    };
+    println!(
+        "ok: {} rules, {} distinct signal sources",
+        set.rules.len(),
+        set.sources.len()
+    );
+    if judge_env {
+        let available = available_here()?;
+        let (enabled, disabled) = rules::partition(&set, &available);
+        for d in &disabled {
+            println!(
+                "disabled: {}:{}: rule `{}` ({}): {}",
+                d.file, d.line, d.name, d.signal, d.reason
+            );
+        }
+        println!(
+            "here: {} rules run, {} disabled",
+            enabled.rules.len(),
+            disabled.len()
+        );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `run` would have configured, from this environment (invalid settings are errors,
+/// as they are for `run`).
+fn available_here() -> anyhow::Result<automaton::signals::Available> {
+    let vars = environment(Vec::new());
+    let settings = Settings::from_vars(vars.clone())?;
+    let kubernetes = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(automaton::clients::kube::configured(&settings));
+    Ok(automaton::signals::Available {
+        kafka: KafkaSettings::from_vars(vars.clone())?.is_some(),
+        postgres: PgSettings::from_vars(vars)?.is_some(),
+        kubernetes,
+    })
 }
 
 fn simulate_cmd(

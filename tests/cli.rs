@@ -124,7 +124,7 @@ fn a_flag_overrides_its_variable() {
     let dir = tempfile::tempdir().expect("a temp dir");
     std::fs::write(
         dir.path().join("rules.yaml"),
-        "rules:\n  - name: lag\n    signal: {kafka_lag: {group: g}}\n    when: \"> 1\"\n    action: {notify: {webhook: \"http://127.0.0.1:9/x\"}}\n",
+        "rules:\n  - name: lag\n    signal: {disk_usage: {path: /}}\n    when: \"> 1\"\n    action: {notify: {webhook: \"http://127.0.0.1:9/x\"}}\n",
     )
     .expect("rules written");
     let rules = dir.path().to_str().expect("a UTF-8 path");
@@ -135,4 +135,50 @@ fn a_flag_overrides_its_variable() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("\"rule\":\"lag\""), "{stdout}");
+}
+
+#[test]
+fn check_with_the_environment_lists_the_rules_it_would_disable_and_why() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let here = dir.path().to_str().expect("a UTF-8 path");
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        format!(
+            "rules:\n  - name: lag\n    signal: {{kafka_lag: {{group: g}}}}\n    when: \"> 1\"\n    action: {{notify: {{webhook: \"http://127.0.0.1:9/x\"}}}}\n  - name: disk\n    signal: {{disk_usage: {{path: {here}}}}}\n    when: \"> 99\"\n    action: {{notify: {{webhook: \"http://127.0.0.1:9/x\"}}}}\n  - name: volume\n    signal: {{disk_usage: {{path: {here}/not-mounted}}}}\n    when: \"> 99\"\n    action: {{notify: {{webhook: \"http://127.0.0.1:9/x\"}}}}\n"
+        ),
+    )
+    .expect("rules written");
+    // Without --env: only the files are judged.
+    let (code, stdout, stderr) = automaton(&["check", here], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("disabled"), "{stdout}");
+
+    let (code, stdout, stderr) = automaton(&["check", "--env", here], &[("KUBERNETES", "off")]);
+    assert_eq!(code, 0, "{stderr}");
+    let file = dir.path().join("rules.yaml");
+    let lag = format!(
+        "disabled: {}:2: rule `lag` (kafka_lag): Kafka is not configured: set KAFKA_BOOTSTRAP_SERVERS",
+        file.display()
+    );
+    assert!(stdout.contains(&lag), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "rule `volume` (disk_usage): {here}/not-mounted does not exist"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("here: 1 rules run, 2 disabled"), "{stdout}");
+
+    // With Kafka configured, only the missing volume is left.
+    let (code, stdout, _) = automaton(
+        &["check", "--env", here],
+        &[("KUBERNETES", "off"), ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")],
+    );
+    assert_eq!(code, 0);
+    assert!(stdout.contains("here: 2 rules run, 1 disabled"), "{stdout}");
+
+    // An invalid setting is an error, as it is for `run`.
+    let (code, _, stderr) = automaton(&["check", "--env", here], &[("CHECK_INTERVAL", "soon")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("CHECK_INTERVAL"), "{stderr}");
 }

@@ -106,6 +106,10 @@ async fn a_running_daemon_acts_once_and_reports_everything() {
     signal: {{disk_usage: {{path: "{data}"}}}}
     when: "> 0"
     action: {{notify: {{webhook: "{admin}/hook/T000/secret-token"}}}}
+  - name: validator
+    signal: {{slot_lag: {{rpc: "http://127.0.0.1:9", reference: ["http://127.0.0.1:9/reference"]}}}}
+    when: "> 10"
+    action: {{notify: {{webhook: "{admin}/hook/validator"}}}}
   - name: lag
     signal: {{kafka_lag: {{group: g}}}}
     when: "> 10"
@@ -153,13 +157,23 @@ async fn a_running_daemon_acts_once_and_reports_everything() {
         .unwrap()
             >= 1.0
     );
-    assert!(metric(&metrics, r#"automaton_skips_total{reason="unknown",rule="lag"}"#).unwrap() >= 1.0);
+    assert!(
+        metric(
+            &metrics,
+            r#"automaton_skips_total{reason="unknown",rule="validator"}"#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    // Kafka is not configured: its rule is disabled, never evaluated, never "unknown".
+    assert_eq!(metric(&metrics, "automaton_rules_disabled"), Some(1.0));
+    assert!(!metrics.contains(r#"rule="lag""#), "{metrics}");
     assert_eq!(
         metric(&metrics, r#"automaton_signal_source_up{source="disk"}"#),
         Some(1.0)
     );
     assert_eq!(
-        metric(&metrics, r#"automaton_signal_source_up{source="kafka"}"#),
+        metric(&metrics, r#"automaton_signal_source_up{source="solana_rpc"}"#),
         Some(0.0)
     );
     let firing = r#"automaton_rule_state{rule="disk-full",state="firing",target="http/"#;
@@ -175,7 +189,10 @@ async fn a_running_daemon_acts_once_and_reports_everything() {
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     let degraded = ready["degraded"].as_array().unwrap();
     assert_eq!(degraded.len(), 1, "{degraded:?}");
-    assert!(degraded[0].as_str().unwrap().contains("kafka"), "{degraded:?}");
+    assert!(
+        degraded[0].as_str().unwrap().contains("solana_rpc"),
+        "{degraded:?}"
+    );
 
     let (code, body) = get(&format!("{}/status", run.base)).await;
     assert_eq!(code, 200);
@@ -185,6 +202,12 @@ async fn a_running_daemon_acts_once_and_reports_everything() {
     );
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["rules"].as_array().unwrap().len(), 3);
+    let disabled = status["disabled_rules"].as_array().unwrap();
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    assert_eq!(disabled[0]["name"], "lag");
+    assert_eq!(disabled[0]["signal"], "kafka_lag");
+    let reason = disabled[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("KAFKA_BOOTSTRAP_SERVERS"), "{reason}");
     assert_eq!(status["rules"][0]["targets"][0]["state"], "firing");
     assert_eq!(status["budget"]["limit"], 10);
     assert_eq!(status["budget"]["left"], 8);

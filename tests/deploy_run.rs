@@ -150,11 +150,20 @@ fn the_rendered_base_becomes_ready_without_kafka_postgres_or_a_validator() {
     let body = ready.unwrap_or_else(|| panic!("not Ready within 30 s: {last:?}\n{logs}"));
     let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(ready["ready"], true, "{body}");
-    // What does not answer is said (Kafka and PostgreSQL are not configured, no validator
-    // listens on 127.0.0.1:8899), and did not keep the pod unready.
+    // What does not answer is said (no validator listens on 127.0.0.1:8899) and did not
+    // keep the pod unready; Kafka and PostgreSQL are not configured, so their rules are
+    // disabled, never evaluated, with the setting that would enable them in the log.
     let degraded = ready["degraded"].to_string();
-    for source in ["kafka", "postgres", "solana_rpc"] {
-        assert!(degraded.contains(source), "{source} missing from {degraded}");
+    assert!(degraded.contains("solana_rpc"), "{degraded}");
+    assert!(
+        !degraded.contains("kafka") && !degraded.contains("postgres"),
+        "{degraded}"
+    );
+    for setting in ["KAFKA_BOOTSTRAP_SERVERS", "POSTGRES_HOST"] {
+        assert!(
+            logs.contains(setting),
+            "no disabled-rule line naming {setting}:\n{logs}"
+        );
     }
 }
 

@@ -2,9 +2,11 @@
 //! build's signal and action kinds. The rule model itself is generic and lives in
 //! [`crate::core::rule`]; this module names the concrete kinds.
 
+pub mod enable;
 pub mod load;
 pub mod subst;
 
+pub use enable::{partition, Disabled};
 pub use load::{load, load_texts, LoadError};
 
 use crate::actions::ActionSpec;

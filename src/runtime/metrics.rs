@@ -30,6 +30,11 @@ pub struct Metrics {
     pub quarantined: IntGaugeVec,
     pub signal_errors: IntCounterVec,
     pub action_outcomes: IntCounterVec,
+    pub rules_disabled: prometheus::IntGauge,
+    pub tick_duration: prometheus::Histogram,
+    pub signal_value: prometheus::GaugeVec,
+    pub threshold: prometheus::GaugeVec,
+    pub budget_remaining: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -138,6 +143,37 @@ impl Metrics {
             ),
             &["action", "outcome"],
         )?;
+        let rules_disabled = prometheus::IntGauge::new(
+            "automaton_rules_disabled",
+            "Valid rules set aside because a dependency they need is not configured here",
+        )?;
+        let tick_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "automaton_tick_duration_seconds",
+                "One evaluation: collection, the engine and the actions it let through",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+        )?;
+        let signal_value = prometheus::GaugeVec::new(
+            Opts::new(
+                "automaton_signal_value",
+                "The value a rule last evaluated, per target; absent while it is unknown",
+            ),
+            &["rule", "target"],
+        )?;
+        let threshold = prometheus::GaugeVec::new(
+            Opts::new(
+                "automaton_rule_threshold",
+                "The threshold of each enabled rule's `when` condition",
+            ),
+            &["rule"],
+        )?;
+        let budget_remaining = prometheus::IntGauge::new(
+            "automaton_action_budget_remaining",
+            "Actions the global budget (ACTION_BUDGET) still allows in its current window",
+        )?;
         for c in [
             Box::new(actions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -155,6 +191,11 @@ impl Metrics {
             Box::new(quarantined.clone()),
             Box::new(signal_errors.clone()),
             Box::new(action_outcomes.clone()),
+            Box::new(rules_disabled.clone()),
+            Box::new(tick_duration.clone()),
+            Box::new(signal_value.clone()),
+            Box::new(threshold.clone()),
+            Box::new(budget_remaining.clone()),
         ] {
             registry.register(c)?;
         }
@@ -177,6 +218,11 @@ impl Metrics {
             quarantined,
             signal_errors,
             action_outcomes,
+            rules_disabled,
+            tick_duration,
+            signal_value,
+            threshold,
+            budget_remaining,
         })
     }
 
@@ -193,6 +239,13 @@ impl Metrics {
             self.quarantined
                 .with_label_values(&[&d.rule, &d.target])
                 .set(i64::from(d.quarantined));
+            match d.value {
+                Some(v) => self.signal_value.with_label_values(&[&d.rule, &d.target]).set(v),
+                // Unknown is no value at all, never a stale or zero one on a dashboard.
+                None => {
+                    let _ = self.signal_value.remove_label_values(&[&d.rule, &d.target]);
+                }
+            }
         }
         if let Some(v) = &d.verification {
             self.verifications
@@ -209,6 +262,17 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// The thresholds of the rules the engine now runs, and how many are disabled.
+    pub fn rules_installed(&self, thresholds: impl IntoIterator<Item = (String, f64)>, disabled: usize) {
+        self.threshold.reset();
+        self.signal_value.reset();
+        for (rule, threshold) in thresholds {
+            self.threshold.with_label_values(&[&rule]).set(threshold);
+        }
+        self.rules_disabled
+            .set(i64::try_from(disabled).unwrap_or(i64::MAX));
     }
 
     /// Records an executed action and its latency.

@@ -104,6 +104,8 @@ pub struct Status {
     pub rules_loaded: bool,
     pub ticks: u64,
     pub rules: Vec<RuleInfo>,
+    /// Valid rules not evaluated because a dependency they need is not configured here.
+    pub disabled_rules: Vec<crate::rules::Disabled>,
     pub sources: BTreeMap<String, SourceInfo>,
     /// Sources that answered at least once since the start.
     #[serde(skip)]
@@ -133,6 +135,7 @@ impl Status {
             rules_loaded: false,
             ticks: 0,
             rules: Vec::new(),
+            disabled_rules: Vec::new(),
             sources: BTreeMap::new(),
             answered: Default::default(),
             budget: BudgetInfo {

@@ -20,6 +20,10 @@ impl Signal for DiskUsage {
         "disk"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Path(self.path.clone())
+    }
+
     fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
         let path = self.path.clone();
         Box::pin(sources.blocking(move || collect(&path)))

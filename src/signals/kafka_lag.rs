@@ -40,6 +40,10 @@ impl Signal for KafkaLag {
         "kafka"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Kafka
+    }
+
     fn dependency(&self) -> Option<String> {
         Some("kafka".to_owned())
     }

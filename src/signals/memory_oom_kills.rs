@@ -36,6 +36,10 @@ impl Signal for MemoryOomKills {
         "cgroup"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Path(self.path.clone())
+    }
+
     fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
         let (path, kills) = (self.path.clone(), sources.oom_kills.clone());
         Box::pin(sources.blocking(move || kills.sample(&path)))

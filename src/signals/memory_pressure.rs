@@ -52,6 +52,10 @@ impl Signal for MemoryPressure {
         "psi"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Path(self.path.clone())
+    }
+
     fn validate(&self, _rule: &RuleContext) -> Vec<String> {
         let w = self.weights;
         if [w.avg10, w.avg60, w.avg300]

@@ -5,6 +5,7 @@
 //! Collection is I/O through [`crate::clients`]; everything after it is pure.
 
 mod error;
+mod needs;
 pub mod pods;
 pub mod selector;
 mod sources;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::series::Series;
 pub use error::SignalError;
+pub use needs::{Available, Need};
 pub use sources::Sources;
 
 /// What a rule around a signal tells its validation.
@@ -34,6 +36,12 @@ pub trait Signal: Send + Sync {
     /// Local files (disk, PSI, cgroup) have none.
     fn dependency(&self) -> Option<String> {
         None
+    }
+
+    /// What this process must have configured before the signal can be read at all; a
+    /// rule whose need is missing is disabled, not evaluated (see [`needs`]).
+    fn needs(&self) -> Need {
+        Need::Nothing
     }
 
     /// Whether series carry an `owner` label (the workload of a pod), so a rule may use
@@ -110,6 +118,11 @@ impl SignalSpec {
     /// The key of the circuit breaker the collection goes through, if any.
     pub fn dependency(&self) -> Option<String> {
         self.get().dependency()
+    }
+
+    /// What this process must have configured before the signal can be read at all.
+    pub fn needs(&self) -> Need {
+        self.get().needs()
     }
 
     /// Whether series carry an `owner` label, so a rule may use `target: owner`.

@@ -29,6 +29,10 @@ impl Signal for PodCrashLoop {
         "kubernetes"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Kubernetes
+    }
+
     fn dependency(&self) -> Option<String> {
         Some("kubernetes".to_owned())
     }

@@ -41,6 +41,10 @@ impl Signal for PodOomKilled {
         "kubernetes"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Kubernetes
+    }
+
     fn dependency(&self) -> Option<String> {
         Some("kubernetes".to_owned())
     }

@@ -33,6 +33,10 @@ impl Signal for PodRestarts {
         "kubernetes"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Kubernetes
+    }
+
     fn dependency(&self) -> Option<String> {
         Some("kubernetes".to_owned())
     }

@@ -35,6 +35,10 @@ impl Signal for Postgres {
         "postgres"
     }
 
+    fn needs(&self) -> super::Need {
+        super::Need::Postgres
+    }
+
     fn dependency(&self) -> Option<String> {
         Some("postgres".to_owned())
     }

@@ -48,6 +48,12 @@ pub enum ConnectError {
 /// Connects as the settings say. `Ok(None)` means "run without Kubernetes" (mode `off`, or
 /// mode `auto` with no configuration found), which the daemon reports on every pod signal
 /// and workload action instead of failing.
+/// Whether `connect` would find a configuration (in-cluster or KUBECONFIG), without
+/// contacting the API: what `automaton check --env` judges the pod rules by.
+pub async fn configured(settings: &crate::settings::Settings) -> bool {
+    settings.kubernetes != crate::settings::KubeMode::Off && kube::Config::infer().await.is_ok()
+}
+
 pub async fn connect(settings: &crate::settings::Settings) -> Result<Option<Cluster>, ConnectError> {
     use crate::settings::KubeMode;
     if settings.kubernetes == KubeMode::Off {

@@ -13,6 +13,7 @@ impl Daemon {
             "Kafka attached"
         );
         self.sources.kafka = Some(source);
+        self.install_rules();
     }
 
     /// Per-partition lag and the stalled flags of the last collection, for `/status`.

@@ -63,6 +63,7 @@ impl Daemon {
             read_at: HashMap::new(),
             hpa_error: None,
         });
+        self.install_rules();
     }
 
     /// Reads the Lease's verdict into the engine; without Kubernetes this replica is alone

@@ -4,13 +4,14 @@
 //! an action is never cut in half.
 
 mod collect;
+mod enable;
 mod follow_up;
 mod kafka;
 mod kube;
 mod postgres;
 mod tick;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,8 +25,7 @@ use crate::clients::http::HttpError;
 use crate::core::decision::{Decision, SkipReason, State, Verdict};
 use crate::core::engine::EngineConfig;
 use crate::core::guard::breaker::Breakers;
-use crate::rules::Engine;
-use crate::rules::{self, LoadError};
+use crate::rules::{self, Engine, LoadError, RuleSet};
 use crate::runtime::commands::Command;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::reload;
@@ -50,6 +50,10 @@ type LogSig = (State, Verdict, Option<SkipReason>);
 pub struct Daemon {
     settings: Settings,
     rules_dir: PathBuf,
+    /// The whole valid set as loaded; the engine runs the part this process can (enable.rs).
+    loaded: Arc<RuleSet>,
+    /// The disabled rules last logged, with their reasons.
+    logged_disabled: BTreeMap<String, String>,
     engine: Engine,
     /// What signal collection reaches (HTTP, Kafka, PostgreSQL, the pod watch).
     sources: Sources,
@@ -95,8 +99,7 @@ impl Daemon {
             errors: Vec::new(),
         };
         info!(rules = set.rules.len(), sources = set.sources.len(), dir = %rules_dir.display(), "rules loaded");
-        let mut engine = Engine::new(Arc::new(set), config);
-        status.refresh(&mut engine, Duration::ZERO);
+        let engine = Engine::new(Arc::new(RuleSet::default()), config);
         let breakers = Arc::new(Breakers::new(settings.breaker));
         let sources = Sources::new(
             settings.check_interval.min(Duration::from_secs(10)),
@@ -110,9 +113,11 @@ impl Daemon {
             epoch,
         );
         let (command_tx, commands) = crate::runtime::commands::channel();
-        Ok(Daemon {
+        let mut daemon = Daemon {
             settings,
             rules_dir,
+            loaded: Arc::new(set),
+            logged_disabled: BTreeMap::new(),
             engine,
             sources,
             breakers,
@@ -125,7 +130,9 @@ impl Daemon {
             writer,
             commands,
             command_tx,
-        })
+        };
+        daemon.install_rules();
+        Ok(daemon)
     }
 
     /// Where the HTTP server sends operators' requests.
@@ -148,17 +155,15 @@ impl Daemon {
         match rules::load(std::slice::from_ref(&self.rules_dir), &rules::load::process_env) {
             Ok(set) => {
                 info!(rules = set.rules.len(), "rules reloaded");
-                self.engine.replace_rules(Arc::new(set));
+                self.loaded = Arc::new(set);
+                self.install_rules();
                 self.metrics.reloads.with_label_values(&["success"]).inc();
-                self.metrics.rule_state.reset();
-                let now = self.epoch.elapsed();
-                let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
-                status.reload = ReloadInfo {
+                self.status().reload = ReloadInfo {
                     result: Some("success"),
                     at: Some(wall_clock()),
                     errors: Vec::new(),
                 };
-                status.refresh(&mut self.engine, now);
+                self.log_disabled();
             }
             Err(errors) => {
                 let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

@@ -16,5 +16,6 @@ impl Daemon {
         self.sources.postgres = Some(source.clone());
         self.writer.executors.postgres = Some(source);
         self.engine.set_executable(self.writer.executors.executable());
+        self.install_rules();
     }
 }

@@ -22,7 +22,13 @@ pub enum Scope {
 impl Daemon {
     /// One collection, evaluation and execution. Returns the decisions, as `run --once` prints.
     pub async fn tick(&mut self) -> Vec<Decision> {
-        self.collect_and_act(Scope::All).await
+        self.log_disabled();
+        let started = Instant::now();
+        let decisions = self.collect_and_act(Scope::All).await;
+        self.metrics
+            .tick_duration
+            .observe(started.elapsed().as_secs_f64());
+        decisions
     }
 
     pub(super) async fn collect_and_act(&mut self, scope: Scope) -> Vec<Decision> {
@@ -93,6 +99,7 @@ impl Daemon {
         });
         status.kafka = self.kafka_report();
         status.refresh(&mut self.engine, now);
+        self.metrics.budget_remaining.set(i64::from(status.budget.left));
         status.last_beat = Some(Instant::now());
         status.ticks += 1;
     }

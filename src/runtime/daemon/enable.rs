@@ -1,0 +1,67 @@
+//! Which of the loaded rules this process runs. The engine gets only the rules whose
+//! dependency is configured here; the others are disabled, said once in the log (with the
+//! setting that would enable them), shown in `/status` and counted in
+//! `automaton_rules_disabled`. Attaching a dependency or reloading the files re-decides.
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use super::Daemon;
+use crate::rules;
+use crate::signals::Available;
+
+impl Daemon {
+    /// What this process has configured, as the rules' needs see it.
+    fn available(&self) -> Available {
+        Available {
+            kafka: self.sources.kafka.is_some(),
+            postgres: self.sources.postgres.is_some(),
+            kubernetes: self.sources.pods.is_some(),
+        }
+    }
+
+    /// Hands the engine the runnable part of the loaded set. Cooldowns and progress of
+    /// rules that stay carry over (`Engine::replace_rules`).
+    pub(super) fn install_rules(&mut self) {
+        let (enabled, disabled) = rules::partition(&self.loaded, &self.available());
+        self.metrics.rules_installed(
+            enabled
+                .rules
+                .iter()
+                .map(|r| (r.name.to_string(), r.spec.when.threshold)),
+            disabled.len(),
+        );
+        self.metrics.rule_state.reset();
+        self.metrics.quarantined.reset();
+        self.engine.replace_rules(Arc::new(enabled));
+        let now = self.epoch.elapsed();
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        status.disabled_rules = disabled;
+        status.refresh(&mut self.engine, now);
+    }
+
+    /// Logs each rule that became disabled or enabled since the last call: once, not every
+    /// tick. Called when the loop starts working, after every dependency is attached.
+    pub(super) fn log_disabled(&mut self) {
+        let now: std::collections::BTreeMap<String, String> = self
+            .status()
+            .disabled_rules
+            .iter()
+            .map(|d| (d.name.clone(), d.reason.clone()))
+            .collect();
+        if now == self.logged_disabled {
+            return;
+        }
+        for d in self.status().disabled_rules.iter() {
+            if self.logged_disabled.get(&d.name) != Some(&d.reason) {
+                info!(rule = %d.name, signal = d.signal, file = %d.file, line = d.line,
+                    reason = %d.reason, "rule disabled: {}", d.reason);
+            }
+        }
+        for name in self.logged_disabled.keys().filter(|n| !now.contains_key(*n)) {
+            info!(rule = %name, "rule enabled: its dependency is configured now");
+        }
+        self.logged_disabled = now;
+    }
+}
