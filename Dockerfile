@@ -3,7 +3,7 @@
 #
 #   docker build -t automaton:$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1) .
 #
-# The tag is the crate's version, as deploy/kustomization.yaml expects.
+# The tag is the crate's version, as deploy/base/kustomization.yaml expects.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src

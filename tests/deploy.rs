@@ -1,8 +1,9 @@
 //! The Kubernetes manifests in `deploy/` and the `Dockerfile`, checked without a cluster:
 //! every object parses into its k8s-openapi type with no field left over, the RBAC keeps its
 //! promises (answered like `kubectl auth can-i`), the Deployment is locked down, the settings
-//! and rule files it ships are valid for the daemon, and, when kubectl is on PATH,
-//! `kubectl kustomize` builds the base and the clean-logs overlay.
+//! and rule files it ships (the base's pod pack and each pack component's) are valid for the
+//! daemon, and, when kubectl is on PATH, `kubectl kustomize` builds the base, every pack
+//! component and the production overlay.
 
 mod deploy_support;
 
@@ -19,7 +20,7 @@ use k8s_openapi::Metadata;
 use serde::Deserialize;
 use serde_json::Value;
 
-use deploy_support::{can_i, deploy, grants, kubectl_kustomize, read, relative, repo, strings, typed};
+use deploy_support::{base, can_i, deploy, grants, kubectl_kustomize, read, relative, repo, strings, typed};
 
 const RULES_DIR: &str = "/etc/automaton/rules";
 const RULES_CONFIG_MAP: &str = "automaton-rules";
@@ -143,17 +144,17 @@ fn load(dir: &Path) -> Objects {
     objects
 }
 
-/// `files:` of the rules configMapGenerator, as (key, path relative to deploy/).
-fn generated_rule_files() -> Vec<(String, String)> {
-    let k = kustomization(&deploy());
-    let generators = k
+/// `files:` of the rules configMapGenerator of the kustomization in `dir` (the base or a
+/// pack component), as (key, path relative to `dir`); none when it has no such generator.
+fn generated_rule_files(dir: &Path) -> Vec<(String, String)> {
+    let k = kustomization(dir);
+    let Some(rules) = k
         .get("configMapGenerator")
         .and_then(Value::as_array)
-        .expect("a configMapGenerator");
-    let rules = generators
-        .iter()
-        .find(|g| g["name"] == RULES_CONFIG_MAP)
-        .expect("the rules generator");
+        .and_then(|g| g.iter().find(|g| g["name"] == RULES_CONFIG_MAP))
+    else {
+        return Vec::new();
+    };
     let file_name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
     strings(rules, "files")
         .into_iter()
@@ -162,6 +163,18 @@ fn generated_rule_files() -> Vec<(String, String)> {
             None => (file_name(&f), f),
         })
         .collect()
+}
+
+/// Every rule file shipped, over the base and the components: (key, its path).
+fn shipped_rule_files() -> Vec<(String, PathBuf)> {
+    let mut all = Vec::new();
+    for dir in kustomization_dirs() {
+        for (key, file) in generated_rule_files(&dir) {
+            all.push((key, dir.join(file)));
+        }
+    }
+    all.sort();
+    all
 }
 
 /// What no Role of this project may ever grant, whatever the object name.
@@ -264,7 +277,8 @@ fn automaton_container(d: &Deployment) -> &Container {
         .expect("a container named automaton")
 }
 
-/// YAML files under `dir`, except the rule files in deploy/rules.
+/// YAML files under `dir`, except rule files (named like rules/*.yaml), the Solana component
+/// (CronJobs and patches: tests/deploy_solana.rs) and overlays (patches: rendered below).
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)
@@ -273,11 +287,12 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     {
         let path = entry.path();
         if entry.file_type().expect("a file type").is_dir() {
-            // deploy/solana (CronJobs, patches) is checked by tests/deploy_solana.rs.
-            if path != deploy().join("rules") && path != deploy().join("solana") {
+            if path != deploy().join("components/solana") && path != deploy().join("overlays") {
                 found.extend(yaml_files(&path));
             }
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            && !repo().join("rules").join(entry.file_name()).exists()
+        {
             found.push(path);
         }
     }
@@ -297,11 +312,17 @@ fn manifest_files() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Directories under deploy/ holding a kustomization (the base and its components).
+/// Directories under deploy/ holding a kustomization (the root, the base, the components
+/// but Solana's).
 fn kustomization_dirs() -> Vec<PathBuf> {
     let dirs = yaml_files(&deploy()).into_iter().filter(|p| is_kustomization(p));
-    dirs.map(|p| p.parent().expect("a directory").to_owned())
-        .collect()
+    let mut dirs: Vec<PathBuf> = dirs
+        .map(|p| p.parent().expect("a directory").to_owned())
+        .collect();
+    dirs.push(deploy().join("components/solana"));
+    dirs.push(deploy().join("overlays/production"));
+    dirs.sort();
+    dirs
 }
 
 #[test]
@@ -311,7 +332,7 @@ fn round_trip_rejects_a_misspelt_field() {
     objects.add_yaml(good).expect("a correct Service parses");
     assert_eq!(objects.names(), BTreeSet::from(["Service/x".to_owned()]));
 
-    let bad = include_str!("../deploy/deployment.yaml").replace("readinessProbe:", "readynessProbe:");
+    let bad = include_str!("../deploy/base/deployment.yaml").replace("readinessProbe:", "readynessProbe:");
     let err = Objects::default()
         .add_yaml(&bad)
         .expect_err("a misspelt field must fail");
@@ -358,7 +379,14 @@ fn every_manifest_is_a_namespace_agnostic_kubernetes_object() {
 fn kustomizations_list_existing_files_and_every_manifest() {
     let mut listed = BTreeSet::new();
     let dirs = kustomization_dirs();
-    assert!(dirs.contains(&deploy().join("components/clean-logs")), "{dirs:?}");
+    for dir in [
+        "base",
+        "components/clean-logs",
+        "components/kafka",
+        "components/disk",
+    ] {
+        assert!(dirs.contains(&deploy().join(dir)), "{dir} missing from {dirs:?}");
+    }
     for dir in dirs {
         let k = kustomization(&dir);
         for entry in strings(&k, "resources")
@@ -381,11 +409,14 @@ fn kustomizations_list_existing_files_and_every_manifest() {
             file.display()
         );
     }
-    for (_, file) in generated_rule_files() {
-        let path = deploy().join(&file);
-        // kustomize resolves symlinks and refuses a target outside deploy/.
-        let meta = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert!(meta.is_file(), "{file} must be a regular file, not a symlink");
+    for (_, path) in shipped_rule_files() {
+        // kustomize resolves symlinks and refuses a target outside the kustomization.
+        let meta = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            meta.is_file(),
+            "{} must be a regular file, not a symlink",
+            path.display()
+        );
     }
 }
 
@@ -398,24 +429,31 @@ fn the_rules_config_map_ships_the_repository_rules() {
         .collect();
     in_repo.sort();
     assert!(!in_repo.is_empty());
-    let generated = generated_rule_files();
-    let keys: Vec<String> = generated.iter().map(|(k, _)| k.clone()).collect();
+    let shipped = shipped_rule_files();
+    let keys: Vec<String> = shipped.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(
         keys, in_repo,
-        "the automaton-rules generator lists exactly rules/*.yaml"
+        "the base and the pack components ship exactly rules/*.yaml, each once"
     );
-    for (key, file) in generated {
+    // The base ships the pod pack only: it needs nothing but the Kubernetes API.
+    let base_keys: Vec<String> = generated_rule_files(&base())
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(base_keys, ["pods.yaml"]);
+    for (key, path) in shipped {
         assert_eq!(
-            read(&deploy().join(&file)),
+            read(&path),
             read(&repo().join("rules").join(&key)),
-            "deploy/{file} differs from rules/{key}: cp rules/*.yaml deploy/rules/"
+            "{} differs from rules/{key}: copy rules/{key} there",
+            path.display()
         );
     }
 }
 
 #[test]
 fn the_shipped_settings_and_rules_are_valid_for_the_daemon() {
-    let base = load(&deploy());
+    let base = load(&base());
     let env = base.config_map("self-healing-config");
     for (key, value) in [
         ("KAFKA_LAG_THRESHOLD", "15000"),
@@ -443,7 +481,8 @@ fn the_shipped_settings_and_rules_are_valid_for_the_daemon() {
     assert!(!settings.dry_run);
 
     let lookup = |name: &str| env.get(name).cloned();
-    let rules = automaton::rules::load::load(&[deploy().join("rules")], &lookup);
+    let files: Vec<PathBuf> = shipped_rule_files().into_iter().map(|(_, path)| path).collect();
+    let rules = automaton::rules::load::load(&files, &lookup);
     let errors: Vec<String> = rules
         .err()
         .unwrap_or_default()
@@ -459,7 +498,7 @@ fn the_shipped_settings_and_rules_are_valid_for_the_daemon() {
 
 #[test]
 fn base_rbac_is_least_privilege() {
-    let base = load(&deploy());
+    let base = load(&base());
     assert_eq!(base.roles.len(), 1);
     let rules = base.rules();
     assert_base_promises(&rules);
@@ -548,7 +587,7 @@ fn can_i_matches_like_rbac() {
 
 #[test]
 fn the_deployment_is_locked_down() {
-    let base = load(&deploy());
+    let base = load(&base());
     let d = named(&base.deployments, "self-healing-automaton");
     let spec = d.spec.as_ref().expect("spec");
     assert_eq!(
@@ -587,11 +626,11 @@ fn the_deployment_is_locked_down() {
     let image = format!("automaton:{}", env!("CARGO_PKG_VERSION"));
     assert_eq!(c.image.as_deref(), Some(image.as_str()));
     let kustomization: serde_yaml::Value =
-        serde_yaml::from_str(&read(&deploy().join("kustomization.yaml"))).expect("kustomization.yaml");
+        serde_yaml::from_str(&read(&deploy().join("base/kustomization.yaml"))).expect("kustomization.yaml");
     assert_eq!(
         kustomization["images"][0]["newTag"].as_str(),
         Some(env!("CARGO_PKG_VERSION")),
-        "deploy/kustomization.yaml `images:` tag"
+        "deploy/base/kustomization.yaml `images:` tag"
     );
     assert_eq!(c.args.as_deref(), Some(&["run".to_owned()][..]));
     let sc = c.security_context.as_ref().expect("a container securityContext");
@@ -678,7 +717,7 @@ fn the_deployment_is_locked_down() {
 
 #[test]
 fn the_service_exposes_metrics_on_the_http_port() {
-    let base = load(&deploy());
+    let base = load(&base());
     let service = named(&base.services, "self-healing-automaton");
     let annotations = service.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
@@ -762,49 +801,113 @@ fn the_dockerfile_is_multi_stage_non_root_and_copies_only_the_binary() {
 }
 
 #[test]
-fn kubectl_kustomize_builds_the_base_and_the_clean_logs_overlay() {
+fn kubectl_kustomize_builds_the_base_the_packs_and_the_production_overlay() {
     let Some(built) = kubectl_kustomize(&deploy()) else {
         eprintln!("kubectl is not on PATH: skipping `kubectl kustomize`; the files were checked one by one");
         return;
     };
-    let mut base = Objects::default();
-    base.add_yaml(&built)
+    let mut installed = Objects::default();
+    installed
+        .add_yaml(&built)
         .unwrap_or_else(|e| panic!("kubectl kustomize deploy/: {e}"));
-    let mut expected = load(&deploy()).names();
+    let mut expected = load(&base()).names();
     expected.insert(format!("ConfigMap/{RULES_CONFIG_MAP}"));
     assert_eq!(
-        base.names(),
+        installed.names(),
         expected,
         "no hash suffix, nothing more, nothing less"
     );
-    assert_base_promises(&base.rules());
-    for (kind, meta) in base.all() {
+    assert_base_promises(&installed.rules());
+    for (kind, meta) in installed.all() {
         assert_eq!(meta.namespace, None, "{kind} {:?} names a namespace", meta.name);
     }
-    let rules = base.config_map(RULES_CONFIG_MAP);
-    for (key, file) in generated_rule_files() {
-        assert_eq!(
-            rules.get(&key),
-            Some(&read(&deploy().join(file))),
-            "{key} in the generated ConfigMap"
+    let rules = installed.config_map(RULES_CONFIG_MAP);
+    let keys: Vec<&String> = rules.keys().collect();
+    assert_eq!(keys, ["pods.yaml"], "the base ships the pod pack only");
+
+    // Each pack is one line of an overlay, merges its rule file into the one ConfigMap and
+    // grants nothing it should not; only the disk pack (clean_logs) brings pods/exec.
+    for (pack, file) in [
+        ("kafka", "kafka.yaml"),
+        ("postgres", "postgres.yaml"),
+        ("disk", "disk.yaml"),
+        ("clean-logs", ""),
+    ] {
+        let overlay = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
+        let to_deploy = relative(overlay.path(), &deploy());
+        let text = format!(
+            "resources: [{}]\ncomponents: [{}]\n",
+            to_deploy.join("base").display(),
+            to_deploy.join("components").join(pack).display()
         );
+        std::fs::write(overlay.path().join("kustomization.yaml"), text).expect("write the overlay");
+        let built = kubectl_kustomize(overlay.path()).expect("kubectl ran once already");
+        let mut objects = Objects::default();
+        objects
+            .add_yaml(&built)
+            .unwrap_or_else(|e| panic!("the {pack} overlay: {e}"));
+        let rules = objects.config_map(RULES_CONFIG_MAP);
+        assert_eq!(
+            rules.get("pods.yaml"),
+            Some(&read(&repo().join("rules/pods.yaml")))
+        );
+        if !file.is_empty() {
+            assert_eq!(
+                rules.get(file),
+                Some(&read(&repo().join("rules").join(file))),
+                "{pack}: {file} merged into {RULES_CONFIG_MAP}"
+            );
+        }
+        assert!(
+            !objects.names().iter().any(|n| n.contains("automaton-rules-")),
+            "no hash suffix"
+        );
+        let granted = objects.rules();
+        let exec = can_i(&granted, "create", "", "pods/exec", None);
+        assert_eq!(exec, pack == "disk" || pack == "clean-logs", "{pack}: pods/exec");
+        assert!(can_i(&granted, "patch", "apps", "deployments/scale", None));
+        assert_eq!(never_granted(&granted), Vec::<String>::new());
     }
 
-    let overlay = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
-    let to_base = relative(overlay.path(), &deploy());
-    let text = format!(
-        "resources: [{}]\ncomponents: [{}]\n",
-        to_base.display(),
-        to_base.join("components/clean-logs").display()
-    );
-    std::fs::write(overlay.path().join("kustomization.yaml"), text).expect("write the overlay");
-    let built = kubectl_kustomize(overlay.path()).expect("kubectl ran once already");
-    let mut with_exec = Objects::default();
-    with_exec
+    // The production overlay: every pack but Solana, credentials from a Secret.
+    let built = kubectl_kustomize(&deploy().join("overlays/production")).expect("kubectl ran once already");
+    let mut production = Objects::default();
+    production
         .add_yaml(&built)
-        .unwrap_or_else(|e| panic!("the clean-logs overlay: {e}"));
-    let rules = with_exec.rules();
-    assert!(can_i(&rules, "create", "", "pods/exec", None));
-    assert!(can_i(&rules, "patch", "apps", "deployments/scale", None));
-    assert_eq!(never_granted(&rules), Vec::<String>::new());
+        .unwrap_or_else(|e| panic!("kubectl kustomize deploy/overlays/production: {e}"));
+    let keys: Vec<String> = production.config_map(RULES_CONFIG_MAP).into_keys().collect();
+    assert_eq!(keys, ["disk.yaml", "kafka.yaml", "pods.yaml", "postgres.yaml"]);
+    let settings = production.config_map("self-healing-config");
+    for key in ["KAFKA_BOOTSTRAP_SERVERS", "POSTGRES_HOST", "DISK_PATH"] {
+        assert!(
+            settings.contains_key(key),
+            "{key} missing from self-healing-config"
+        );
+    }
+    for (key, value) in &settings {
+        assert!(
+            !key.contains("PASSWORD") && !key.contains("WEBHOOK") && !value.contains('@'),
+            "{key}: a credential in the ConfigMap"
+        );
+    }
+    let [deployment] = &production.deployments[..] else {
+        panic!("one Deployment");
+    };
+    let container = automaton_container(deployment);
+    let from_secret: Vec<&str> = container
+        .env
+        .iter()
+        .flatten()
+        .filter(|v| v.value_from.as_ref().is_some_and(|f| f.secret_key_ref.is_some()))
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(from_secret, ["POSTGRES_PASSWORD", "ALERT_WEBHOOK_URL"]);
+    let mounts = container.volume_mounts.iter().flatten();
+    assert!(
+        mounts
+            .filter(|m| m.mount_path == "/var/log/app")
+            .all(|m| m.read_only == Some(true)),
+        "the log volume is mounted read-only"
+    );
+    assert!(can_i(&production.rules(), "create", "", "pods/exec", None));
 }

@@ -1,4 +1,4 @@
-//! The `deploy/solana` kustomize component, checked without a cluster: every object and patch
+//! The `deploy/components/solana` kustomize component, checked without a cluster: every object and patch
 //! parses into its k8s-openapi type with no field left over, the CronJobs are scheduled,
 //! locked down and mount what they promise, the sidecar mounts the validator's volumes
 //! read-only, the RBAC answers like `kubectl auth can-i`, the job scripts do what they say on
@@ -32,7 +32,7 @@ const VALIDATOR_VOLUMES: [(&str, &str); 3] = [
 ];
 
 fn solana() -> PathBuf {
-    deploy().join("solana")
+    deploy().join("components/solana")
 }
 
 /// Every non-empty YAML document of `text`, as JSON.
@@ -122,7 +122,7 @@ impl Objects {
     }
 }
 
-/// The objects of the files deploy/solana lists in `resources`.
+/// The objects of the files deploy/components/solana lists in `resources`.
 fn component() -> Objects {
     let mut objects = Objects::default();
     for file in strings(&document(&solana().join("kustomization.yaml")), "resources") {
@@ -165,7 +165,8 @@ fn sidecar() -> (PodSpec, Container) {
 }
 
 fn base_container() -> Container {
-    let d: Deployment = typed(&document(&deploy().join("deployment.yaml"))).expect("the base Deployment");
+    let d: Deployment =
+        typed(&document(&deploy().join("base/deployment.yaml"))).expect("the base Deployment");
     let pod = d.spec.and_then(|s| s.template.spec).expect("a pod spec");
     pod.containers
         .into_iter()
@@ -204,7 +205,17 @@ fn the_component_lists_existing_files_and_every_file() {
             dir.display()
         );
         assert_eq!(k["kind"], "Component", "{}", dir.display());
-        for entry in strings(&k, "resources").into_iter().chain(patch_paths(&k)) {
+        let generated: Vec<String> = k["configMapGenerator"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| strings(g, "files"))
+            .collect();
+        for entry in strings(&k, "resources")
+            .into_iter()
+            .chain(patch_paths(&k))
+            .chain(generated)
+        {
             let path = dir.join(&entry);
             assert!(path.is_file(), "{}: {entry} does not exist", dir.display());
             listed.insert(path);
@@ -266,7 +277,7 @@ fn every_object_and_patch_parses_into_its_kubernetes_type() {
         ),
     ] {
         let patch = document(&solana().join(file));
-        let base = document(&deploy().join(base_file));
+        let base = document(&deploy().join("base").join(base_file));
         assert_eq!(patch["$patch"], "delete", "{file}");
         assert_eq!(
             (&patch["kind"], &patch["metadata"]["name"]),
@@ -616,14 +627,14 @@ fn the_settings_hold_the_solana_keys_and_the_rules_load_with_them() {
         "a webhook URL may hold a token: a Secret"
     );
 
-    let base: ConfigMap = typed(&document(&deploy().join("configmap.yaml"))).expect("the base settings");
+    let base: ConfigMap = typed(&document(&deploy().join("base/configmap.yaml"))).expect("the base settings");
     let mut env = base.data.unwrap_or_default();
     env.extend(data.clone());
     automaton::settings::Settings::from_vars(env.clone()).expect("the merged ConfigMap is valid settings");
 
     // Every variable rules/solana.yaml reads is set here, so no threshold silently falls
     // back to a default nobody deployed (the webhook comes from the sidecar's Secret).
-    let file = deploy().join("rules/solana.yaml");
+    let file = deploy().join("components/solana/solana.yaml");
     let text = read(&file);
     let used: BTreeSet<&str> = text
         .split("${")
@@ -634,7 +645,7 @@ fn the_settings_hold_the_solana_keys_and_the_rules_load_with_them() {
     let unset: Vec<&&str> = used.iter().filter(|v| !data.contains_key(**v)).collect();
     assert!(
         unset.is_empty(),
-        "rules/solana.yaml reads {unset:?}: add them to deploy/solana/settings.yaml"
+        "rules/solana.yaml reads {unset:?}: add them to deploy/components/solana/settings.yaml"
     );
     let lookup = |name: &str| env.get(name).cloned();
     let loaded = automaton::rules::load::load_texts(&[(file.as_path(), text.as_str())], &lookup);
@@ -706,7 +717,7 @@ fn rbac_grants_the_rule_pack_exactly_what_it_uses() {
     }
 
     // Nothing beyond the base Role: the component narrows, never widens.
-    let base: Role = typed(&document(&deploy().join("role.yaml"))).expect("the base Role");
+    let base: Role = typed(&document(&deploy().join("base/role.yaml"))).expect("the base Role");
     let base = grants(&base.rules.unwrap_or_default());
     let extra: Vec<String> = grants(&rules).difference(&base).cloned().collect();
     assert_eq!(
@@ -940,12 +951,12 @@ spec:
 #[test]
 fn kubectl_kustomize_builds_the_base_with_the_component() {
     let overlay = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
-    let to_base = relative(overlay.path(), &deploy());
+    let to_deploy = relative(overlay.path(), &deploy());
     let text = format!(
         "resources: [{}, validator.yaml]\ncomponents: [{}, {}]\n",
-        to_base.display(),
-        to_base.join("solana").display(),
-        to_base.join("solana/host-cgroup").display()
+        to_deploy.display(),
+        to_deploy.join("components/solana").display(),
+        to_deploy.join("components/solana/host-cgroup").display()
     );
     std::fs::write(overlay.path().join("kustomization.yaml"), text).expect("write the overlay");
     std::fs::write(overlay.path().join("validator.yaml"), VALIDATOR_STATEFULSET).expect("write");
@@ -964,6 +975,11 @@ fn kubectl_kustomize_builds_the_base_with_the_component() {
         .try_for_each(|d| objects.add(d))
         .unwrap_or_else(|e| panic!("the overlay: {e}"));
     assert!(objects.names.contains_key("CronJob/solana-snapshot-backup"));
+    // The pack's rules are merged into the one rules ConfigMap, beside the pod pack.
+    assert!(
+        built.contains("  solana.yaml: |") && built.contains("  pods.yaml: |"),
+        "{built}"
+    );
     assert!(objects.names.contains_key("RoleBinding/self-healing-solana"));
     assert!(
         objects.names.values().all(|ns| !ns),

@@ -287,7 +287,7 @@ async fn forbidden_is_a_clear_error_and_is_not_retried() {
     assert!(
         err.to_string().starts_with(
             "PATCH deployments.apps/scale \"hello-world\" in namespace \"default\": forbidden: the \
-             automaton's Role lacks `patch` on deployments.apps/scale — see deploy/role.yaml"
+             automaton's Role lacks `patch` on deployments.apps/scale — see deploy/base/role.yaml"
         ),
         "{err}"
     );

@@ -175,7 +175,7 @@ async fn a_forbidden_hpa_list_names_the_missing_grant() {
     assert!(
         err.to_string().starts_with(
             "GET horizontalpodautoscalers.autoscaling in namespace \"default\": forbidden: the \
-             automaton's Role lacks `list` on horizontalpodautoscalers.autoscaling — see deploy/role.yaml"
+             automaton's Role lacks `list` on horizontalpodautoscalers.autoscaling — see deploy/base/role.yaml"
         ),
         "{err}"
     );

@@ -20,6 +20,11 @@ pub fn deploy() -> PathBuf {
     repo().join("deploy")
 }
 
+/// The base (deploy/kustomization.yaml points at it; overlays build on it).
+pub fn base() -> PathBuf {
+    deploy().join("base")
+}
+
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -66,7 +66,7 @@ impl ApiRequest {
         if self.resource == "pods/exec" {
             "deploy/components/clean-logs (an optional component: add it to your overlay's `components:`)"
         } else {
-            "deploy/role.yaml"
+            "deploy/base/role.yaml"
         }
     }
 }
@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "PATCH deployments.apps/scale \"email-service\" in namespace \"prod\": forbidden: the \
-             automaton's Role lacks `patch` on deployments.apps/scale — see deploy/role.yaml \
+             automaton's Role lacks `patch` on deployments.apps/scale — see deploy/base/role.yaml \
              (API server: server says no)"
         );
         let exec = ApiRequest::new("GET", "get and create", "", "pods/exec", "prod", Some("p"));
