@@ -17,6 +17,12 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need_apt+=(postgresql)
 fi
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+# The notification tests post to a real Alertmanager, the monitoring kit's alerts are checked
+# and unit-tested by promtool (Debian's `prometheus` ships it). The tests start their own on
+# 127.0.0.1, on free ports.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
+  || need_apt+=(prometheus-alertmanager)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -142,6 +142,9 @@ pub struct SettingsArgs {
     /// Objects Argo CD or Flux manage: `warn` (act, say it must go to Git) or `skip`.
     #[arg(long, env = "GITOPS_POLICY", value_name = "POLICY", default_value = "warn")]
     pub gitops_policy: Option<String>,
+    /// The body NOTIFY_WEBHOOK accepts: `generic`, `slack` or `alertmanager` (its base URL).
+    #[arg(long, env = "NOTIFY_FORMAT", value_name = "FORMAT", default_value = "generic")]
+    pub notify_format: Option<String>,
 }
 
 /// Kafka, for the `kafka_lag` signal (off unless KAFKA_BOOTSTRAP_SERVERS is set).
@@ -219,6 +222,7 @@ impl SettingsArgs {
             ("BREAKER_FAILURES", &self.breaker_failures),
             ("BREAKER_COOL_OFF", &self.breaker_cool_off),
             ("GITOPS_POLICY", &self.gitops_policy),
+            ("NOTIFY_FORMAT", &self.notify_format),
         ])
     }
 }

@@ -53,7 +53,12 @@ fn the_rendered_base_becomes_ready_without_kafka_postgres_or_a_validator() {
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    assert_eq!(names, ["pod-oom-killed", "pod-restart-loop"], "{}", run.logs);
+    assert_eq!(
+        names,
+        ["pod-oom-killed", "pod-restart-loop", "pod-restarting"],
+        "{}",
+        run.logs
+    );
     assert_eq!(status["disabled_rules"], serde_json::json!([]));
     assert!(
         run.metrics.contains("automaton_rules_disabled 0"),
@@ -108,6 +113,11 @@ fn the_rendered_production_overlay_becomes_ready_with_its_dependencies_down() {
     assert_eq!(priority("pod-restart-loop"), Some("critical".into()));
     assert_eq!(priority("kafka-consumer-lag"), Some("high".into()));
     assert_eq!(priority("postgres-connections"), Some("high".into()));
+    assert_eq!(priority("pod-restarting"), Some("low".into()));
+    assert_eq!(
+        priority("disk-space").unwrap_or_else(|| "medium".into()),
+        "medium"
+    );
     // The log volume is not mounted on this machine: the disk rule says so instead of
     // measuring another filesystem.
     if !Path::new("/var/log/app").exists() {

@@ -148,7 +148,7 @@ fn a_validator_far_behind_is_restarted_only_after_a_notification() {
             assert_eq!(before.at, d.at);
             let change = before.change.as_ref().unwrap();
             assert_eq!(change["before"], "restart");
-            assert_eq!(change["notify"], "alertmanager");
+            assert_eq!(change["notify"], "alertmanager-operated.monitoring.svc");
             assert_eq!(change["change"]["rollout_restart"], "statefulset/agave-validator");
             assert_eq!(
                 d.change.as_ref().unwrap()["rollout_restart"],

@@ -1,5 +1,7 @@
-//! `notify`: post the decision as JSON to a webhook. The URL is treated as a secret (chat
-//! webhooks embed their token in the path): only its host is ever shown.
+//! `notify`: tell a receiver about the decision, in the body it accepts (`format`: generic
+//! JSON, a Slack incoming webhook, Alertmanager's v2 API; see `core::notice`). The URL is
+//! treated as a secret (chat webhooks embed their token in the path): only its host is ever
+//! shown.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use serde_json::json;
 use super::{Action, ActionError, ExecCtx};
 use crate::clients::http::{answered, Call, HttpClient, HttpError};
 use crate::core::decision::Decision;
+use crate::core::notice::{Message, NotifyFormat, RuleFacts};
 use crate::core::plan::{Effect, Outcome, Plan, PlanCtx, PlanError};
 use crate::core::url::check_url;
 use crate::signals::SignalSpec;
@@ -18,8 +21,15 @@ use crate::signals::SignalSpec;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Notify {
-    /// Webhook URL that receives a JSON POST.
+    /// Webhook URL that receives a JSON POST (for `alertmanager`: Alertmanager's base URL).
     pub webhook: String,
+    /// `generic` (default), `slack` or `alertmanager`.
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// Where a human sees more (Alertmanager's `generatorURL`), e.g. the automaton's
+    /// `/status` URL as the receiver's users reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 impl Notify {
@@ -35,7 +45,11 @@ impl Notify {
     }
 
     pub fn validate(&self) -> Vec<String> {
-        check_url("webhook", &self.webhook).into_iter().collect()
+        let mut problems: Vec<String> = check_url("webhook", &self.webhook).into_iter().collect();
+        if let Some(link) = &self.link {
+            problems.extend(check_url("link", link));
+        }
+        problems
     }
 
     pub fn plan(&self) -> Plan {
@@ -43,17 +57,36 @@ impl Notify {
     }
 }
 
+/// How long an Alertmanager alert of a notification stays active at least: it is an event,
+/// nobody resolves it, so it ends by itself (after the rule's cooldown, when longer).
+const ALERT_LASTS: Duration = Duration::from_secs(300);
+
 impl Notify {
-    /// Posts `decision` to the webhook: its summary for chat, the whole line for machines.
-    pub async fn send(&self, http: &HttpClient, decision: &Decision) -> Result<String, HttpError> {
-        let body = json!({
-            "text": decision.summary(),
-            "decision": decision,
-        });
+    /// Posts `decision` in the receiver's format. `rule` adds the threshold, priority and
+    /// description (`Rule::facts`); `note` says what a notice outside the decision is about.
+    pub async fn send(
+        &self,
+        http: &HttpClient,
+        decision: &Decision,
+        rule: Option<RuleFacts<'_>>,
+        note: Option<&str>,
+    ) -> Result<String, HttpError> {
+        let now = std::time::SystemTime::now();
+        let lasts = rule.map_or(ALERT_LASTS, |r| r.cooldown.max(ALERT_LASTS));
+        let message = Message {
+            decision,
+            rule,
+            time: humantime::format_rfc3339_seconds(now).to_string(),
+            ends: humantime::format_rfc3339_seconds(now + lasts).to_string(),
+            link: self.link.as_deref(),
+            note,
+        };
+        let body = message.body(self.format);
+        let url = self.format.url(&self.webhook);
         let accepts = |status| (200..300).contains(&status);
         let call = Call {
             method: reqwest::Method::POST,
-            url: &self.webhook,
+            url: &url,
             shown: format!("webhook/{}", self.host()),
             body: Some(&body),
             timeout: Duration::from_secs(10),
@@ -84,7 +117,9 @@ impl Action for Notify {
 
     fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
-            let sent = self.send(&cx.executors.http, cx.decision).await?;
+            let sent = self
+                .send(&cx.executors.http, cx.decision, Some(cx.rule.facts()), None)
+                .await?;
             Ok(Outcome::text(sent))
         })
     }

@@ -142,6 +142,14 @@ pub enum WriteOutcome {
 }
 
 impl WriteOutcome {
+    pub const ALL: [WriteOutcome; 5] = [
+        WriteOutcome::Succeeded,
+        WriteOutcome::Failed,
+        WriteOutcome::Timeout,
+        WriteOutcome::Dropped,
+        WriteOutcome::Refused,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             WriteOutcome::Succeeded => "succeeded",

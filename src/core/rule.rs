@@ -241,6 +241,9 @@ impl<S: SignalKind, A: ActionKind> RuleSpec<S, A> {
         }
         if let Some(notify) = &self.notify_first {
             errors.extend(check_url("webhook", &notify.webhook).map(|e| format!("`notify_first` {e}")));
+            if let Some(link) = &notify.link {
+                errors.extend(check_url("link", link).map(|e| format!("`notify_first` {e}")));
+            }
             if self.action.kind() == "notify" {
                 errors.push("`notify_first` on a `notify` action: the action already notifies".to_owned());
             }
@@ -254,8 +257,14 @@ impl<S: SignalKind, A: ActionKind> RuleSpec<S, A> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyFirst {
-    /// Webhook URL that receives a JSON POST.
+    /// Webhook URL that receives a JSON POST (for `alertmanager`: Alertmanager's base URL).
     pub webhook: String,
+    /// `generic` (default), `slack` or `alertmanager`.
+    #[serde(default)]
+    pub format: super::notice::NotifyFormat,
+    /// Where a human sees more (Alertmanager's `generatorURL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 impl NotifyFirst {
@@ -286,6 +295,18 @@ pub struct Rule<S, A> {
     pub params: BTreeMap<String, String>,
     /// The fixed target, or `None` when each series names its own (`target: owner`).
     pub fixed_target: Option<Arc<str>>,
+}
+
+impl<S, A> Rule<S, A> {
+    /// What a notification about this rule's decisions says of the rule.
+    pub fn facts(&self) -> super::notice::RuleFacts<'_> {
+        super::notice::RuleFacts {
+            description: &self.spec.description,
+            priority: self.spec.priority,
+            when: self.spec.when,
+            cooldown: self.cooldown,
+        }
+    }
 }
 
 impl<S: SignalKind, A: ActionKind> Rule<S, A> {

@@ -10,7 +10,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::core::decision::{Decision, SkipReason, State, Verdict};
+use crate::core::decision::{Decision, SkipReason, State, Verdict, WriteOutcome};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -200,6 +200,10 @@ impl Metrics {
             registry.register(c)?;
         }
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // From 0, so the first failed reload is an increase an alert sees.
+        for result in ["success", "error"] {
+            reloads.with_label_values(&[result]);
+        }
         Ok(Metrics {
             registry,
             actions,
@@ -264,12 +268,24 @@ impl Metrics {
         }
     }
 
-    /// The thresholds of the rules the engine now runs, and how many are disabled.
-    pub fn rules_installed(&self, thresholds: impl IntoIterator<Item = (String, f64)>, disabled: usize) {
+    /// The thresholds of the rules the engine now runs, and how many are disabled. The
+    /// counters the shipped alerts watch start at 0 for every rule and action kind: a series
+    /// that first appears at 1 is invisible to `increase()`, and the first failure would
+    /// never alert.
+    pub fn rules_installed<'a>(
+        &self,
+        rules: impl IntoIterator<Item = (&'a str, f64, &'static str)>,
+        disabled: usize,
+    ) {
         self.threshold.reset();
         self.signal_value.reset();
-        for (rule, threshold) in thresholds {
-            self.threshold.with_label_values(&[&rule]).set(threshold);
+        for (rule, threshold, action) in rules {
+            self.threshold.with_label_values(&[rule]).set(threshold);
+            self.skips.with_label_values(&[rule, SkipReason::Budget.as_str()]);
+            for outcome in WriteOutcome::ALL {
+                self.action_outcomes
+                    .with_label_values(&[action, outcome.as_str()]);
+            }
         }
         self.rules_disabled
             .set(i64::try_from(disabled).unwrap_or(i64::MAX));

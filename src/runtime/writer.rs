@@ -105,6 +105,8 @@ impl Writer {
         let notice = match (d.kind, &rule.spec.notify_first) {
             (DecisionKind::Notice, Some(n)) => Some(ActionSpec::Notify(Notify {
                 webhook: n.webhook.clone(),
+                format: n.format,
+                link: n.link.clone(),
             })),
             _ => None,
         };

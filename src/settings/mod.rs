@@ -40,6 +40,7 @@ struct Raw {
     breaker_cool_off: Option<String>,
     gitops_policy: Option<String>,
     notify_webhook: Option<String>,
+    notify_format: Option<String>,
     action_timeout: Option<String>,
 }
 
@@ -96,6 +97,9 @@ pub struct Settings {
     /// rollback, a change to a GitOps-managed object). Optional; a secret (only its host is
     /// ever shown).
     pub notify_webhook: Option<String>,
+    /// `NOTIFY_FORMAT`: the body NOTIFY_WEBHOOK accepts: `generic` (default), `slack` or
+    /// `alertmanager` (then NOTIFY_WEBHOOK is Alertmanager's base URL).
+    pub notify_format: crate::core::notice::NotifyFormat,
     /// `ACTION_TIMEOUT` (default 30s, 1s to 10m): the deadline of one action, write and
     /// Event included; exec and HTTP timeouts are capped by it.
     pub action_timeout: Duration,
@@ -226,6 +230,13 @@ impl Settings {
             s.breaker.cool_off
         );
         parse!(
+            "NOTIFY_FORMAT",
+            raw.notify_format,
+            "`generic`, `slack` or `alertmanager`",
+            |v: &str| serde_json::from_value(serde_json::Value::String(v.to_owned())).ok(),
+            s.notify_format
+        );
+        parse!(
             "GITOPS_POLICY",
             raw.gitops_policy,
             "`warn` or `skip`",
@@ -290,6 +301,7 @@ impl Settings {
             breaker: BreakerSettings::default(),
             gitops_skip: false,
             notify_webhook: None,
+            notify_format: crate::core::notice::NotifyFormat::Generic,
             action_timeout: Duration::from_secs(30),
         }
     }

@@ -29,7 +29,7 @@ impl Daemon {
             enabled
                 .rules
                 .iter()
-                .map(|r| (r.name.to_string(), r.spec.when.threshold)),
+                .map(|r| (&*r.name, r.spec.when.threshold, r.spec.action.kind())),
             disabled.len(),
         );
         self.metrics.rule_state.reset();

@@ -50,6 +50,8 @@ impl Daemon {
         };
         let notify = Notify {
             webhook: webhook.clone(),
+            format: self.settings.notify_format,
+            link: None,
         };
         let dependency = notify.target();
         if let Err(why) = self.breakers.admit(&dependency) {
@@ -57,8 +59,11 @@ impl Daemon {
             return;
         }
         let mut notice = d.clone();
-        notice.detail = Some(Detail::Text(note));
-        let result = notify.send(&self.writer.executors.http, &notice).await;
+        notice.detail = Some(Detail::Text(note.clone()));
+        let rule = self.engine.rules().rules.get(d.rule_index).map(|r| r.facts());
+        let result = notify
+            .send(&self.writer.executors.http, &notice, rule, Some(&note))
+            .await;
         let down = result
             .as_ref()
             .err()
