@@ -278,7 +278,8 @@ fn automaton_container(d: &Deployment) -> &Container {
 }
 
 /// YAML files under `dir`, except rule files (named like rules/*.yaml), the Solana component
-/// (CronJobs and patches: tests/deploy_solana.rs) and overlays (patches: rendered below).
+/// (CronJobs and patches: tests/deploy_solana.rs), the monitoring kit (Prometheus Operator
+/// kinds: tests/monitoring.rs) and overlays (patches: rendered below).
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)
@@ -287,7 +288,10 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     {
         let path = entry.path();
         if entry.file_type().expect("a file type").is_dir() {
-            if path != deploy().join("components/solana") && path != deploy().join("overlays") {
+            if path != deploy().join("components/solana")
+                && path != deploy().join("components/monitoring")
+                && path != deploy().join("overlays")
+            {
                 found.extend(yaml_files(&path));
             }
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
@@ -320,6 +324,7 @@ fn kustomization_dirs() -> Vec<PathBuf> {
         .map(|p| p.parent().expect("a directory").to_owned())
         .collect();
     dirs.push(deploy().join("components/solana"));
+    dirs.push(deploy().join("components/monitoring"));
     dirs.push(deploy().join("overlays/production"));
     dirs.sort();
     dirs

@@ -35,6 +35,8 @@ pub enum VerifyResult {
 }
 
 impl VerifyResult {
+    pub const ALL: [VerifyResult; 3] = [VerifyResult::Success, VerifyResult::Failed, VerifyResult::Unknown];
+
     pub fn as_str(self) -> &'static str {
         match self {
             VerifyResult::Success => "success",

@@ -11,6 +11,7 @@ use prometheus::{
 };
 
 use crate::core::decision::{Decision, SkipReason, State, Verdict, WriteOutcome};
+use crate::core::verify::VerifyResult;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -282,6 +283,10 @@ impl Metrics {
         for (rule, threshold, action) in rules {
             self.threshold.with_label_values(&[rule]).set(threshold);
             self.skips.with_label_values(&[rule, SkipReason::Budget.as_str()]);
+            self.rollbacks.with_label_values(&[rule]);
+            for result in VerifyResult::ALL {
+                self.verifications.with_label_values(&[rule, result.as_str()]);
+            }
             for outcome in WriteOutcome::ALL {
                 self.action_outcomes
                     .with_label_values(&[action, outcome.as_str()]);
