@@ -517,7 +517,7 @@ fn base_rbac_is_least_privilege() {
         ("apps", "replicasets", &["get"]),
         ("autoscaling", "horizontalpodautoscalers", &["list"]),
         ("batch", "cronjobs", &["get", "list"]),
-        ("batch", "jobs", &["create"]),
+        ("batch", "jobs", &["list", "create"]),
         ("", "events", &["create", "patch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("coordination.k8s.io", "leases", &["get", "create", "patch"]),

@@ -410,9 +410,19 @@ async fn run_job_creates_the_job_kubectl_create_job_from_cronjob_would() {
     });
     let mut created = job.clone();
     created["metadata"]["uid"] = json!("9d0b6a8e-2f4c-4b51-8e0a-6c7d5e4f3a21");
+    // The CronJob's Jobs, by its jobTemplate's labels: one finished, one of another owner.
+    let mut done = job.clone();
+    done["metadata"]["name"] = json!("hello-29145600");
+    done["status"] = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+    let mut other = job.clone();
+    other["metadata"]["name"] = json!("hello-of-someone-else");
+    other["metadata"]["ownerReferences"][0]["uid"] = json!("0b8f3a2c-0000-4000-8000-000000000000");
     let script = vec![
         get("/apis/batch/v1/namespaces/default/cronjobs/hello")
             .reply(200, &fixture("cronjob-batch-v1-hello.yaml")),
+        get("/apis/batch/v1/namespaces/default/jobs")
+            .query("labelSelector", "app=hello")
+            .reply(200, &job_list(vec![done, other])),
         exchange(
             "POST",
             "/apis/batch/v1/namespaces/default/jobs",
@@ -430,6 +440,49 @@ async fn run_job_creates_the_job_kubectl_create_job_from_cronjob_would() {
     ];
     let outcome = execute(script, &decision).await.expect("created");
     assert_eq!(outcome.detail, "job/hello-1748779200 created from cronjob/hello");
+}
+
+fn job_list(items: Vec<serde_json::Value>) -> serde_json::Value {
+    json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "7"}, "items": items})
+}
+
+#[tokio::test]
+async fn run_job_starts_nothing_while_a_job_of_the_cronjob_runs() {
+    let decision = decide(
+        &rule(
+            "ledger-prune",
+            "disk_usage: {path: /var/lib/ledger}",
+            "run_job: {from_cronjob: hello}",
+        ),
+        "{}",
+        &[],
+        90.0,
+    );
+    let running = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "hello-29145660", "ownerReferences": [{
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "hello",
+            "uid": "3c1f2a9e-5b7d-4e8a-9f60-2d4b8c6e1a07", "controller": true}]},
+        "spec": {"template": {"spec": {"containers": []}}},
+        "status": {"active": 1},
+    });
+    // No POST: the script ends after the list.
+    let script = vec![
+        get("/apis/batch/v1/namespaces/default/cronjobs/hello")
+            .reply(200, &fixture("cronjob-batch-v1-hello.yaml")),
+        get("/apis/batch/v1/namespaces/default/jobs")
+            .query("labelSelector", "app=hello")
+            .reply(200, &job_list(vec![running])),
+    ];
+    let outcome = execute(script, &decision).await.expect("decided");
+    assert_eq!(
+        outcome.skipped,
+        Some(automaton::core::decision::SkipReason::JobActive)
+    );
+    assert_eq!(
+        outcome.detail,
+        "job/hello-29145660 of cronjob/hello is still running: not starting another"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -74,6 +74,46 @@ fn an_oom_kill_on_the_watch_raises_memory_once_with_an_event() {
 }
 
 #[test]
+fn an_oom_kill_at_the_memory_cap_is_told_once_and_never_patched() {
+    let fake = FakeKube::start(&oom_scenario(1, 2.0, 0.0));
+    let rules = rules_dir(&fake);
+    // The container's limit is 1Gi already: doubling would raise only the request.
+    let a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &[("MAX_MEMORY", "1Gi")]);
+    let at_cap = |r: &Value| {
+        r["method"] == "POST"
+            && r["path"] == "/apis/events.k8s.io/v1/namespaces/prod/events"
+            && r["body"]["reason"] == "MemoryAtCap"
+    };
+    let event = fake.wait_for("the MemoryAtCap Event", Duration::from_secs(60), at_cap);
+    assert_eq!(event["body"]["type"], "Warning", "{event}");
+    assert_eq!(event["body"]["regarding"]["name"], "app-0", "{event}");
+    let note = event["body"]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("no further") && note.contains("1Gi"), "{note}");
+    let checks = |a: &Automaton| a.metric(r#"healing_checks_total{rule="oom"}"#).unwrap_or(0.0);
+    let seen = checks(&a);
+    eventually("three more ticks", Duration::from_secs(30), || {
+        (checks(&a) >= seen + 3.0).then_some(())
+    });
+    let requests = fake.requests();
+    assert_eq!(
+        requests.iter().filter(|r| is_patch_of(r, "app-0")).count(),
+        0,
+        "never patched"
+    );
+    assert_eq!(
+        requests.iter().filter(|r| at_cap(r)).count(),
+        1,
+        "told once, not every tick"
+    );
+    assert!(
+        a.metric(r#"automaton_skips_total{reason="bound",rule="oom"}"#)
+            .unwrap_or(0.0)
+            >= 3.0,
+        "bound at every evaluation"
+    );
+}
+
+#[test]
 fn two_replicas_one_leader_acts_and_the_other_takes_over() {
     // Kill 0 at 3s, kill 1 at 20s: between them the leader is stopped.
     let fake = FakeKube::start(&oom_scenario(2, 3.0, 17.0));

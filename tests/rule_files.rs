@@ -330,7 +330,7 @@ const BAD: &[Bad] = &[
     action:
       clean_logs: {selector: app=x, path: /var/log/../etc}
 "#,
-        errors: &["2:11: rule `disk`: clean_logs `path` must be absolute and without `..`, found `/var/log/../etc`"],
+        errors: &["2:11: rule `disk`: clean_logs `path` must be absolute, without `..`, `//` or `/.`, found `/var/log/../etc`"],
     },
     Bad {
         what: "notify webhook that is not a URL (never echoed: it may hold a token)",
@@ -547,7 +547,7 @@ fn every_rule_level_problem_of_a_file_is_reported() {
                 "2:11: rule `first`: `target: owner` needs a pod signal (pod_oom_killed, pod_crash_loop, pod_restarts), not `kafka_lag`",
                 "2:11: rule `first`: scale needs exactly one of `replicas`, `step` or `per_lag`",
                 "2:11: rule `first`: scale `min` (5) is above `max` (2)",
-                "8:11: rule `second`: clean_logs `path` must be absolute and without `..`, found `var/log/../x`",
+                "8:11: rule `second`: clean_logs `path` must be absolute, without `..`, `//` or `/.`, found `var/log/../x`",
                 "8:11: rule `second`: clean_logs `pattern` must be a file name pattern, found `a/b`",
             ],
         ),

@@ -597,21 +597,25 @@ steps:
         run.trace("oom"),
         [
             format!("0s 1 firing act {}", change(["512Mi", "1Gi"], ["1Gi", "2Gi"])),
-            // The limit is at MAX_MEMORY; the request still rises to it.
-            format!("60s 1 firing act {}", change(["1Gi", "2Gi"], ["2Gi", "2Gi"])),
+            // The limit is at MAX_MEMORY: raising only the request cannot stop the next
+            // kill, so it is not an action.
+            format!(
+                "60s 1 firing skip bound {}",
+                change(["1Gi", "2Gi"], ["2Gi", "2Gi"])
+            ),
             format!(
                 "120s 1 firing skip bound {}",
-                change(["2Gi", "2Gi"], ["2Gi", "2Gi"])
+                change(["1Gi", "2Gi"], ["2Gi", "2Gi"])
             ),
             format!(
                 "180s 1 firing skip bound {}",
-                change(["2Gi", "2Gi"], ["2Gi", "2Gi"])
+                change(["1Gi", "2Gi"], ["2Gi", "2Gi"])
             ),
         ]
     );
     assert_eq!(
         run.memory("deployment/email-service", "app"),
-        ("2Gi".to_owned(), "2Gi".to_owned())
+        ("1Gi".to_owned(), "2Gi".to_owned())
     );
 }
 

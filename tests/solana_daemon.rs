@@ -1,6 +1,7 @@
 //! The Solana rules' moving parts through a running daemon, on real sockets and files: an
 //! OOM kill counted from a cgroup `memory.events` file triggers the cache endpoint, with the
-//! rule's `notify_first` webhook called before it; a 503 from the endpoint is retried; a
+//! rule's `notify_first` webhook called before it; a 503 with Retry-After from the endpoint
+//! is retried; a
 //! validator RPC answering getHealth "behind" is read as slot lag.
 
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ async fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> O
     }
 }
 
-/// The validator's admin endpoint (its first call answers 503), its RPC (getHealth: 42
+/// The validator's admin endpoint (its first call answers 503, Retry-After: 1), its RPC (getHealth: 42
 /// slots behind) and a webhook, recording every call in order.
 async fn validator() -> (String, Seen) {
     let seen: Seen = Arc::default();
@@ -37,10 +38,11 @@ async fn validator() -> (String, Seen) {
             post(move || async move {
                 let mut seen = a.lock().unwrap();
                 seen.push("reduce".to_owned());
+                // Busy: not taken, come back in a second (a POST is retried only then).
                 if seen.iter().filter(|s| *s == "reduce").count() == 1 {
-                    StatusCode::SERVICE_UNAVAILABLE
+                    (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")])
                 } else {
-                    StatusCode::OK
+                    (StatusCode::OK, [("retry-after", "0")])
                 }
             }),
         )
@@ -139,7 +141,7 @@ async fn an_oom_kill_notifies_then_shrinks_the_cache_once_through_a_503() {
         .filter(|s| !s.starts_with("rpc"))
         .cloned()
         .collect();
-    // Told first, then the endpoint: a 503, retried once with backoff, then 200.
+    // Told first, then the endpoint: a 503 with Retry-After, retried once after it, then 200.
     assert_eq!(calls, ["hook before \"http\"", "reduce", "reduce"]);
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&metrics.registry.gather())

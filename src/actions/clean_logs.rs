@@ -52,18 +52,38 @@ fn default_older_than() -> Dur {
 impl CleanLogs {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if !self.path.starts_with('/') || self.path.split('/').any(|part| part == "..") {
+        // An empty selector matches every pod of the namespace: `find -delete` everywhere.
+        if self.selector.trim().is_empty() {
+            errors.push("clean_logs `selector` must not be empty: it would match every pod".to_owned());
+        } else if let Some(e) = crate::signals::pods::selector_error("clean_logs", &self.selector) {
+            errors.push(e);
+        }
+        // One spelling per directory: no `..` (escapes it), no `//` or `/.` (hide where it
+        // goes from a reader), and not `/`.
+        let parts: Vec<&str> = self.path.split('/').skip(1).collect();
+        if !self.path.starts_with('/')
+            || parts.iter().any(|p| *p == ".." || *p == ".")
+            || self.path.contains("//")
+            || self.path.contains("/.")
+        {
             errors.push(format!(
-                "clean_logs `path` must be absolute and without `..`, found `{}`",
+                "clean_logs `path` must be absolute, without `..`, `//` or `/.`, found `{}`",
                 self.path
             ));
         }
-        if self.path == "/" {
+        if self.path.trim_end_matches('/').is_empty() {
             errors.push("clean_logs `path` must not be `/`".to_owned());
         }
         if self.pattern.is_empty() || self.pattern.contains('/') {
             errors.push(format!(
                 "clean_logs `pattern` must be a file name pattern, found `{}`",
+                self.pattern
+            ));
+        }
+        // A bare `*` deletes every old file, whatever it is: name what a log looks like.
+        if self.pattern.chars().all(|c| c == '*') && !self.pattern.is_empty() {
+            errors.push(format!(
+                "clean_logs `pattern` `{}` matches every file: name the logs, e.g. `*.log`",
                 self.pattern
             ));
         }
@@ -292,12 +312,34 @@ mod tests {
             "find /var/log/app -name *.log -type f -mtime +6 -delete"
         );
         assert!(spec.validate().is_empty());
-        for bad in ["var/log", "/var/../etc", "/"] {
+        for bad in [
+            "var/log",
+            "/var/../etc",
+            "/",
+            "//",
+            "/var//log",
+            "/var/./log",
+            "/var/.hidden",
+        ] {
             let s = CleanLogs {
                 path: bad.into(),
                 ..spec.clone()
             };
             assert!(!s.validate().is_empty(), "{bad}");
+        }
+        for bad in ["*", "**", "", "a/b"] {
+            let s = CleanLogs {
+                pattern: bad.into(),
+                ..spec.clone()
+            };
+            assert!(!s.validate().is_empty(), "pattern {bad:?}");
+        }
+        for bad in ["", "  ", "app in (", "=x"] {
+            let s = CleanLogs {
+                selector: bad.into(),
+                ..spec.clone()
+            };
+            assert!(!s.validate().is_empty(), "selector {bad:?}");
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct Http {
     /// Give up after this long (default 10s).
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
+    /// Retry a POST or PATCH on any 5xx too. Off by default: the endpoint may have acted
+    /// before failing; only an endpoint whose calls are safe to repeat should opt in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_5xx: bool,
 }
 
 fn default_method() -> String {
@@ -93,6 +97,7 @@ impl Http {
             timeout: self.timeout.0,
             accepts: &accepts,
             expected: self.expect_status.map_or("2xx".to_owned(), |s| s.to_string()),
+            retry_5xx: self.retry_5xx,
         };
         let (status, attempts) = http.send(&call).await?;
         Ok(answered(&call.shown, status, attempts))

@@ -92,6 +92,9 @@ impl Notify {
             timeout: Duration::from_secs(10),
             accepts: &accepts,
             expected: "2xx".to_owned(),
+            // A message told twice is harmless (Alertmanager merges it by its labels); one
+            // lost to a 502 of a proxy is not.
+            retry_5xx: true,
         };
         let (status, attempts) = http.send(&call).await?;
         Ok(answered(&call.shown, status, attempts))

@@ -128,9 +128,11 @@ impl RaiseMemory {
             request,
             limit,
         });
-        if new_limit == limit && new_request == request {
+        // The limit is what the kernel kills at: raising only the request cannot stop the
+        // next OOM kill, so a limit at the cap is the end of what this action can do.
+        if new_limit == limit {
             plan.noop = Some(format!(
-                "container `{container}` is already at the memory cap {cap}"
+                "container `{container}` memory limit {limit} is already at the cap {cap}: raising only the request cannot stop the next OOM kill"
             ));
         }
         Ok(plan)
@@ -205,11 +207,11 @@ async fn raise_memory(
             limit: after.limit.max(after.request),
             ..after
         };
-        if after == before {
+        if after.limit == before.limit {
             return Ok(Outcome::skipped(
                 SkipReason::Bound,
                 format!(
-                    "container `{container}` of {target} already has {}/{} (request/limit)",
+                    "container `{container}` of {target} already has {}/{} (request/limit): its limit cannot go higher, and a request alone cannot stop an OOM kill",
                     before.request, before.limit
                 ),
             ));
@@ -320,6 +322,18 @@ mod tests {
         assert_eq!(p.change["memory_limit"], json!(["6Gi", "8Gi"]));
         let p = plan(&spec(None), &world("8Gi", "8Gi")).unwrap();
         assert!(p.noop.is_some());
+    }
+
+    #[test]
+    fn a_limit_at_the_cap_is_bound_even_when_the_request_could_grow() {
+        // 1Gi/2Gi with `max: 2Gi`: doubling would raise only the request to 2Gi, which cannot
+        // stop the next kill at the 2Gi limit.
+        let p = plan(&spec(Some("2Gi")), &world("1Gi", "2Gi")).unwrap();
+        let why = p.noop.expect("bound");
+        assert!(
+            why.contains("already at the cap") && why.contains("OOM kill"),
+            "{why}"
+        );
     }
 
     #[test]

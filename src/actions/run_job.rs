@@ -1,7 +1,10 @@
 //! `run_job`: a Job from a CronJob's `jobTemplate`, built as `kubectl create job
 //! --from=cronjob/NAME` builds it (snapshot backups, ledger pruning), under a name derived
 //! from the CronJob and the time. The name is fixed before the first attempt, so when a
-//! retried create finds it taken, the earlier attempt created it.
+//! retried create finds it taken, the earlier attempt created it. While a Job of the CronJob
+//! (ours or the CronJob controller's) is still running, none is started (`job_active`): two
+//! prunes or backups of one volume at once is how a ledger gets corrupted, whatever the
+//! CronJob's `concurrencyPolicy` says.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +13,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::PostParams;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,6 +23,7 @@ use super::{Action, ActionError, ExecCtx};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
 use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::clients::kube::FIELD_MANAGER;
+use crate::core::decision::SkipReason;
 use crate::core::plan::Outcome;
 use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
 
@@ -66,9 +70,15 @@ async fn run_job(kube: &KubeExecutor, act: &Act<'_>, spec: &RunJob) -> Result<Ou
     let request = ApiRequest::new("GET", "get", "batch", "cronjobs", &kube.namespace, Some(name));
     let cronjob = kube.call(&request, || cronjobs.get(name)).await?;
 
+    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    if let Some(running) = running_job(kube, &jobs, &cronjob).await? {
+        return Ok(Outcome::skipped(
+            SkipReason::JobActive,
+            format!("job/{running} of cronjob/{name} is still running: not starting another"),
+        ));
+    }
     let job = job_from_cronjob(&cronjob, &job_name(name, kube.now()))?;
     let job_name = job.metadata.name.clone().unwrap_or_default();
-    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PostParams::default()
@@ -103,6 +113,52 @@ async fn run_job(kube: &KubeExecutor, act: &Act<'_>, spec: &RunJob) -> Result<Ou
         format!("job/{job_name} created from cronjob/{name}"),
         json!({"from_cronjob": name, "job": [null, job_name]}),
     ))
+}
+
+/// The name of a Job the CronJob controls that has not finished, if any. Listed by the
+/// jobTemplate's labels (every Job of the CronJob carries them), matched by owner uid.
+async fn running_job(
+    kube: &KubeExecutor,
+    jobs: &Api<Job>,
+    cronjob: &CronJob,
+) -> Result<Option<String>, ClusterError> {
+    let uid = cronjob.metadata.uid.as_deref().unwrap_or_default();
+    let labels = cronjob
+        .spec
+        .as_ref()
+        .and_then(|s| s.job_template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref());
+    let selector: Vec<String> = labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let params = ListParams::default().labels(&selector.join(","));
+    let request = ApiRequest::new("GET", "list", "batch", "jobs", &kube.namespace, None);
+    let list = kube.call(&request, || jobs.list(&params)).await?;
+    Ok(list
+        .items
+        .iter()
+        .find(|job| controlled_by(job, uid) && !finished(job))
+        .and_then(|job| job.metadata.name.clone()))
+}
+
+fn controlled_by(job: &Job, uid: &str) -> bool {
+    job.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// Complete or Failed: the Job controller's final conditions.
+pub fn finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
 }
 
 /// A unique, valid Job name: the CronJob's name (shortened when needed) and the Unix time

@@ -53,6 +53,30 @@ impl HttpError {
         }
     }
 
+    /// Whether another attempt of `method` is safe. Nothing sent (a connect error) always
+    /// is. For an idempotent method (GET, HEAD, PUT, DELETE, OPTIONS) so is every transient
+    /// status. A POST or PATCH that got a 5xx may have acted before failing ("reduce the
+    /// cache" four times): it is retried only on 429 or 503 with a `Retry-After` (the server
+    /// says it did not take the request and when to come back), unless the caller opted in
+    /// to 5xx retries (`retry_5xx`).
+    pub fn may_retry(&self, method: &reqwest::Method, retry_5xx: bool) -> bool {
+        if !self.is_transient() {
+            return false;
+        }
+        if method.is_idempotent() || retry_5xx {
+            return true;
+        }
+        match self {
+            HttpError::Connect { .. } => true,
+            HttpError::Status {
+                status,
+                retry_after: Some(_),
+                ..
+            } => *status == 429 || *status == 503,
+            _ => false,
+        }
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         match self {
             HttpError::Status { retry_after, .. } => *retry_after,
@@ -86,6 +110,8 @@ pub struct Call<'a> {
     pub timeout: Duration,
     pub accepts: &'a (dyn Fn(u16) -> bool + Sync),
     pub expected: String,
+    /// Retry a non-idempotent method on any 5xx too (see [`HttpError::may_retry`]).
+    pub retry_5xx: bool,
 }
 
 impl HttpClient {
@@ -120,7 +146,8 @@ impl HttpClient {
         self
     }
 
-    /// Sends `call`, retrying transient failures with exponential backoff and full jitter;
+    /// Sends `call`, retrying what may be retried ([`HttpError::may_retry`]) with exponential
+    /// backoff and full jitter;
     /// a `Retry-After` up to [`crate::clients::backoff::MAX_RETRY_AFTER`] replaces the computed delay. Returns the
     /// status and how many attempts it took.
     pub async fn send(&self, call: &Call<'_>) -> Result<(u16, usize), HttpError> {
@@ -159,7 +186,7 @@ impl HttpClient {
         };
         let status = once
             .retry(self.backoff)
-            .when(HttpError::is_transient)
+            .when(|e| e.may_retry(&call.method, call.retry_5xx))
             .adjust(|e, next| crate::clients::backoff::after(e.retry_after(), next))
             .notify(|e, wait| debug!(error = %e, ?wait, "transient failure, retrying"))
             .await?;

@@ -64,6 +64,8 @@ pub enum SkipReason {
     HpaManaged,
     /// The target is managed by Argo CD or Flux and GITOPS_POLICY is `skip`.
     Gitops,
+    /// A Job of the CronJob `run_job` would start is still running.
+    JobActive,
 }
 
 impl SkipReason {
@@ -82,6 +84,7 @@ impl SkipReason {
             SkipReason::CircuitOpen => "circuit_open",
             SkipReason::HpaManaged => "hpa_managed",
             SkipReason::Gitops => "gitops",
+            SkipReason::JobActive => "job_active",
         }
     }
 }

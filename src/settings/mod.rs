@@ -130,7 +130,7 @@ impl Settings {
         parse!(
             "CHECK_INTERVAL",
             raw.check_interval,
-            "a duration such as `15s` or `1m`, or a number of seconds",
+            "a duration from 100ms to 1h such as `15s` or `1m`, or a number of seconds",
             parse_interval,
             s.check_interval
         );
@@ -152,29 +152,32 @@ impl Settings {
         parse!(
             "ACTION_BUDGET",
             raw.action_budget,
-            "COUNT/DURATION such as `10/10m`",
+            "COUNT/DURATION such as `10/10m` (COUNT 1 to 10000, DURATION up to 7d)",
             parse_budget,
             (s.budget_limit, s.budget_window)
         );
         parse!(
             "MIN_REPLICAS",
             raw.min_replicas,
-            "a whole number",
-            |v: &str| v.parse().ok(),
+            "a whole number from 0 to 10000",
+            |v: &str| v.parse().ok().filter(|n| *n <= MAX_REPLICAS),
             s.limits.min_replicas
         );
         parse!(
             "MAX_REPLICAS",
             raw.max_replicas,
-            "a whole number of at least 1",
-            |v: &str| v.parse().ok().filter(|n| *n >= 1),
+            "a whole number from 1 to 10000",
+            |v: &str| v.parse().ok().filter(|n| (1..=MAX_REPLICAS).contains(n)),
             s.limits.max_replicas
         );
         parse!(
             "MAX_MEMORY",
             raw.max_memory,
-            "a byte quantity such as `8Gi`",
-            |v: &str| v.parse::<Bytes>().ok(),
+            "a byte quantity from 1Mi to 16Ti such as `8Gi`",
+            |v: &str| v
+                .parse::<Bytes>()
+                .ok()
+                .filter(|b| (MIN_MEMORY..=MAX_MEMORY).contains(&b.0)),
             s.limits.max_memory
         );
         parse!(
@@ -211,22 +214,27 @@ impl Settings {
         parse!(
             "LEASE_DURATION",
             raw.lease_duration,
-            "a whole number of seconds, at least 3",
-            |v: &str| v.parse::<u64>().ok().filter(|n| *n >= 3),
+            "a whole number of seconds from 3 to 3600",
+            |v: &str| v.parse::<u64>().ok().filter(|n| (3..=3600).contains(n)),
             s.lease_duration
         );
         parse!(
             "BREAKER_FAILURES",
             raw.breaker_failures,
-            "a whole number of at least 1",
-            |v: &str| v.parse::<u32>().ok().filter(|n| *n >= 1),
+            "a whole number from 1 to 1000",
+            |v: &str| v.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)),
             s.breaker.failures
         );
         parse!(
             "BREAKER_COOL_OFF",
             raw.breaker_cool_off,
-            "a duration such as `30s`",
-            |v: &str| v.parse::<Dur>().ok().map(|d| d.0).filter(|d| !d.is_zero()),
+            "a duration from 1s to 1h such as `30s`",
+            |v: &str| {
+                v.parse::<Dur>()
+                    .ok()
+                    .map(|d| d.0)
+                    .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
+            },
             s.breaker.cool_off
         );
         parse!(
@@ -336,12 +344,22 @@ pub fn env_vars() -> impl Iterator<Item = (String, String)> {
 }
 
 /// `15s`, `1m`, or a bare number of seconds (the seed's ConfigMap says `CHECK_INTERVAL: "60"`).
+/// Bounds of the replica settings: far above any real workload, far below i32 overflow.
+const MAX_REPLICAS: u32 = 10_000;
+/// Bounds of MAX_MEMORY: a limit below 1Mi cannot run a process, above 16Ti no node exists.
+const MIN_MEMORY: u64 = 1 << 20;
+const MAX_MEMORY: u64 = 16 << 40;
+
 fn parse_interval(v: &str) -> Option<Duration> {
     let d = match v.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
         Err(_) => v.parse::<Dur>().ok()?.0,
     };
-    (d >= Duration::from_millis(100)).then_some(d)
+    // An hour at most: `3 x CHECK_INTERVAL` (staleness, liveness) must stay meaningful,
+    // and a bare number of seconds near u64::MAX would overflow it.
+    (Duration::from_millis(100)..=Duration::from_secs(3600))
+        .contains(&d)
+        .then_some(d)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -354,13 +372,13 @@ fn parse_bool(v: &str) -> Option<bool> {
 
 fn parse_budget(v: &str) -> Option<(u32, Duration)> {
     let (count, window) = v.split_once('/')?;
-    let count: u32 = count.trim().parse().ok().filter(|n| *n >= 1)?;
+    let count: u32 = count.trim().parse().ok().filter(|n| (1..=10_000).contains(n))?;
     let window = window
         .trim()
         .parse::<Dur>()
         .ok()
         .map(|d| d.0)
-        .filter(|w| !w.is_zero())?;
+        .filter(|w| !w.is_zero() && *w <= Duration::from_secs(7 * 86_400))?;
     Some((count, window))
 }
 

@@ -66,3 +66,52 @@ fn action_timeout_is_a_bounded_duration() {
         );
     }
 }
+
+#[test]
+fn out_of_range_numbers_and_durations_are_errors_never_panics() {
+    let names = [
+        "CHECK_INTERVAL",
+        "ACTION_BUDGET",
+        "MIN_REPLICAS",
+        "MAX_REPLICAS",
+        "MAX_MEMORY",
+        "LEASE_DURATION",
+        "BREAKER_FAILURES",
+        "BREAKER_COOL_OFF",
+        "ACTION_TIMEOUT",
+    ];
+    let extremes = [
+        "18446744073709551615",
+        "18446744073709551616",
+        "18446744073709551615s",
+        "99999999999999999999d",
+        "4294967295/10m",
+        "1/18446744073709551615ms",
+        "9223372036854775807Gi",
+        "-1",
+        "1e308",
+        "NaN",
+    ];
+    for name in names {
+        for value in extremes {
+            let result = std::panic::catch_unwind(|| Settings::from_vars(vars(&[(name, value)])));
+            match result {
+                Err(_) => panic!("{name}={value} panics"),
+                Ok(Ok(_)) => panic!("{name}={value} is accepted"),
+                Ok(Err(e)) => assert!(e.to_string().contains(name), "{name}={value}: {e}"),
+            }
+        }
+    }
+    // The bounds themselves are valid.
+    let s = Settings::from_vars(vars(&[
+        ("CHECK_INTERVAL", "3600"),
+        ("ACTION_BUDGET", "10000/7d"),
+        ("MAX_REPLICAS", "10000"),
+        ("MAX_MEMORY", "16Ti"),
+        ("LEASE_DURATION", "3600"),
+        ("BREAKER_FAILURES", "1000"),
+        ("BREAKER_COOL_OFF", "1h"),
+    ]))
+    .expect("the bounds are valid");
+    assert_eq!(s.check_interval * 3, Duration::from_secs(10_800));
+}

@@ -58,9 +58,11 @@ impl TopicLag {
 /// past the end, after a topic was recreated, counts as caught up).
 pub fn partition_lag(committed: Option<i64>, latest: i64, log_start: Option<i64>, reset: OffsetReset) -> i64 {
     let lag = match (committed, reset) {
-        (Some(committed), _) => latest - committed,
+        // Saturating: offsets come from a broker, and one near i64::MAX (or a negative
+        // sentinel) must not overflow.
+        (Some(committed), _) => latest.saturating_sub(committed),
         (None, OffsetReset::Latest) => 0,
-        (None, OffsetReset::Earliest) => latest - log_start.unwrap_or(0),
+        (None, OffsetReset::Earliest) => latest.saturating_sub(log_start.unwrap_or(0)),
     };
     lag.max(0)
 }
@@ -122,6 +124,22 @@ mod tests {
                 lag,
             }],
         }
+    }
+
+    #[test]
+    fn offsets_at_the_ends_of_i64_saturate() {
+        assert_eq!(
+            partition_lag(Some(-1001), i64::MAX, None, OffsetReset::Latest),
+            i64::MAX
+        );
+        assert_eq!(
+            partition_lag(None, i64::MAX, Some(i64::MIN), OffsetReset::Earliest),
+            i64::MAX
+        );
+        assert_eq!(
+            partition_lag(Some(i64::MAX), i64::MIN, None, OffsetReset::Latest),
+            0
+        );
     }
 
     #[test]

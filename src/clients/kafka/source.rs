@@ -330,7 +330,7 @@ impl Inner {
                 TopicLag {
                     group: spec.group.clone(),
                     topic,
-                    lag: partitions.iter().map(|p| p.lag).sum(),
+                    lag: partitions.iter().fold(0i64, |sum, p| sum.saturating_add(p.lag)),
                     stalled: false,
                     partitions,
                 }

@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod retired;
 mod step;
 
+use retired::{Retired, RetiredStates};
 use step::Step;
 
 use super::decision::{Decision, DecisionKind, WriteOutcome};
@@ -84,6 +86,8 @@ pub struct Engine<S, A> {
     open_circuits: BTreeSet<String>,
     /// Actions taken so far: the sequence of action ids.
     next_id: u64,
+    /// The state of rules that left the set, kept for a cooldown (retired.rs).
+    retired: RetiredStates,
 }
 
 fn rate_of<S, A>(rule: &Rule<S, A>) -> Option<RuleRate> {
@@ -106,6 +110,7 @@ impl<S: SignalKind, A: ActionKind> Engine<S, A> {
             config,
             open_circuits: BTreeSet::new(),
             next_id: 0,
+            retired: RetiredStates::default(),
         }
     }
 
@@ -165,7 +170,8 @@ impl<S: SignalKind, A: ActionKind> Engine<S, A> {
     }
 
     /// Swaps in a new rule set. Cooldowns always carry over (a reload must never allow a
-    /// double action); pending/firing progress carries over only for unchanged rules.
+    /// double action); pending/firing progress carries over only for unchanged rules. A
+    /// rule that leaves keeps its state for its cooldown, so putting it back changes nothing.
     pub fn replace_rules(&mut self, rules: Arc<RuleSet<S, A>>) {
         let mut old_states: BTreeMap<Arc<str>, (usize, Targets, Option<RuleRate>)> = BTreeMap::new();
         let old_rates = std::mem::take(&mut self.rates);
@@ -209,10 +215,42 @@ impl<S: SignalKind, A: ActionKind> Engine<S, A> {
                 }
                 None => {
                     readings.push(None);
-                    states.push(BTreeMap::new());
-                    rates.push(rate_of(rule));
+                    // Back within its cooldown: its actions still count; its progress
+                    // (pending, firing) starts over like a changed rule's.
+                    let back = self.retired.take(&rule.name);
+                    let (kept, rate) = back.map_or((BTreeMap::new(), None), |r| (r.targets, r.rate));
+                    states.push(
+                        kept.into_iter()
+                            .map(|(target, st)| {
+                                let st = TargetState {
+                                    last_act: st.last_act,
+                                    last_dry_act: st.last_dry_act,
+                                    quarantine: st.quarantine,
+                                    ..Default::default()
+                                };
+                                (target, st)
+                            })
+                            .collect(),
+                    );
+                    rates.push(match (rate, &rule.spec.rate_limit) {
+                        (Some(rate), Some(limit)) => Some(rate.relimited(limit)),
+                        (_, limit) => limit.as_ref().map(RuleRate::new),
+                    });
                 }
             }
+        }
+        for (name, (i, targets, rate)) in old_states {
+            let old = &self.rules.rules[i];
+            let window = old.spec.rate_limit.as_ref().map_or(Duration::ZERO, |l| l.per.0);
+            self.retired.insert(
+                name,
+                Retired {
+                    targets,
+                    rate,
+                    keep: old.cooldown.max(window),
+                    since: None,
+                },
+            );
         }
         self.rules = rules;
         self.readings = readings;
@@ -273,6 +311,7 @@ impl<S: SignalKind, A: ActionKind> Engine<S, A> {
     /// allocate and fault in a fresh decision array every tick.
     pub fn evaluate_into(&mut self, now: Duration, world: &dyn World, out: &mut Vec<Decision>) {
         out.clear();
+        self.retired.expire(now);
         let pairs: usize = self.states.iter().map(|t| t.len().max(1)).sum();
         out.reserve(pairs);
         let rules = self.rules.clone();

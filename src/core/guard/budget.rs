@@ -22,7 +22,8 @@ impl Budget {
         Budget {
             limit,
             window,
-            taken: VecDeque::with_capacity(limit as usize),
+            // Grows as actions are taken: a limit of millions must not allocate them up front.
+            taken: VecDeque::with_capacity((limit as usize).min(64)),
         }
     }
 

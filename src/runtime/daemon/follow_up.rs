@@ -1,15 +1,16 @@
 //! What follows a decision besides its own execution (which is the writer's): a failed
-//! verification and an act on a GitOps-managed object are told to NOTIFY_WEBHOOK and
-//! recorded as Warning Events.
+//! verification, an act on a GitOps-managed object and an OOM fix that can do no more (a
+//! `raise_memory` whose limit is at its cap) are told to NOTIFY_WEBHOOK and recorded as
+//! Warning Events.
 
 use super::Daemon;
 use crate::actions::Notify;
-use crate::core::decision::{Decision, Detail};
+use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason, Verdict};
 
 impl Daemon {
     /// What follows a decision besides its own execution: a failed verification and an act
     /// on a GitOps-managed object are told to NOTIFY_WEBHOOK and recorded as Warning Events.
-    pub(super) async fn follow_up(&self, d: &Decision) {
+    pub(super) async fn follow_up(&mut self, d: &Decision) {
         let failed = d
             .verification
             .as_ref()
@@ -22,6 +23,19 @@ impl Daemon {
                 if self.engine.rules().rules[d.rule_index].spec.rollback { "rolled back, " } else { "" }
             );
             self.tell("VerificationFailed", d, note).await;
+        }
+        let at_cap = d.reason == Some(SkipReason::Bound) && d.kind == DecisionKind::Action("raise_memory");
+        let key = (d.rule.clone(), d.target.clone());
+        // Told once when it reaches the cap, not at every evaluation that finds it there.
+        if at_cap && self.at_cap.insert(key.clone()) {
+            let detail = d.detail.as_ref().map(ToString::to_string).unwrap_or_default();
+            let note = format!(
+                "rule {} can raise the memory of {} no further ({detail}): the OOM kills will go on until a human looks",
+                d.rule, d.target
+            );
+            self.tell("MemoryAtCap", d, note).await;
+        } else if !at_cap && d.decision != Verdict::Skip {
+            self.at_cap.remove(&key);
         }
         if let (Some(tool), Some(true)) = (&d.gitops, d.success) {
             let note = format!(

@@ -54,6 +54,8 @@ pub struct Daemon {
     loaded: Arc<RuleSet>,
     /// The disabled rules last logged, with their reasons.
     logged_disabled: BTreeMap<String, String>,
+    /// (rule, target) pairs whose `raise_memory` was told it is at its cap (follow_up.rs).
+    at_cap: std::collections::HashSet<LogKey>,
     engine: Engine,
     /// What signal collection reaches (HTTP, Kafka, PostgreSQL, the pod watch).
     sources: Sources,
@@ -81,6 +83,7 @@ impl Daemon {
         let executors = Executors::new()?;
         let fingerprint = reload::fingerprint(&rules_dir);
         let set = rules::load(std::slice::from_ref(&rules_dir), &rules::load::process_env)
+            .and_then(|set| armed(set, &rules_dir))
             .map_err(DaemonError::Rules)?;
         let config = EngineConfig {
             id_prefix: Arc::from(action_id_prefix()),
@@ -118,6 +121,7 @@ impl Daemon {
             rules_dir,
             loaded: Arc::new(set),
             logged_disabled: BTreeMap::new(),
+            at_cap: Default::default(),
             engine,
             sources,
             breakers,
@@ -152,7 +156,9 @@ impl Daemon {
             return;
         }
         self.fingerprint = fp;
-        match rules::load(std::slice::from_ref(&self.rules_dir), &rules::load::process_env) {
+        let loaded = rules::load(std::slice::from_ref(&self.rules_dir), &rules::load::process_env)
+            .and_then(|set| armed(set, &self.rules_dir));
+        match loaded {
             Ok(set) => {
                 info!(rules = set.rules.len(), "rules reloaded");
                 self.loaded = Arc::new(set);
@@ -252,6 +258,21 @@ impl Daemon {
             k.release().await;
         }
     }
+}
+
+/// A rule set of zero rules is refused like an invalid one: an emptied ConfigMap (a bad
+/// apply) would otherwise disarm the automaton silently, dropping every rule's state.
+fn armed(set: RuleSet, dir: &std::path::Path) -> Result<RuleSet, Vec<LoadError>> {
+    if set.rules.is_empty() {
+        return Err(vec![LoadError {
+            file: dir.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: "no rules: a rule set of zero rules would heal nothing (an emptied ConfigMap?)"
+                .to_owned(),
+        }]);
+    }
+    Ok(set)
 }
 
 /// The prefix of this process's action ids: its start time, in seconds since the epoch in

@@ -70,9 +70,7 @@ impl Daemon {
                 let target = d.target.clone();
                 self.forget_workload(&target);
             }
-            if d.verification.is_some() || d.gitops.is_some() {
-                self.follow_up(d).await;
-            }
+            self.follow_up(d).await;
             self.metrics.record(d);
             self.log(d);
         }
