@@ -19,6 +19,7 @@ pub struct Cli {
 /// Read from the environment only, never from a flag, never shown.
 const SECRETS: &str = "Secrets, read from the environment only (a Kubernetes Secret through `secretKeyRef`):
   NOTIFY_WEBHOOK        where the automaton's own notices go (only its host is ever shown)
+  ADMIN_TOKEN           when set, admin requests (ADMIN_ADDR) need `Authorization: Bearer TOKEN`
   KAFKA_SASL_PASSWORD   the Kafka SASL password
   POSTGRES_PASSWORD     the PostgreSQL password
   DATABASE_URL          a PostgreSQL URL (instead of POSTGRES_*), which may hold a password";
@@ -86,6 +87,15 @@ pub struct SettingsArgs {
         default_value = "0.0.0.0:8000"
     )]
     pub listen_addr: Option<String>,
+    /// Address of the endpoints that change state (`POST /quarantine/clear`); localhost by
+    /// default, reached with `kubectl port-forward`.
+    #[arg(
+        long,
+        env = "ADMIN_ADDR",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8001"
+    )]
+    pub admin_addr: Option<String>,
     /// Plan and report, never execute (`--dry-run` alone means true).
     #[arg(long, env = "DRY_RUN", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub dry_run: Option<String>,
@@ -207,6 +217,7 @@ impl SettingsArgs {
             ("CHECK_INTERVAL", &self.check_interval),
             ("RULES_DIR", &self.rules_dir),
             ("LISTEN_ADDR", &self.listen_addr),
+            ("ADMIN_ADDR", &self.admin_addr),
             ("DRY_RUN", &self.dry_run),
             ("ACTION_BUDGET", &self.action_budget),
             ("MIN_REPLICAS", &self.min_replicas),

@@ -14,6 +14,7 @@ use automaton::clients::kafka::KafkaSettings;
 use automaton::clients::pg::PgSettings;
 use automaton::core::engine::EngineConfig;
 use automaton::rules::{self, load::process_env};
+use automaton::runtime::admin::{admin_router, AdminState};
 use automaton::runtime::daemon::{Daemon, DaemonError};
 use automaton::runtime::server::{router, AppState};
 use automaton::runtime::simulate::{self, Timeline};
@@ -208,21 +209,33 @@ async fn run(
     let state = AppState {
         status: daemon.status.clone(),
         metrics: daemon.metrics.clone(),
+    };
+    let admin = AdminState {
+        status: daemon.status.clone(),
         commands: daemon.commands(),
+        token: settings.admin_token.clone(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     info!(addr = %listener.local_addr()?, "serving /metrics /healthz /readyz /status");
+    let admin_listener = tokio::net::TcpListener::bind(settings.admin_addr)
+        .await
+        .with_context(|| format!("binding ADMIN_ADDR {}", settings.admin_addr))?;
+    info!(addr = %admin_listener.local_addr()?, token = settings.admin_token.is_some(), "serving the admin endpoints (POST /quarantine/clear)");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let serve = |listener: tokio::net::TcpListener, app: axum::Router| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    };
+    let server = serve(listener, router(state));
+    let admin_server = serve(admin_listener, admin_router(admin));
     tokio::spawn(async move {
         shutdown_signal().await;
         info!("shutdown requested");
@@ -230,6 +243,7 @@ async fn run(
     });
     daemon.run(stop_rx, trigger).await;
     server.await??;
+    admin_server.await??;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -62,7 +62,6 @@ async fn start(daemon: Daemon) -> Running {
     let state = AppState {
         status: daemon.status.clone(),
         metrics: daemon.metrics.clone(),
-        commands: daemon.commands(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -439,6 +438,7 @@ fn sigterm_stops_the_daemon_cleanly() {
         .args(["run", "--rules"])
         .arg(dir.path())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("ADMIN_ADDR", "127.0.0.1:0")
         .env("CHECK_INTERVAL", "1s")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -487,4 +487,75 @@ fn healthz_ok(port: u16) -> bool {
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
     resp.starts_with("HTTP/1.1 200")
+}
+
+/// The status code of a raw `POST` on 127.0.0.1:`port`.
+fn post_status(port: u16, path: &str, auth: Option<&str>) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn the_admin_endpoints_have_their_own_listener_and_token() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        format!("rules:\n{}", disk_rule("one", dir.path())),
+    )
+    .unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (public, admin) = (free(), free());
+    let token = "a-token-of-24-characters";
+    let mut child = bin()
+        .args(["run", "--rules"])
+        .arg(dir.path())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{public}"))
+        .env("ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("ADMIN_TOKEN", token)
+        .env("KUBERNETES", "off")
+        .env("CHECK_INTERVAL", "1s")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !healthz_ok(public) {
+        assert!(Instant::now() < deadline, "the daemon did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let clear = "/quarantine/clear?rule=one";
+    // The Service's port changes nothing.
+    assert_eq!(
+        post_status(public, clear, Some(&format!("Bearer {token}"))),
+        Some(404)
+    );
+    assert_eq!(post_status(admin, clear, None), Some(401));
+    assert_eq!(
+        post_status(admin, clear, Some("Bearer not-the-token-at-all")),
+        Some(401)
+    );
+    assert_eq!(
+        post_status(admin, clear, Some(&format!("Bearer {token}"))),
+        Some(202)
+    );
+    let _ = child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let _ = child.wait();
+    assert!(!stderr.contains(token), "the token is never logged:\n{stderr}");
 }

@@ -242,6 +242,8 @@ fn run_rendered(dir: &Path, secrets: &BTreeMap<(String, String), String>) -> Opt
         .expect("its address")
         .port();
     env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
+    // Tests run side by side: any free port for the admin listener too.
+    env.insert("ADMIN_ADDR".into(), "127.0.0.1:0".into());
     env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
 
     let args = container.args.clone().unwrap_or_default();

@@ -272,6 +272,7 @@ fn every_metric_the_alerts_and_the_dashboard_name_is_exported_by_a_running_daemo
         .env_clear()
         .env("RULES_DIR", &rules)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("ADMIN_ADDR", "127.0.0.1:0")
         .env("CHECK_INTERVAL", "200ms")
         .env("KUBERNETES", "off")
         .env("LOG_FORMAT", "json")

@@ -627,8 +627,8 @@ fn a_threshold_from_the_environment_is_checked_where_it_is_used() {
     assert_errors(
         &out,
         &[
-            "rules/kafka.yaml:9:11: rules[0].when: invalid condition `> abc`: expected a number, \
-           optionally with %, Ki/Mi/Gi/Ti or k/M/G/T, found `abc` \
+            "rules/kafka.yaml:9:11: rules[0].when: invalid condition `> ${KAFKA_LAG_THRESHOLD}`: expected a number, \
+           optionally with %, Ki/Mi/Gi/Ti or k/M/G/T, found `${KAFKA_LAG_THRESHOLD}` \
            (this line uses `KAFKA_LAG_THRESHOLD` from the environment)"
                 .to_owned(),
         ],
@@ -669,8 +669,8 @@ fn an_empty_variable_takes_the_default_and_a_set_one_is_used() {
     assert_errors(
         &out,
         &[
-            "rules.yaml:5:11: rules[0].when: invalid condition `> 1e`: expected a number, optionally \
-           with %, Ki/Mi/Gi/Ti or k/M/G/T, found `1e` (this line uses `LAG_THRESHOLD` from the environment)"
+            "rules.yaml:5:11: rules[0].when: invalid condition `> ${LAG_THRESHOLD}`: expected a number, optionally \
+           with %, Ki/Mi/Gi/Ti or k/M/G/T, found `${LAG_THRESHOLD}` (this line uses `LAG_THRESHOLD` from the environment)"
                 .to_owned(),
         ],
     );

@@ -47,6 +47,29 @@ pub trait SignalKind:
         out
     }
 
+    /// `params` as `/status` shows them: every URL redacted (an RPC key, a token).
+    fn shown_params(&self) -> BTreeMap<String, String> {
+        self.params()
+            .into_iter()
+            .map(|(k, v)| (k, super::url::redact_text(&v)))
+            .collect()
+    }
+
+    /// The source key as `/status` and `/readyz` show it: URLs redacted, and a short hash of
+    /// the real key when that changed it, so two sources differing only in a secret stay
+    /// apart.
+    fn shown_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let key = self.source_key();
+        let shown = super::url::redact_text(&key);
+        if shown == key {
+            return key;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        format!("{shown}#{:06x}", hasher.finish() & 0xff_ffff)
+    }
+
     /// A canonical key: two rules with equal keys share one collection per tick.
     fn source_key(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| self.kind().to_owned())
@@ -333,6 +356,8 @@ impl<S: SignalKind, A: ActionKind> Rule<S, A> {
 #[derive(Debug, Clone)]
 pub struct Source<S> {
     pub key: String,
+    /// The key as shown (`SignalKind::shown_key`): never a secret.
+    pub shown: String,
     pub spec: S,
     pub rules: Vec<usize>,
 }
@@ -364,6 +389,7 @@ impl<S: SignalKind, A: ActionKind> RuleSet<S, A> {
                 None => {
                     by_key.insert(key.clone(), sources.len());
                     sources.push(Source {
+                        shown: rule.spec.signal.shown_key(),
                         key,
                         spec: rule.spec.signal.clone(),
                         rules: vec![index],

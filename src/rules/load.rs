@@ -144,7 +144,9 @@ pub fn load_texts(
             Ok(p) => p,
             Err(e) => {
                 let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-                let mut message = explain(&e, (line, col), &|l, c| subst.source_col(l, c));
+                // What came from the environment is shown as its `${VAR}`, never its value.
+                let explained = explain(&e, (line, col), &|l, c| subst.source_col(l, c));
+                let mut message = subst.hide_values(line, &explained);
                 let vars = subst.env_vars_on(line);
                 if !vars.is_empty() {
                     let vars: Vec<String> = vars.iter().map(|v| format!("`{v}`")).collect();

@@ -17,8 +17,9 @@ pub struct Substituted {
     pub text: String,
     /// (line, column in the output just after the replacement, output length − input length)
     shifts: Vec<(usize, usize, isize)>,
-    /// (line, variable) for every value taken from the environment rather than a default.
-    from_env: Vec<(usize, String)>,
+    /// (line, variable, value) for every value taken from the environment rather than a
+    /// default.
+    from_env: Vec<(usize, String, String)>,
 }
 
 impl Substituted {
@@ -37,13 +38,61 @@ impl Substituted {
     /// there can say where the text it quotes came from.
     pub fn env_vars_on(&self, line: usize) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
-        for (l, name) in &self.from_env {
+        for (l, name, _) in &self.from_env {
             if *l == line && !names.contains(&name.as_str()) {
                 names.push(name);
             }
         }
         names
     }
+
+    /// `message` with every environment value substituted into `line` replaced by its
+    /// `${VAR}` where the message quotes it (between backticks, as every message here
+    /// quotes what it found): an error never echoes what came from the environment, and
+    /// its own words and numbers are left alone.
+    pub fn hide_values(&self, line: usize, message: &str) -> String {
+        let mut values: Vec<(&str, &str)> = self
+            .from_env
+            .iter()
+            .filter(|(l, _, v)| *l == line && !v.is_empty())
+            .map(|(_, name, v)| (name.as_str(), v.as_str()))
+            .collect();
+        // Longest first: a value that contains another is replaced whole.
+        values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        message
+            .split('`')
+            .enumerate()
+            .map(|(i, part)| {
+                if i % 2 == 0 {
+                    return part.to_owned();
+                }
+                let mut quoted = part.to_owned();
+                for (name, value) in &values {
+                    quoted = quoted.replace(value, &format!("${{{name}}}"));
+                }
+                quoted
+            })
+            .collect::<Vec<_>>()
+            .join("`")
+    }
+}
+
+/// The automaton's own secret settings: substitution never reads them, whatever the rule
+/// file says (a `description: "${POSTGRES_PASSWORD}"` would show the password in `/status`).
+pub const OWN_SECRETS: [&str; 5] = [
+    "NOTIFY_WEBHOOK",
+    "KAFKA_SASL_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "DATABASE_URL",
+    "ADMIN_TOKEN",
+];
+
+/// Whether substitution must refuse `name`: one of [`OWN_SECRETS`], or a name listed in
+/// `SECRET_VARS` (comma- or space-separated).
+fn is_secret(name: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    OWN_SECRETS.contains(&name)
+        || env("SECRET_VARS")
+            .is_some_and(|list| list.split([',', ' ']).map(str::trim).any(|listed| listed == name))
 }
 
 /// YAML's line breaks: serde_yaml (libyaml) ends a line at `\r\n`, `\n`, a lone `\r`, and at
@@ -129,10 +178,19 @@ pub fn substitute(src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Sub
                     ),
                 });
                 String::new()
+            } else if is_secret(name, env) {
+                errors.push(SubstError {
+                    line: line_no,
+                    col: start_col,
+                    message: format!(
+                        "`${{{name}}}` is a secret (the automaton's own setting, or listed in SECRET_VARS): it is never substituted into rules, which `/status` and logs show"
+                    ),
+                });
+                String::new()
             } else {
                 match (env(name), default) {
                     (Some(v), _) if !v.is_empty() || default.is_none() => {
-                        out.from_env.push((line_no, name.to_owned()));
+                        out.from_env.push((line_no, name.to_owned(), v.clone()));
                         v
                     }
                     (_, Some(d)) => d.to_owned(),
@@ -236,5 +294,54 @@ mod tests {
         assert_eq!(s.text, "x: 20000 ]");
         assert_eq!(s.source_col(1, 10), 30);
         assert_eq!(s.source_col(1, 2), 2);
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "POSTGRES_PASSWORD" => Some("pg-pass".into()),
+            "VAULT_TOKEN" => Some("hvs.secret".into()),
+            "SECRET_VARS" => Some("VAULT_TOKEN, OTHER".into()),
+            "FOR" => Some("soon".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn secrets_are_never_substituted_even_with_a_default() {
+        for text in [
+            "description: \"${POSTGRES_PASSWORD}\"\n",
+            "description: \"${VAULT_TOKEN:-x}\"\n",
+            "description: \"${DATABASE_URL:-x}\"\n",
+        ] {
+            let errors = substitute(text, &env).expect_err("a secret");
+            assert_eq!(errors.len(), 1, "{text}");
+            assert!(errors[0].message.contains("is a secret"), "{:?}", errors[0]);
+            assert!(!errors[0].message.contains("pg-pass") && !errors[0].message.contains("hvs."));
+        }
+    }
+
+    #[test]
+    fn an_error_shows_the_variable_not_its_value() {
+        let out = substitute("    for: ${FOR}\n", &env).expect("substituted");
+        assert_eq!(out.text, "    for: soon\n");
+        assert_eq!(
+            out.hide_values(1, "invalid duration `soon`: expected a number and a unit"),
+            "invalid duration `${FOR}`: expected a number and a unit"
+        );
+        assert_eq!(
+            out.hide_values(1, "rules[0].for soon: invalid `soon`"),
+            "rules[0].for soon: invalid `${FOR}`",
+            "only what the message quotes"
+        );
+        assert_eq!(
+            out.hide_values(2, "soon"),
+            "soon",
+            "only the line it was substituted into"
+        );
     }
 }

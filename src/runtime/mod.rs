@@ -3,6 +3,7 @@
 //! rule reloads, and `simulate`, which runs the same engine on a timeline. May import every
 //! other module; nothing imports it but `main.rs`.
 
+pub mod admin;
 pub mod commands;
 pub mod daemon;
 pub mod metrics;

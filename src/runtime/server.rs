@@ -1,5 +1,6 @@
-//! The HTTP side: `/metrics`, `/healthz` (liveness: the loop is ticking), `/readyz` (rules
-//! loaded and every source answering) and `/status` (everything, as JSON).
+//! The read-only HTTP side, which the Service exposes: `/metrics`, `/healthz` (liveness: the
+//! loop is ticking), `/readyz` (can do its job) and `/status` (everything, as JSON). What
+//! changes state is on the admin listener (admin.rs), never here.
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -10,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::runtime::commands::{Command, QUEUE};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::status::Status;
 
@@ -18,8 +18,6 @@ use crate::runtime::status::Status;
 pub struct AppState {
     pub status: Arc<RwLock<Status>>,
     pub metrics: Arc<Metrics>,
-    /// Operators' requests to the daemon's loop.
-    pub commands: tokio::sync::mpsc::Sender<Command>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -28,7 +26,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
-        .route("/quarantine/clear", axum::routing::post(clear_quarantine))
         .with_state(state)
 }
 
@@ -78,49 +75,6 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-/// `?rule=R&target=T` (either or both may be left out: all of them).
-#[derive(Debug, serde::Deserialize)]
-struct ClearQuery {
-    rule: Option<String>,
-    target: Option<String>,
-}
-
-/// An operator's "this (rule, target) may act again". Queued for the daemon, which owns the
-/// engine, and applied at its next evaluation. Like every endpoint here it is meant for the
-/// cluster network only (`kubectl port-forward`); the Service is ClusterIP.
-async fn clear_quarantine(
-    State(s): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<ClearQuery>,
-) -> Response {
-    let command = Command::ClearQuarantine {
-        rule: q.rule.clone(),
-        target: q.target.clone(),
-    };
-    if s.commands.try_send(command).is_err() {
-        let body = serde_json::json!({"queued": false,
-            "error": format!("{QUEUE} requests are already waiting for the next evaluation; try again after it")});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    }
-    let quarantined: Vec<String> = {
-        let status = read(&s);
-        status
-            .rules
-            .iter()
-            .filter(|r| q.rule.as_ref().is_none_or(|n| *n == r.name))
-            .flat_map(|r| {
-                r.targets
-                    .iter()
-                    .filter(|t| t.quarantined.is_some())
-                    .filter(|t| q.target.as_ref().is_none_or(|n| *n == t.target))
-                    .map(move |t| format!("{}/{}", r.name, t.target))
-            })
-            .collect()
-    };
-    let body = serde_json::json!({"queued": true, "quarantined_now": quarantined,
-        "note": "applied at the next evaluation"});
-    (StatusCode::ACCEPTED, Json(body)).into_response()
-}
-
 async fn status(State(s): State<AppState>) -> Response {
     let body =
         serde_json::to_value(&*read(&s)).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
@@ -140,55 +94,22 @@ mod tests {
     use crate::runtime::status::SourceInfo;
 
     fn app(edit: impl FnOnce(&mut Status)) -> Router {
-        app_with_commands(edit).0
-    }
-
-    fn app_with_commands(edit: impl FnOnce(&mut Status)) -> (Router, tokio::sync::mpsc::Receiver<Command>) {
         let mut status = Status::new(Duration::from_secs(15), false);
         edit(&mut status);
-        let (commands, received) = crate::runtime::commands::channel();
-        let app = router(AppState {
+        router(AppState {
             status: Arc::new(RwLock::new(status)),
             metrics: Arc::new(Metrics::new().unwrap()),
-            commands,
-        });
-        (app, received)
+        })
     }
 
     #[tokio::test]
-    async fn quarantine_clears_are_queued_for_the_loop_and_bounded() {
-        let (app, mut received) = app_with_commands(|_| {});
-        let post = |app: Router, uri: &str| {
-            let request = Request::post(uri).body(Body::empty()).unwrap();
-            async move { app.oneshot(request).await.unwrap().status() }
-        };
+    async fn the_public_listener_changes_nothing() {
+        let app = app(|_| {});
+        let request = Request::post("/quarantine/clear").body(Body::empty()).unwrap();
         assert_eq!(
-            post(app.clone(), "/quarantine/clear?rule=lag&target=deployment/app").await,
-            StatusCode::ACCEPTED
+            app.oneshot(request).await.unwrap().status(),
+            StatusCode::NOT_FOUND
         );
-        assert_eq!(
-            received.try_recv().unwrap(),
-            Command::ClearQuarantine {
-                rule: Some("lag".to_owned()),
-                target: Some("deployment/app".to_owned())
-            }
-        );
-        for _ in 0..QUEUE {
-            assert_eq!(post(app.clone(), "/quarantine/clear").await, StatusCode::ACCEPTED);
-        }
-        // The loop has not taken them yet: the next one is refused, not queued.
-        assert_eq!(
-            post(app.clone(), "/quarantine/clear").await,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            received.try_recv().unwrap(),
-            Command::ClearQuarantine {
-                rule: None,
-                target: None
-            }
-        );
-        assert_eq!(post(app, "/quarantine/clear").await, StatusCode::ACCEPTED);
     }
 
     async fn call(app: Router, path: &str) -> (StatusCode, String) {

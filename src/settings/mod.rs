@@ -24,6 +24,8 @@ struct Raw {
     check_interval: Option<String>,
     rules_dir: Option<String>,
     listen_addr: Option<String>,
+    admin_addr: Option<String>,
+    admin_token: Option<String>,
     dry_run: Option<String>,
     action_budget: Option<String>,
     min_replicas: Option<String>,
@@ -42,6 +44,22 @@ struct Raw {
     notify_webhook: Option<String>,
     notify_format: Option<String>,
     action_timeout: Option<String>,
+}
+
+/// A secret setting: never shown, not even by `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// Whether to use the Kubernetes API.
@@ -67,8 +85,15 @@ pub struct Settings {
     pub check_interval: Duration,
     /// Where the rule files are (default `/etc/automaton/rules`).
     pub rules_dir: PathBuf,
-    /// Address of `/metrics`, `/healthz`, `/readyz`, `/status` (default `0.0.0.0:8000`).
+    /// Address of `/metrics`, `/healthz`, `/readyz`, `/status` (default `0.0.0.0:8000`):
+    /// read-only endpoints.
     pub listen_addr: SocketAddr,
+    /// `ADMIN_ADDR`: address of the endpoints that change state (`POST /quarantine/clear`),
+    /// default `127.0.0.1:8001`: reached with `kubectl port-forward` or `kubectl exec`.
+    pub admin_addr: SocketAddr,
+    /// `ADMIN_TOKEN` (a secret, from the environment only): when set, admin requests must
+    /// carry `Authorization: Bearer TOKEN`.
+    pub admin_token: Option<Secret>,
     /// Plan and report, never execute.
     pub dry_run: bool,
     /// At most `budget_limit` actions in any `budget_window`, all rules together.
@@ -148,6 +173,25 @@ impl Settings {
             |v: &str| v.parse().ok(),
             s.listen_addr
         );
+        parse!(
+            "ADMIN_ADDR",
+            raw.admin_addr,
+            "an address and port such as `127.0.0.1:8001`",
+            |v: &str| v.parse().ok(),
+            s.admin_addr
+        );
+        // Not through `parse!`: a token is never echoed.
+        match raw.admin_token.as_deref().map(str::trim) {
+            None | Some("") => {}
+            Some(token) if token.len() >= 16 => s.admin_token = Some(Secret(token.to_owned())),
+            Some(_) => errors.push("ADMIN_TOKEN is shorter than 16 characters: use a random one".to_owned()),
+        }
+        if s.admin_addr == s.listen_addr {
+            errors.push(format!(
+                "ADMIN_ADDR and LISTEN_ADDR are both {}: the admin endpoints need a listener of their own",
+                s.admin_addr
+            ));
+        }
         parse!("DRY_RUN", raw.dry_run, "`true` or `false`", parse_bool, s.dry_run);
         parse!(
             "ACTION_BUDGET",
@@ -292,6 +336,8 @@ impl Settings {
             check_interval: Duration::from_secs(15),
             rules_dir: PathBuf::from("/etc/automaton/rules"),
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            admin_token: None,
             dry_run: false,
             budget_limit: 10,
             budget_window: Duration::from_secs(600),

@@ -176,6 +176,7 @@ impl Automaton {
             .env("NAMESPACE", "prod")
             .env("POD_NAME", name)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("ADMIN_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("CHECK_INTERVAL", "1s")
             .env(

@@ -93,7 +93,7 @@ impl Daemon {
         }
         let results: Vec<Result<Vec<Series>, Unknown>> = collected
             .into_iter()
-            .map(|r| r.map_err(|e| Unknown(e.to_string())))
+            .map(|r| r.map_err(|e| Unknown(crate::core::url::redact_text(&e.to_string()))))
             .collect();
         let failed = self.record_dependencies(&sources, &results, &admitted);
         let infos = self.source_infos(&sources, &results);
@@ -149,18 +149,18 @@ impl Daemon {
         let mut infos = BTreeMap::new();
         for (source, result) in sources.iter().zip(results) {
             if let Err(why) = result {
-                if self.status().sources.get(&source.key).is_none_or(|s| s.up) {
+                if self.status().sources.get(&source.shown).is_none_or(|s| s.up) {
                     warn!(source = source.spec.source(), signal = source.spec.kind(), error = %why, "signal source down");
                 }
             }
             let info = SourceInfo {
                 source: source.spec.source(),
                 kind: source.spec.kind(),
-                params: source.spec.params(),
+                params: source.spec.shown_params(),
                 up: result.is_ok(),
                 error: result.as_ref().err().map(|e| e.0.clone()),
             };
-            infos.insert(source.key.clone(), info);
+            infos.insert(source.shown.clone(), info);
         }
         infos
     }
