@@ -107,10 +107,17 @@ pub fn parse(text: &str) -> Result<(PsiLine, Option<PsiLine>), PsiError> {
                 .split_once('=')
                 .ok_or_else(|| PsiError(format!("malformed PSI field `{field}`")))?;
             let bad = || PsiError(format!("malformed PSI value in `{field}`"));
+            // A percentage: `NaN`, `inf` or -3 would read as pressure (or as none) and act.
+            let percent = |v: &str| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(bad)
+            };
             match key {
-                "avg10" => parsed.avg10 = value.parse().map_err(|_| bad())?,
-                "avg60" => parsed.avg60 = value.parse().map_err(|_| bad())?,
-                "avg300" => parsed.avg300 = value.parse().map_err(|_| bad())?,
+                "avg10" => parsed.avg10 = percent(value)?,
+                "avg60" => parsed.avg60 = percent(value)?,
+                "avg300" => parsed.avg300 = percent(value)?,
                 "total" => parsed.total = value.parse().map_err(|_| bad())?,
                 _ => continue,
             }
@@ -219,6 +226,10 @@ mod tests {
             "full avg10=1.00 avg60=2.00 avg300=0.50 total=1",
             "some avg10=x avg60=0 avg300=0 total=0",
             "some avg10=1",
+            "some avg10=NaN avg60=0 avg300=0 total=0",
+            "some avg10=inf avg60=0 avg300=0 total=0",
+            "some avg10=-3 avg60=0 avg300=0 total=0",
+            "some avg10=100.01 avg60=0 avg300=0 total=0",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

@@ -8,7 +8,7 @@
 //! behind answers error -32005 with `data.numSlotsBehind`. That count may be `null` (the node
 //! cannot tell), which is unknown, never 0: a lag that cannot be read must not look healthy.
 
-mod rpc;
+pub mod rpc;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -118,7 +118,7 @@ fn transport(e: reqwest::Error) -> RpcError {
 }
 
 /// `getSlot`: the result is the slot number.
-fn parse_slot(body: &[u8], id: u64) -> Result<u64, RpcError> {
+pub fn parse_slot(body: &[u8], id: u64) -> Result<u64, RpcError> {
     let result = parse_envelope(body, id)?;
     result.as_u64().ok_or_else(|| {
         RpcError::BadResult(format!("getSlot result is not a slot number: {}", brief(&result)))
@@ -128,7 +128,7 @@ fn parse_slot(body: &[u8], id: u64) -> Result<u64, RpcError> {
 /// `getHealth`: `"ok"` → 0; -32005 with `data.numSlotsBehind` → that count. Decided on the
 /// code and data only: the message differs between the docs and agave ("Node is unhealthy"
 /// vs "Node is behind by N slots") and is documented as unstable.
-fn parse_health(body: &[u8], id: u64) -> Result<u64, RpcError> {
+pub fn parse_health(body: &[u8], id: u64) -> Result<u64, RpcError> {
     match parse_envelope(body, id) {
         Ok(Value::String(s)) if s == "ok" => Ok(0),
         Ok(other) => Err(RpcError::BadResult(format!(

@@ -1,0 +1,12 @@
+//! `check_timeline` of `../parsers.rs` on arbitrary bytes; `tests/fuzz_corpus.rs` replays the
+//! corpus this target kept (`fuzz/corpus/timeline/`) on stable.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+include!("../parsers.rs");
+
+fuzz_target!(|data: &[u8]| {
+    check_timeline(data);
+});
