@@ -17,6 +17,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need_apt+=(postgresql)
 fi
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+# The PostgreSQL TLS test makes throw-away certificates with the openssl command.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The notification tests post to a real Alertmanager, the monitoring kit's alerts are checked
 # and unit-tested by promtool (Debian's `prometheus` ships it). The tests start their own on
 # 127.0.0.1, on free ports.

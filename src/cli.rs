@@ -201,6 +201,13 @@ pub struct PostgresArgs {
     /// Bound of connecting and of each query [default: 5s].
     #[arg(long, env = "POSTGRES_CONNECT_TIMEOUT", value_name = "DURATION")]
     pub postgres_connect_timeout: Option<String>,
+    /// TLS: `disable`, `require` / `verify-ca` (the chain is verified), `verify-full` (the
+    /// host name too) [default: disable, or the URL's `sslmode`].
+    #[arg(long, env = "POSTGRES_SSLMODE", value_name = "MODE")]
+    pub postgres_sslmode: Option<String>,
+    /// The CA certificates (PEM) to verify the server with [default: the webpki roots].
+    #[arg(long, env = "POSTGRES_SSLROOTCERT", value_name = "FILE")]
+    pub postgres_sslrootcert: Option<String>,
 }
 
 /// `(VARIABLE, value)` of every argument given, by flag, variable or default.
@@ -259,6 +266,8 @@ impl PostgresArgs {
             ("POSTGRES_DB", &self.postgres_db),
             ("POSTGRES_USER", &self.postgres_user),
             ("POSTGRES_CONNECT_TIMEOUT", &self.postgres_connect_timeout),
+            ("POSTGRES_SSLMODE", &self.postgres_sslmode),
+            ("POSTGRES_SSLROOTCERT", &self.postgres_sslrootcert),
         ])
     }
 }

@@ -335,6 +335,16 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh cluster with the roles of [`ROLES_SQL`], running.
     pub async fn start() -> Cluster {
+        Self::start_with(None).await
+    }
+
+    /// A cluster that accepts TLS connections only, with `server.crt` and `server.key` of
+    /// `certs` (plain-text connections are rejected by `pg_hba.conf`).
+    pub async fn start_tls(certs: &Path) -> Cluster {
+        Self::start_with(Some(certs)).await
+    }
+
+    async fn start_with(certs: Option<&Path>) -> Cluster {
         let template = template();
         let dir = cluster_dir();
         let data = dir.path().join("data");
@@ -361,8 +371,37 @@ impl Cluster {
             "postgresql.conf",
             &format!("unix_socket_directories = '{socket_dir}'\n"),
         );
+        if let Some(certs) = certs {
+            cluster.enable_tls(certs);
+        }
         cluster.start_on_a_free_port();
         cluster
+    }
+
+    /// The server's key and certificate in the data directory, owned like it (the server
+    /// refuses a key others can read), and TCP without TLS rejected first thing in hba.
+    fn enable_tls(&self, certs: &Path) {
+        for file in ["server.crt", "server.key"] {
+            let to = self.data().join(file);
+            fs::copy(certs.join(file), &to).expect("copy the certificate");
+            let data = self.data();
+            let owned = Command::new("chown")
+                .arg(format!("--reference={}", data.display()))
+                .arg(&to)
+                .status()
+                .expect("run chown");
+            assert!(owned.success(), "chown {file}");
+            let mut perms = fs::metadata(&to).expect("metadata").permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+            fs::set_permissions(&to, perms).expect("chmod 600");
+        }
+        self.append(
+            "postgresql.conf",
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        );
+        let hba = self.data().join("pg_hba.conf");
+        let rest = fs::read_to_string(&hba).expect("pg_hba.conf");
+        fs::write(&hba, format!("hostnossl all all all reject\n{rest}")).expect("write pg_hba.conf");
     }
 
     pub fn data(&self) -> PathBuf {

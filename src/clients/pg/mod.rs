@@ -18,12 +18,14 @@ mod redact;
 mod settings;
 mod source;
 mod terminate;
+mod tls;
 
 pub use error::PgError;
 pub use redact::redact_url;
 pub use settings::PgSettings;
 pub use source::PgSource;
 pub use terminate::{TerminateFilter, Terminated};
+pub use tls::{SslMode, Tls};
 
 use serde::{Deserialize, Serialize};
 

@@ -167,21 +167,43 @@ impl PgSource {
         // tokio-postgres bounds each host's TCP connect; this bounds the whole handshake.
         let hosts = config.get_hosts().len().max(1) as u32;
         let after = self.settings.connect_timeout() * hosts;
-        let (client, connection) = match tokio::time::timeout(after, config.connect(NoTls)).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(source)) => return Err(PgError::Connect { target, source }),
-            Err(_) => return Err(PgError::ConnectTimeout { target, after }),
-        };
         let span = tracing::info_span!("postgres_connection", target = %target);
-        tokio::spawn(
-            async move {
-                match connection.await {
-                    Ok(()) => tracing::debug!("postgres connection closed"),
-                    Err(e) => tracing::warn!(error = %e, "postgres connection ended"),
-                }
-            }
-            .instrument(span),
-        );
+        let timed_out = || PgError::ConnectTimeout {
+            target: target.clone(),
+            after,
+        };
+        let failed = |source| PgError::Connect {
+            target: target.clone(),
+            source,
+        };
+        // The connection task is the same whatever the transport; only its type differs.
+        macro_rules! connect_with {
+            ($tls:expr) => {{
+                let (client, connection) = tokio::time::timeout(after, config.connect($tls))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(failed)?;
+                tokio::spawn(
+                    async move {
+                        match connection.await {
+                            Ok(()) => tracing::debug!("postgres connection closed"),
+                            Err(e) => tracing::warn!(error = %e, "postgres connection ended"),
+                        }
+                    }
+                    .instrument(span),
+                );
+                client
+            }};
+        }
+        let tls = self
+            .settings
+            .tls()
+            .connector()
+            .map_err(|why| PgError::Settings(vec![why]))?;
+        let client = match tls {
+            Some(tls) => connect_with!(tls),
+            None => connect_with!(NoTls),
+        };
         tracing::info!(target = %target, user = self.settings.user(), "connected to postgres");
         Ok(client)
     }

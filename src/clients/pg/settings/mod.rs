@@ -12,6 +12,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::Config;
 
 use super::redact::{redact_url, scrub, REDACTED};
+use super::tls::{SslMode as TlsMode, Tls};
 use super::PgError;
 use crate::core::values::Dur;
 
@@ -31,6 +32,8 @@ struct Raw {
     postgres_user: Option<String>,
     postgres_password: Option<String>,
     postgres_connect_timeout: Option<String>,
+    postgres_sslmode: Option<String>,
+    postgres_sslrootcert: Option<String>,
 }
 
 /// How to reach the PostgreSQL server the `postgres` signal and the
@@ -39,6 +42,7 @@ struct Raw {
 pub struct PgSettings {
     config: Config,
     connect_timeout: Duration,
+    tls: Tls,
 }
 
 impl PgSettings {
@@ -61,6 +65,38 @@ impl PgSettings {
         let user = set(raw.postgres_user);
         let password = raw.postgres_password.filter(|p| !p.is_empty());
         let mut errors = Vec::new();
+        // `sslmode` and `sslrootcert` may also come in DATABASE_URL; taken out of it here, as
+        // tokio-postgres knows neither `verify-full` nor `sslrootcert`.
+        let (url, url_tls) = match url {
+            Some(url) => {
+                let (rest, tls) = split_tls(url.trim());
+                (Some(rest), tls)
+            }
+            None => (None, (None, None)),
+        };
+        let mode_text = set(raw.postgres_sslmode).or(url_tls.0);
+        let root_cert = set(raw.postgres_sslrootcert)
+            .or(url_tls.1)
+            .map(std::path::PathBuf::from);
+        let mode = match mode_text.as_deref().map(TlsMode::parse) {
+            None => TlsMode::Disable,
+            Some(Ok(mode)) => mode,
+            Some(Err(e)) => {
+                errors.push(format!("POSTGRES_SSLMODE: {e}"));
+                TlsMode::Disable
+            }
+        };
+        if let Some(path) = &root_cert {
+            if mode == TlsMode::Disable {
+                errors.push(
+                    "POSTGRES_SSLROOTCERT is set but sslmode is `disable`: set POSTGRES_SSLMODE too"
+                        .to_owned(),
+                );
+            } else if !path.is_file() {
+                errors.push(format!("POSTGRES_SSLROOTCERT={}: no such file", path.display()));
+            }
+        }
+        let tls = Tls { mode, root_cert };
 
         let connect_timeout = match set(raw.postgres_connect_timeout) {
             None => DEFAULT_CONNECT_TIMEOUT,
@@ -118,12 +154,17 @@ impl PgSettings {
         match config {
             Some(mut config) if errors.is_empty() => {
                 config.connect_timeout(connect_timeout);
+                config.ssl_mode(match tls.mode {
+                    TlsMode::Disable => SslMode::Disable,
+                    TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+                });
                 if config.get_application_name().is_none() {
                     config.application_name(APPLICATION_NAME);
                 }
                 Ok(Some(PgSettings {
                     config,
                     connect_timeout,
+                    tls,
                 }))
             }
             _ => Err(PgError::Settings(errors)),
@@ -133,6 +174,11 @@ impl PgSettings {
     /// The connection config, password included: hand it to a connector, never to a log.
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How the connection is protected.
+    pub fn tls(&self) -> &Tls {
+        &self.tls
     }
 
     /// The role the automaton connects as.
@@ -235,7 +281,7 @@ fn from_url(url: &str, password: Option<String>, errors: &mut Vec<String>) -> Op
             config.password(password);
         }
     }
-    check_common(&mut config, "DATABASE_URL", &shown, errors);
+    default_user(&mut config);
     Some(config)
 }
 
@@ -269,20 +315,35 @@ fn from_parts(
     if let Some(password) = password {
         config.password(password);
     }
-    check_common(&mut config, "POSTGRES_HOST", host, errors);
+    default_user(&mut config);
     Some(config)
 }
 
-fn check_common(config: &mut Config, name: &str, shown: &str, errors: &mut Vec<String>) {
+fn default_user(config: &mut Config) {
     if config.get_user().is_none() {
         config.user(DEFAULT_USER);
     }
-    // This build connects without TLS (NoTls): `require` could never succeed.
-    if config.get_ssl_mode() == SslMode::Require {
-        errors.push(format!(
-            "{name}={shown:?}: sslmode=require is not supported (this build connects without TLS)"
-        ));
+}
+
+/// DATABASE_URL without its `sslmode` and `sslrootcert` parameters, and their values.
+fn split_tls(url: &str) -> (String, (Option<String>, Option<String>)) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), (None, None));
+    };
+    let (mut mode, mut root, mut kept) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) => mode = Some(v.to_owned()),
+            Some(("sslrootcert", v)) => root = Some(v.replace("%2F", "/").replace("%2f", "/")),
+            _ => kept.push(pair),
+        }
     }
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, (mode, root))
 }
 
 fn parse_timeout(v: &str) -> Option<Duration> {

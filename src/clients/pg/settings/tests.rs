@@ -100,8 +100,20 @@ fn every_problem_is_reported_with_its_variable() {
         text.contains("POSTGRES_USER is set together with DATABASE_URL"),
         "{text}"
     );
-    let text = errors(&[("DATABASE_URL", "postgres://a@b/c?sslmode=require")]);
-    assert!(text.contains("sslmode=require is not supported"), "{text}");
+    // `prefer` would fall back to plain text on a failed handshake, silently.
+    let text = errors(&[("DATABASE_URL", "postgres://a@b/c?sslmode=prefer")]);
+    assert!(text.contains("POSTGRES_SSLMODE: sslmode `prefer`"), "{text}");
+    let text = errors(&[
+        ("POSTGRES_HOST", "b"),
+        ("POSTGRES_SSLROOTCERT", "/no/such/ca.pem"),
+        ("POSTGRES_SSLMODE", "verify-full"),
+    ]);
+    assert!(
+        text.contains("POSTGRES_SSLROOTCERT=/no/such/ca.pem: no such file"),
+        "{text}"
+    );
+    let text = errors(&[("POSTGRES_HOST", "b"), ("POSTGRES_SSLROOTCERT", "/etc/hostname")]);
+    assert!(text.contains("sslmode is `disable`"), "{text}");
     let text = errors(&[("DATABASE_URL", "postgres:///c")]);
     assert!(text.contains("no host"), "{text}");
 }
@@ -121,8 +133,8 @@ fn the_password_never_shows() {
     for bad in [
         format!("mysql://healer:{SECRET}@db/orders"),
         format!("postgres://healer:{SECRET}@db:notaport/orders"),
-        format!("postgres://healer:{SECRET}@db/orders?sslmode=require"),
-        format!("postgres://healer@db/orders?password={SECRET}&sslmode=verify"),
+        format!("postgres://healer:{SECRET}@db/orders?connect_timeout=never"),
+        format!("postgres://healer@db/orders?password={SECRET}&sslmode=require&keepalives=maybe"),
     ] {
         let text = errors(&[("DATABASE_URL", &bad)]);
         assert!(text.contains("DATABASE_URL="), "{text}");
@@ -133,4 +145,25 @@ fn the_password_never_shows() {
         ("POSTGRES_PASSWORD", SECRET),
     ]);
     assert!(!text.contains("s3cr3t") && !text.contains(":pw@"), "{text}");
+}
+
+#[test]
+fn tls_comes_from_the_url_or_the_variables() {
+    use crate::clients::pg::SslMode;
+    let s = settings(&[(
+        "DATABASE_URL",
+        "postgres://a@db/c?sslmode=verify-full&application_name=x",
+    )]);
+    assert_eq!(s.tls().mode, SslMode::VerifyFull);
+    assert_eq!(
+        s.config().get_application_name(),
+        Some("x"),
+        "the other parameters are kept"
+    );
+    let s = settings(&[("DATABASE_URL", "postgres://a@db/c?sslmode=require")]);
+    assert_eq!(s.tls().mode, SslMode::VerifyCa, "require verifies the chain");
+    let s = settings(&[("POSTGRES_HOST", "db"), ("POSTGRES_SSLMODE", "verify-ca")]);
+    assert_eq!(s.tls().mode, SslMode::VerifyCa);
+    let s = settings(&[("POSTGRES_HOST", "db")]);
+    assert_eq!(s.tls().mode, SslMode::Disable, "plain text unless asked");
 }
