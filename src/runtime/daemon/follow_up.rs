@@ -8,8 +8,9 @@ use crate::actions::Notify;
 use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason, Verdict};
 
 impl Daemon {
-    /// What follows a decision besides its own execution: a failed verification and an act
-    /// on a GitOps-managed object are told to NOTIFY_WEBHOOK and recorded as Warning Events.
+    /// What follows a decision besides its own execution: a failed verification, an act on
+    /// a GitOps-managed object and a `raise_memory` at its cap are told to NOTIFY_WEBHOOK and
+    /// recorded as Warning Events.
     pub(super) async fn follow_up(&mut self, d: &Decision) {
         let failed = d
             .verification
@@ -24,18 +25,8 @@ impl Daemon {
             );
             self.tell("VerificationFailed", d, note).await;
         }
-        let at_cap = d.reason == Some(SkipReason::Bound) && d.kind == DecisionKind::Action("raise_memory");
-        let key = (d.rule.clone(), d.target.clone());
-        // Told once when it reaches the cap, not at every evaluation that finds it there.
-        if at_cap && self.at_cap.insert(key.clone()) {
-            let detail = d.detail.as_ref().map(ToString::to_string).unwrap_or_default();
-            let note = format!(
-                "rule {} can raise the memory of {} no further ({detail}): the OOM kills will go on until a human looks",
-                d.rule, d.target
-            );
-            self.tell("MemoryAtCap", d, note).await;
-        } else if !at_cap && d.decision != Verdict::Skip {
-            self.at_cap.remove(&key);
+        if d.kind == DecisionKind::Action("raise_memory") {
+            self.memory_at_cap(d).await;
         }
         if let (Some(tool), Some(true)) = (&d.gitops, d.success) {
             let note = format!(
@@ -45,6 +36,25 @@ impl Daemon {
                 d.id.as_deref().unwrap_or("-")
             );
             self.tell("GitOpsDrift", d, note).await;
+        }
+    }
+
+    /// A `raise_memory` that can do no more is told once when it reaches the cap, not at
+    /// every evaluation that finds it there; once it acts or its rule calms down, the next
+    /// time it reaches the cap is told again.
+    async fn memory_at_cap(&mut self, d: &Decision) {
+        let key = (d.rule.clone(), d.target.clone());
+        if d.reason == Some(SkipReason::Bound) {
+            if self.at_cap.insert(key) {
+                let detail = d.detail.as_ref().map(ToString::to_string).unwrap_or_default();
+                let note = format!(
+                    "rule {} can raise the memory of {} no further ({detail}): the OOM kills will go on until a human looks",
+                    d.rule, d.target
+                );
+                self.tell("MemoryAtCap", d, note).await;
+            }
+        } else if d.decision != Verdict::Skip {
+            self.at_cap.remove(&key);
         }
     }
 
