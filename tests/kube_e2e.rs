@@ -129,20 +129,27 @@ fn two_replicas_one_leader_acts_and_the_other_takes_over() {
     fake.wait_for("the first memory patch", Duration::from_secs(60), |r| {
         is_patch_of(r, "app-0")
     });
-    let a_leads = leader(&a);
-    let (first, second) = if a_leads {
+    // The replica that acted is the one that logs the execution (read from the logs, not
+    // from who leads a moment later: on a loaded machine a 4 s Lease may already have moved,
+    // and the point is that exactly one acted).
+    let mut acted = None;
+    eventually("the leader's decision log", Duration::from_secs(10), || {
+        acted = [executed(&a, "app-0"), executed(&b, "app-0")]
+            .iter()
+            .position(|&x| x);
+        acted.map(|_| ())
+    });
+    let (first, second) = if acted == Some(0) {
         (&mut a, &mut b)
     } else {
         (&mut b, &mut a)
     };
-    eventually("the leader's decision log", Duration::from_secs(10), || {
-        executed(first, "app-0").then_some(())
-    });
-    assert!(leader(first), "the replica that acted holds the lease");
-    assert!(!leader(second), "only one leader");
-    // The follower evaluates the same kill and reports not_leader.
-    eventually("the follower's not_leader", Duration::from_secs(10), || {
-        second.logs().contains("\"reason\":\"not_leader\"").then_some(())
+    assert!(!executed(second, "app-0"), "only one replica acted");
+    // The other evaluates the same kill and does not act: it is not the leader (or, had it
+    // just taken over, the cooldown annotation the first one wrote stops it).
+    eventually("the follower's skip", Duration::from_secs(10), || {
+        let logs = second.logs();
+        (logs.contains("\"reason\":\"not_leader\"") || logs.contains("\"reason\":\"cooldown\"")).then_some(())
     });
     first.terminate();
 
