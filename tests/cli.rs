@@ -1,21 +1,9 @@
 //! The command line: every setting a flag and a variable, listed with its default by
 //! `--help`; secrets from the environment only; every invalid value reported at once.
 
-use std::process::Command;
+mod common;
 
-fn automaton(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_automaton"))
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .expect("the automaton binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::run_automaton as automaton;
 
 /// Every variable of README's settings table, and the Kafka and PostgreSQL ones.
 fn documented_variables() -> Vec<String> {

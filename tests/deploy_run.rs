@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::FakeKube;
+use common::{free_port, http_get as get, FakeKube};
 use deploy_support::{deploy, kubectl_kustomize};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -47,12 +47,7 @@ fn the_rendered_base_becomes_ready_without_kafka_postgres_or_a_validator() {
     // is degraded, nothing disabled.
     assert_eq!(run.ready, serde_json::json!({"ready": true}));
     let status: serde_json::Value = serde_json::from_str(&run.status).expect("JSON");
-    let names: Vec<&str> = status["rules"]
-        .as_array()
-        .expect("rules")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let names = rule_names(&status);
     assert_eq!(
         names,
         ["pod-oom-killed", "pod-restart-loop", "pod-restarting"],
@@ -88,12 +83,7 @@ fn the_rendered_production_overlay_becomes_ready_with_its_dependencies_down() {
         assert!(degraded.contains(source), "{source} missing from {degraded}");
     }
     let status: serde_json::Value = serde_json::from_str(&run.status).expect("JSON");
-    let names: Vec<&str> = status["rules"]
-        .as_array()
-        .expect("rules")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let names = rule_names(&status);
     for rule in [
         "kafka-consumer-lag",
         "postgres-connections",
@@ -135,6 +125,16 @@ fn the_rendered_production_overlay_becomes_ready_with_its_dependencies_down() {
     ] {
         assert!(!text.contains(PG_PASSWORD), "the PostgreSQL password in {what}");
     }
+}
+
+/// The names of the rules `/status` shows as running.
+fn rule_names(status: &serde_json::Value) -> Vec<&str> {
+    status["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect()
 }
 
 /// Renders `dir` with `kubectl kustomize` and runs the binary as the kubelet would run its
@@ -236,11 +236,7 @@ fn run_rendered(dir: &Path, secrets: &BTreeMap<(String, String), String>) -> Opt
     );
     let fake = FakeKube::start(&scenario);
     env.insert("KUBECONFIG".into(), fake.kubeconfig.display().to_string());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port();
+    let port = free_port();
     env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
     // Tests run side by side: any free port for the admin listener too.
     env.insert("ADMIN_ADDR".into(), "127.0.0.1:0".into());
@@ -283,21 +279,4 @@ fn run_rendered(dir: &Path, secrets: &BTreeMap<(String, String), String>) -> Opt
         metrics,
         logs,
     })
-}
-
-/// `GET` on the daemon's port: the status code and the body.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Some((code, body))
 }

@@ -4,6 +4,7 @@
 //! of docs/runbook.md, the dashboard's queries parse, and every metric the alerts and the
 //! dashboard name is exported by a running daemon.
 
+mod common;
 mod deploy_support;
 
 use std::collections::BTreeSet;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::{free_port, http_get};
 use deploy_support::{deploy, kubectl_kustomize, relative, repo};
 
 fn kit() -> PathBuf {
@@ -201,28 +203,6 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     names
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
-}
-
 /// A receiver that answers 200 to every request, for the rule's action.
 fn receiver() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
@@ -282,7 +262,9 @@ fn every_metric_the_alerts_and_the_dashboard_name_is_exported_by_a_running_daemo
         .expect("the automaton starts");
     let started = Instant::now();
     let metrics = loop {
-        let text = get(port, "/metrics").unwrap_or_default();
+        let text = http_get(port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
         if text.contains("healing_latency_seconds_count") && text.contains("automaton_signal_errors_total{") {
             break Some(text);
         }

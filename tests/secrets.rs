@@ -3,46 +3,14 @@
 //! the log of a running daemon; substitution refuses the automaton's own secrets and the
 //! names in SECRET_VARS; an error quotes `${VAR}`, not the value it held.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, http_get, run_automaton as automaton};
+
 const SECRETS: [&str; 3] = ["pa55word", "k3y-s3cr3t", "4d2f8e9a1b3c5d7e9f0a2b4c6d8e0f1a"];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
-fn automaton(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_automaton"))
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .expect("the automaton runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn urls_with_credentials_are_redacted_everywhere_a_running_daemon_shows_them() {
@@ -76,11 +44,18 @@ fn urls_with_credentials_are_redacted_everywhere_a_running_daemon_shows_them() {
     let started = Instant::now();
     let mut shown = Vec::new();
     while started.elapsed() < Duration::from_secs(30) {
-        let status = get(port, "/status").unwrap_or_default();
+        let status = http_get(port, "/status")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
         if status.contains("\"up\":false") && status.contains("recent_decisions") {
             shown = ["/status", "/readyz", "/metrics"]
                 .iter()
-                .map(|p| (p.to_string(), get(port, p).unwrap_or_default()))
+                .map(|p| {
+                    (
+                        p.to_string(),
+                        http_get(port, p).map(|(_, body)| body).unwrap_or_default(),
+                    )
+                })
                 .collect();
             break;
         }

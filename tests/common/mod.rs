@@ -1,6 +1,7 @@
-//! Shared helpers of the whole-binary Kubernetes tests: the fake API server from
+//! Shared helpers of the whole-binary tests: the fake API server from
 //! ../shared/tools/fakekube.py and the automaton binary, each a child process that is killed
-//! when dropped, and the fake server's request log.
+//! when dropped, the fake server's request log, a free port, a plain `GET`, and one run of
+//! the binary.
 #![allow(dead_code)]
 
 pub mod proxy;
@@ -11,6 +12,48 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// A port nobody listens on now (another process may take it before it is bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// `GET` on 127.0.0.1:`port` over a plain TCP stream (no runtime needed): the status code
+/// and the body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// One run of the binary with only `env` in its environment: exit code, stdout, stderr.
+pub fn run_automaton(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_automaton"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("the automaton binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 /// The fake Kubernetes API server (plain HTTP on 127.0.0.1, every request logged).
 pub struct FakeKube {
@@ -159,11 +202,7 @@ pub struct Automaton {
 
 impl Automaton {
     pub fn start(kubeconfig: &Path, rules_dir: &Path, name: &str, env: &[(&str, &str)]) -> Automaton {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = free_port();
         let stderr = rules_dir
             .parent()
             .unwrap_or(rules_dir)
@@ -199,20 +238,9 @@ impl Automaton {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// GET a path of the daemon's HTTP server over a plain TCP stream; (status, body).
+    /// GET a path of the daemon's HTTP server: (status, body).
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).ok()?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).ok()?;
-        let code = resp.get(9..12)?.parse().ok()?;
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((code, body))
+        http_get(self.port, path)
     }
 
     /// The value of the first `/metrics` line starting with `prefix` (a name with labels).
