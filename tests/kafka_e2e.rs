@@ -1,6 +1,7 @@
 //! Seed scenario 1 end to end: a real Kafka-protocol broker (nisshi) with a lagging consumer
 //! group, the fake Kubernetes API server, and the whole binary between them. The lag rule
-//! fires and the exact scale request goes through the `scale` subresource, once.
+//! fires and the exact scale request (replicas and the last-action annotation in one patch,
+//! under the resourceVersion read) reaches the Deployment, once.
 
 mod common;
 mod kafka_support;
@@ -36,7 +37,7 @@ const RULES: &str = r#"rules:
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_lag_scales_the_deployment_through_the_scale_subresource_once() {
+async fn consumer_lag_scales_the_deployment_once() {
     let broker = Broker::start();
     broker.seed_email_lag().await;
     let fake = FakeKube::start(SCENARIO);
@@ -51,11 +52,17 @@ async fn consumer_lag_scales_the_deployment_through_the_scale_subresource_once()
         &[("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)],
     );
 
-    let scale_path = "/apis/apps/v1/namespaces/prod/deployments/email-service/scale";
+    let scale_path = "/apis/apps/v1/namespaces/prod/deployments/email-service";
     let patch = fake.wait_for("the scale request", Duration::from_secs(60), |r| {
         r["method"] == "PATCH" && r["path"] == scale_path
     });
-    assert_eq!(patch["body"], json!({"spec": {"replicas": 6}}), "{patch}");
+    assert_eq!(patch["body"]["spec"], json!({"replicas": 6}), "{patch}");
+    let meta = &patch["body"]["metadata"];
+    assert!(meta["resourceVersion"].is_string(), "a precondition: {patch}");
+    assert!(
+        meta["annotations"]["automaton.dev/last-action-kafka-consumer-lag"].is_string(),
+        "the cooldown in the same patch: {patch}"
+    );
     assert_eq!(patch["query"]["fieldManager"], "automaton", "{patch}");
     fake.wait_for("the ScaledUp Event", Duration::from_secs(10), |r| {
         r["method"] == "POST" && r["body"]["reason"] == "ScaledUp"

@@ -12,16 +12,10 @@ use std::time::Duration;
 // scale
 
 #[tokio::test]
-async fn scale_patches_the_scale_subresource_then_the_annotation_and_records_an_event() {
+async fn scale_patches_replicas_and_the_annotation_in_one_guarded_patch_and_records_an_event() {
     let script = vec![
         get(DEPLOYMENT).reply(200, &deployment().json()),
-        patch(
-            &format!("{DEPLOYMENT}/scale"),
-            MERGE,
-            json!({"spec": {"replicas": 6}}),
-        )
-        .reply(200, &scale_reply(6)),
-        patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &deployment().replicas(6).json()),
+        patch(DEPLOYMENT, MERGE, scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 6)).reply(200, &deployment().replicas(6).json()),
         event(event_fields(
             "ScaledUp",
             "Scale",
@@ -46,12 +40,11 @@ async fn scale_down_after_the_cooldown_expired() {
     let script = vec![
         get(DEPLOYMENT).reply(200, &live.json()),
         patch(
-            &format!("{DEPLOYMENT}/scale"),
+            DEPLOYMENT,
             MERGE,
-            json!({"spec": {"replicas": 2}}),
+            scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 2),
         )
-        .reply(200, &scale_reply(2)),
-        patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &live.json()),
+        .reply(200, &live.json()),
         event(
             json!({"reason": "ScaledDown", "note": "rule kafka-consumer-lag: 5 replicas → 2 replicas (action sim-1 at 2025-06-01T12:00:00Z: value 10, when < 100)"}),
         ),
@@ -111,7 +104,7 @@ async fn a_restarted_daemon_inside_the_cooldown_reads_it_from_the_annotation_and
 }
 
 #[tokio::test]
-async fn scale_of_a_statefulset_goes_through_its_scale_subresource() {
+async fn scale_of_a_statefulset_patches_the_statefulset() {
     let (rule, decision) = decide(
         &rule(
             "slot-lag",
@@ -124,13 +117,8 @@ async fn scale_of_a_statefulset_goes_through_its_scale_subresource() {
     );
     let script = vec![
         get(STATEFULSET).reply(200, &statefulset().json()),
-        patch(
-            &format!("{STATEFULSET}/scale"),
-            MERGE,
-            json!({"spec": {"replicas": 3}}),
-        )
-        .reply(200, &scale_reply(3)),
-        patch(STATEFULSET, MERGE, stamp("slot-lag")).reply(200, &statefulset().replicas(3).json()),
+        patch(STATEFULSET, MERGE, scale_patch("slot-lag", STATEFULSET_RV, 3))
+            .reply(200, &statefulset().replicas(3).json()),
         event(
             json!({"reason": "ScaledUp", "regarding": {"kind": "StatefulSet", "name": "redis-master",
             "uid": "1f80ab97-8bf6-11e8-aff0-42010a8a0fc6"}}),
@@ -146,7 +134,10 @@ async fn scale_of_a_statefulset_goes_through_its_scale_subresource() {
 #[tokio::test]
 async fn restart_sends_kubectls_patch_and_never_deletes_pods() {
     let body = json!({
-        "metadata": {"annotations": {"automaton.dev/last-action-crash-loop": NOW}},
+        "metadata": {
+            "resourceVersion": DEPLOYMENT_RV,
+            "annotations": {"automaton.dev/last-action-crash-loop": NOW},
+        },
         "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": NOW}}}},
     });
     let script = vec![
@@ -168,7 +159,10 @@ async fn restart_sends_kubectls_patch_and_never_deletes_pods() {
 #[tokio::test]
 async fn restart_of_an_on_delete_statefulset_says_pods_roll_only_when_deleted() {
     let body = json!({
-        "metadata": {"annotations": {"automaton.dev/last-action-crash-loop": NOW}},
+        "metadata": {
+            "resourceVersion": STATEFULSET_RV,
+            "annotations": {"automaton.dev/last-action-crash-loop": NOW},
+        },
         "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": NOW}}}},
     });
     let script = vec![
@@ -276,9 +270,9 @@ async fn forbidden_is_a_clear_error_and_is_not_retried() {
     let script = vec![
         get(DEPLOYMENT).reply(200, &deployment().json()),
         patch(
-            &format!("{DEPLOYMENT}/scale"),
+            DEPLOYMENT,
             MERGE,
-            json!({"spec": {"replicas": 6}}),
+            scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 6),
         )
         .fail(failure("derived/403-forbidden-rbac")),
     ];
@@ -286,8 +280,8 @@ async fn forbidden_is_a_clear_error_and_is_not_retried() {
     assert_eq!(err.metric_label(), "forbidden");
     assert!(
         err.to_string().starts_with(
-            "PATCH deployments.apps/scale \"hello-world\" in namespace \"default\": forbidden: the \
-             automaton's Role lacks `patch` on deployments.apps/scale — see deploy/base/role.yaml"
+            "PATCH deployments.apps \"hello-world\" in namespace \"default\": forbidden: the \
+             automaton's Role lacks `patch` on deployments.apps — see deploy/base/role.yaml"
         ),
         "{err}"
     );
@@ -309,18 +303,17 @@ async fn too_many_requests_and_server_errors_are_retried_then_succeed() {
         get(DEPLOYMENT).fail(failure("kubeclient/namespace_exception")),
         get(DEPLOYMENT).reply(200, &deployment().json()),
         patch(
-            &format!("{DEPLOYMENT}/scale"),
+            DEPLOYMENT,
             MERGE,
-            json!({"spec": {"replicas": 6}}),
+            scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 6),
         )
         .fail((503, String::new())),
         patch(
-            &format!("{DEPLOYMENT}/scale"),
+            DEPLOYMENT,
             MERGE,
-            json!({"spec": {"replicas": 6}}),
+            scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 6),
         )
-        .reply(200, &scale_reply(6)),
-        patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &deployment().json()),
+        .reply(200, &deployment().json()),
         event(json!({"reason": "ScaledUp"})),
     ];
     let outcome = execute(script, &scale_to(6, 1))
@@ -359,12 +352,11 @@ async fn a_failed_event_does_not_fail_the_action() {
     let script = vec![
         get(DEPLOYMENT).reply(200, &deployment().json()),
         patch(
-            &format!("{DEPLOYMENT}/scale"),
+            DEPLOYMENT,
             MERGE,
-            json!({"spec": {"replicas": 6}}),
+            scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 6),
         )
-        .reply(200, &scale_reply(6)),
-        patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &deployment().json()),
+        .reply(200, &deployment().json()),
         event(json!({"reason": "ScaledUp"})).fail(failure("derived/403-forbidden-rbac")),
     ];
     let outcome = execute(script, &scale_to(6, 1)).await.expect("scaled");

@@ -29,22 +29,21 @@ fn step_up() -> (Rule, Decision) {
     )
 }
 
-fn scale_patch(replicas: u32) -> Exchange {
+/// The one patch of the scale: replicas and the last-action annotation, under the
+/// resourceVersion read.
+fn scale_to(replicas: u32) -> Exchange {
     patch(
-        &format!("{DEPLOYMENT}/scale"),
+        DEPLOYMENT,
         MERGE,
-        json!({"spec": {"replicas": replicas}}),
+        scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, replicas),
     )
 }
 
-/// The requests after a successful scale to 5: the annotation and the Event.
+/// The request after a successful scale to 5: the Event.
 fn scaled_to_5() -> Vec<Exchange> {
-    vec![
-        patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &deployment().replicas(5).json()),
-        event(
-            json!({"reason": "ScaledUp", "note": "rule kafka-consumer-lag: 3 replicas → 5 replicas (action sim-1 at 2025-06-01T12:00:00Z: value 20000, when > 0)"}),
-        ),
-    ]
+    vec![event(
+        json!({"reason": "ScaledUp", "note": "rule kafka-consumer-lag: 3 replicas → 5 replicas (action sim-1 at 2025-06-01T12:00:00Z: value 20000, when > 0)"}),
+    )]
 }
 
 #[tokio::test]
@@ -54,7 +53,7 @@ async fn server_errors_on_the_read_then_exactly_one_write_of_the_absolute_value(
         busy(),
         busy(),
         get(DEPLOYMENT).reply(200, &deployment().replicas(3).json()),
-        scale_patch(5).reply(200, &scale_reply(5)),
+        scale_to(5).reply(200, &deployment().replicas(5).json()),
     ];
     script.extend(scaled_to_5());
     let outcome = execute(script, &step_up()).await.expect("scaled after two 500s");
@@ -67,9 +66,9 @@ async fn a_retried_step_write_sends_the_same_absolute_value_never_adds_twice() {
     // again, it does not add 2 to what is there now.
     let mut script = vec![
         get(DEPLOYMENT).reply(200, &deployment().replicas(3).json()),
-        scale_patch(5).fail((503, String::new())),
-        scale_patch(5).fail(failure("kubeclient/namespace_exception")),
-        scale_patch(5).reply(200, &scale_reply(5)),
+        scale_to(5).fail((503, String::new())),
+        scale_to(5).fail(failure("kubeclient/namespace_exception")),
+        scale_to(5).reply(200, &deployment().replicas(5).json()),
     ];
     script.extend(scaled_to_5());
     let outcome = execute(script, &step_up()).await.expect("scaled");
@@ -80,8 +79,8 @@ async fn a_retried_step_write_sends_the_same_absolute_value_never_adds_twice() {
 async fn a_write_without_answer_times_out_and_is_retried_with_the_same_absolute_value() {
     let mut script = vec![
         get(DEPLOYMENT).reply(200, &deployment().replicas(3).json()),
-        scale_patch(5).hang(),
-        scale_patch(5).reply(200, &scale_reply(5)),
+        scale_to(5).hang(),
+        scale_to(5).reply(200, &deployment().replicas(5).json()),
     ];
     script.extend(scaled_to_5());
     let (executor, server) = executor(script);
@@ -98,7 +97,7 @@ async fn too_many_requests_waits_the_retry_after_the_status_asks_for() {
     let mut script = vec![
         get(DEPLOYMENT).fail(failure("derived/429-too-many-requests-retry-after")),
         get(DEPLOYMENT).reply(200, &deployment().replicas(3).json()),
-        scale_patch(5).reply(200, &scale_reply(5)),
+        scale_to(5).reply(200, &deployment().replicas(5).json()),
     ];
     script.extend(scaled_to_5());
     let started = Instant::now();
@@ -130,7 +129,7 @@ async fn a_plain_text_429_without_a_status_falls_back_to_the_backoff() {
     let mut script = vec![
         get(DEPLOYMENT).fail((429, "Too many requests, please try again later.".to_owned())),
         get(DEPLOYMENT).reply(200, &deployment().replicas(3).json()),
-        scale_patch(5).reply(200, &scale_reply(5)),
+        scale_to(5).reply(200, &deployment().replicas(5).json()),
     ];
     script.extend(scaled_to_5());
     let started = Instant::now();
@@ -174,7 +173,7 @@ async fn five_failed_actions_open_the_kubernetes_breaker_and_one_probe_closes_it
     // A 403 is the API server answering: it is not a failure of the dependency.
     let forbidden = vec![
         get(DEPLOYMENT).reply(200, &deployment().replicas(3).json()),
-        scale_patch(5).fail(failure("derived/403-forbidden-rbac")),
+        scale_to(5).fail(failure("derived/403-forbidden-rbac")),
     ];
     through(&breakers, forbidden).await.expect_err("forbidden");
     assert_eq!(breakers.state("kubernetes"), CircuitState::Closed);
@@ -200,7 +199,7 @@ async fn five_failed_actions_open_the_kubernetes_breaker_and_one_probe_closes_it
     assert!(breakers.admit("kubernetes").is_err(), "one probe at a time");
     let mut probe = vec![
         get(DEPLOYMENT).reply(200, &deployment().replicas(3).json()),
-        scale_patch(5).reply(200, &scale_reply(5)),
+        scale_to(5).reply(200, &deployment().replicas(5).json()),
     ];
     probe.extend(scaled_to_5());
     let outcome = execute(probe, &step_up())

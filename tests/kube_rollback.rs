@@ -98,11 +98,11 @@ async fn scale_rollback_puts_back_the_replicas_the_action_found() {
     let script = vec![
         get(DEPLOYMENT).reply(200, &deployment().replicas(6).json()),
         patch(
-            &format!("{DEPLOYMENT}/scale"),
+            DEPLOYMENT,
             MERGE,
-            json!({"spec": {"replicas": 2}}),
+            json!({"metadata": {"resourceVersion": DEPLOYMENT_RV}, "spec": {"replicas": 2}}),
         )
-        .reply(200, &scale_reply(2)),
+        .reply(200, &deployment().replicas(2).json()),
         event(event_fields(
             "RolledBack",
             "Rollback",

@@ -55,7 +55,7 @@ fn writer(
         breakers.clone(),
         metrics.clone(),
         action_timeout,
-        Instant::now(),
+        automaton::runtime::clock::Clock::start(),
     );
     writer.lease = lease;
     (writer, metrics, breakers)
@@ -196,12 +196,11 @@ async fn a_write_that_succeeds_is_counted_and_verified() {
     let script = vec![
         get(DEPLOYMENT).reply(200, &deployment().json()),
         patch(
-            &format!("{DEPLOYMENT}/scale"),
+            DEPLOYMENT,
             MERGE,
-            json!({"spec": {"replicas": 6}}),
+            scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 6),
         )
-        .reply(200, &scale_reply(6)),
-        patch(DEPLOYMENT, MERGE, stamp("kafka-consumer-lag")).reply(200, &deployment().replicas(6).json()),
+        .reply(200, &deployment().replicas(6).json()),
         event(json!({"reason": "ScaledUp"})),
     ];
     let (kube, server) = executor(script);

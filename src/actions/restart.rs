@@ -15,7 +15,7 @@ use crate::clients::kube::error::ClusterError;
 use crate::clients::kube::executor::workload_ref;
 use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::clients::kube::last_action_key;
-use crate::clients::kube::workload::{WorkloadRef, RESTARTED_AT};
+use crate::clients::kube::workload::{LiveWorkload, WorkloadRef, RESTARTED_AT};
 use crate::core::plan::Outcome;
 use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
 
@@ -65,24 +65,50 @@ impl Action for Restart {
 }
 
 async fn restart(kube: &KubeExecutor, act: &Act<'_>, target: &WorkloadRef) -> Result<Outcome, ClusterError> {
-    let live = kube.live(target).await?;
-    let now = kube.now();
-    if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-        return Ok(skip);
+    let mut attempt = 1;
+    loop {
+        let live = kube.live(target).await?;
+        let now = kube.now();
+        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
+            return Ok(skip);
+        }
+        if live.paused {
+            // kubectl refuses too: a paused Deployment would not roll until resumed.
+            return Err(ClusterError::Invalid(format!(
+                "{target} is paused: a rollout restart would not roll until `kubectl rollout resume {target}`"
+            )));
+        }
+        let stamp = now.to_string();
+        // Under the resourceVersion just read: a 409 reads again and re-checks the cooldown
+        // (another replica, or this one before a crash, may have restarted it meanwhile).
+        let body = json!({
+            "metadata": {
+                "resourceVersion": live.resource_version,
+                "annotations": {last_action_key(act.rule): stamp},
+            },
+            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
+        });
+        match kube.patch_workload(target, &Patch::Strategic(body)).await {
+            Ok(()) => return Ok(restarted(kube, act, &live, target, stamp).await),
+            Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
+                tracing::debug!(%error, attempt, "the workload changed since it was read; reading it again");
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
     }
-    if live.paused {
-        // kubectl refuses too: a paused Deployment would not roll until resumed.
-        return Err(ClusterError::Invalid(format!(
-            "{target} is paused: a rollout restart would not roll until `kubectl rollout resume {target}`"
-        )));
-    }
-    let stamp = now.to_string();
-    let body = json!({
-        "metadata": {"annotations": {last_action_key(act.rule): stamp}},
-        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
-    });
-    kube.patch_workload(target, &Patch::Strategic(body)).await?;
+}
 
+/// Reads again after a 409 at most this many times in all.
+const ATTEMPTS: u32 = 3;
+
+async fn restarted(
+    kube: &KubeExecutor,
+    act: &Act<'_>,
+    live: &LiveWorkload,
+    target: &WorkloadRef,
+    stamp: String,
+) -> Outcome {
     let mut detail = format!("{target} rollout restarted ({RESTARTED_AT}={stamp})");
     if live.strategy.as_deref() == Some("OnDelete") {
         detail.push_str("; its updateStrategy is OnDelete: pods are replaced only as they are deleted");
@@ -95,5 +121,5 @@ async fn restart(kube: &KubeExecutor, act: &Act<'_>, target: &WorkloadRef) -> Re
     );
     kube.publish(&live.object_ref, "RolloutRestarted", "RolloutRestart", note)
         .await;
-    Ok(Outcome::done(detail, json!({"restarted_at": [before, stamp]})))
+    Outcome::done(detail, json!({"restarted_at": [before, stamp]}))
 }

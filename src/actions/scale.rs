@@ -1,4 +1,4 @@
-//! `scale`: set replicas through the scale subresource. Exactly one of `replicas` (set),
+//! `scale`: set a workload's replicas. Exactly one of `replicas` (set),
 //! `step` (add) or `per_lag` (KEDA-like: one replica per N of lag) decides the wish; `min`,
 //! `max`, MIN_REPLICAS and MAX_REPLICAS bound it, and the change says which bound applied.
 //!
@@ -9,9 +9,11 @@
 //! `step` only removes capacity. `==` / `!=` rules set exactly what they say. The bounds
 //! stop our changes; they are not orders to undo someone else's.
 //!
-//! Executed as `spec.replicas` through the scale subresource (a merge patch, the RBAC rule
-//! `deployments/scale`), then the last-action annotation on the workload; the direction is
-//! re-checked on the live object first.
+//! Executed as one merge patch of the workload: `spec.replicas` and the last-action
+//! annotation together, so a crash cannot leave replicas changed without the cooldown that
+//! guards them, under the resourceVersion read just before (a 409 reads the object again
+//! and re-checks the cooldown and the direction). The direction is re-checked on the live
+//! object first.
 
 use std::collections::BTreeMap;
 
@@ -19,13 +21,14 @@ use futures::future::BoxFuture;
 use kube::api::Patch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::warn;
+use tracing::debug;
 
 use super::{Action, ActionError, ExecCtx, Target};
 use crate::clients::kube::error::ClusterError;
 use crate::clients::kube::executor::workload_ref;
 use crate::clients::kube::executor::{Act, KubeExecutor};
-use crate::clients::kube::workload::WorkloadRef;
+use crate::clients::kube::last_action_key;
+use crate::clients::kube::workload::{LiveWorkload, WorkloadRef};
 use crate::core::decision::SkipReason;
 use crate::core::plan::Outcome;
 use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
@@ -233,49 +236,76 @@ async fn scale(
     replicas: u32,
     direction: Direction,
 ) -> Result<Outcome, ClusterError> {
-    let live = kube.live(target).await?;
-    let now = kube.now();
-    if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-        return Ok(skip);
+    let mut attempt = 1;
+    loop {
+        let live = kube.live(target).await?;
+        let now = kube.now();
+        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
+            return Ok(skip);
+        }
+        if let Some(skip) = against_live(&live, target, replicas, direction) {
+            return Ok(skip);
+        }
+        let body = json!({
+            "metadata": {
+                "resourceVersion": live.resource_version,
+                "annotations": {last_action_key(act.rule): now.to_string()},
+            },
+            "spec": {"replicas": replicas},
+        });
+        match kube.patch_workload(target, &Patch::Merge(body)).await {
+            Ok(()) => return Ok(scaled(kube, act, &live, target, replicas).await),
+            Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
+                debug!(%error, attempt, "the workload changed since it was read; reading it again");
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
     }
-    let before = live.replicas;
-    if before == Some(replicas) {
-        return Ok(Outcome::skipped(
+}
+
+/// Reads again after a 409 at most this many times in all (another writer keeps changing it).
+const ATTEMPTS: u32 = 3;
+
+/// A skip when the live object makes the planned replicas wrong: already there, or against
+/// the rule's direction. Planned on what was read earlier; re-checked on the live object: a
+/// rule that adds capacity never removes replicas someone added since (and the other way).
+fn against_live(
+    live: &LiveWorkload,
+    target: &WorkloadRef,
+    replicas: u32,
+    direction: Direction,
+) -> Option<Outcome> {
+    let live_replicas = live.replicas?;
+    if live_replicas == replicas {
+        return Some(Outcome::skipped(
             SkipReason::Bound,
             format!("{target} already has {replicas} replicas"),
         ));
     }
-    // Planned on what was read earlier; re-checked on the live object: a rule that adds
-    // capacity never removes replicas someone added since (and the other way round).
-    if let Some(live_replicas) = before {
-        let against = match direction {
-            Direction::Up => live_replicas > replicas,
-            Direction::Down => live_replicas < replicas,
-            Direction::Either => false,
-        };
-        if against {
-            return Ok(Outcome::skipped(
-                SkipReason::Bound,
-                format!(
-                    "{target} now has {live_replicas} replicas: setting {replicas} would go against the rule's direction"
-                ),
-            ));
-        }
-    }
+    let against = match direction {
+        Direction::Up => live_replicas > replicas,
+        Direction::Down => live_replicas < replicas,
+        Direction::Either => false,
+    };
+    against.then(|| {
+        Outcome::skipped(
+            SkipReason::Bound,
+            format!("{target} now has {live_replicas} replicas: setting {replicas} would go against the rule's direction"),
+        )
+    })
+}
 
-    kube.set_replicas(target, replicas).await?;
-
+async fn scaled(
+    kube: &KubeExecutor,
+    act: &Act<'_>,
+    live: &LiveWorkload,
+    target: &WorkloadRef,
+    replicas: u32,
+) -> Outcome {
+    let before = live.replicas;
     let shown = before.map_or("?".to_owned(), |b| b.to_string());
-    let mut detail = format!("{target} scaled from {shown} to {replicas} replicas");
-    // The scale subresource cannot carry annotations: a second, merge patch records the
-    // action. Replicas are already changed, so its failure is reported, not returned.
-    if let Err(error) = kube
-        .patch_workload(target, &Patch::Merge(kube.stamp(act, now)))
-        .await
-    {
-        warn!(%error, "scaled, but the last-action annotation could not be written");
-        detail.push_str(&format!("; the cooldown annotation was not written: {error}"));
-    }
+    let detail = format!("{target} scaled from {shown} to {replicas} replicas");
     let reason = if before.is_some_and(|b| replicas < b) {
         "ScaledDown"
     } else {
@@ -283,7 +313,7 @@ async fn scale(
     };
     let note = kube.note(act, &format!("{shown} replicas"), &format!("{replicas} replicas"));
     kube.publish(&live.object_ref, reason, "Scale", note).await;
-    Ok(Outcome::done(detail, json!({"replicas": [before, replicas]})))
+    Outcome::done(detail, json!({"replicas": [before, replicas]}))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! other module; nothing imports it but `main.rs`.
 
 pub mod admin;
+pub mod clock;
 pub mod commands;
 pub mod daemon;
 pub mod metrics;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{info_span, Instrument};
 
+use super::clock::Clock;
 use super::metrics::Metrics;
 use crate::actions::{ActionError, ActionSpec, ExecCtx, Executors, Notify, Rule};
 use crate::core::decision::{Decision, DecisionKind, Detail, SkipReason, WriteOutcome};
@@ -44,8 +45,8 @@ pub struct Writer {
     breakers: Arc<Breakers>,
     metrics: Arc<Metrics>,
     action_timeout: Duration,
-    /// The engine's epoch, for `healing_latency_seconds`.
-    epoch: Instant,
+    /// The engine's clock, for `healing_latency_seconds`.
+    clock: Clock,
 }
 
 impl Writer {
@@ -54,7 +55,7 @@ impl Writer {
         breakers: Arc<Breakers>,
         metrics: Arc<Metrics>,
         action_timeout: Duration,
-        epoch: Instant,
+        clock: Clock,
     ) -> Self {
         let mut executors = executors;
         executors.http = executors.http.with_cap(action_timeout);
@@ -64,7 +65,7 @@ impl Writer {
             breakers,
             metrics,
             action_timeout,
-            epoch,
+            clock,
         }
     }
 
@@ -160,9 +161,7 @@ impl Writer {
                 WriteOutcome::Refused
             }
             Ok(done) => {
-                let latency = d
-                    .active_since
-                    .map(|since| self.epoch.elapsed().saturating_sub(since));
+                let latency = d.active_since.map(|since| self.clock.now().saturating_sub(since));
                 self.metrics.action_done(d, true, latency);
                 d.success = Some(true);
                 d.detail = Some(Detail::Text(done.detail));

@@ -459,20 +459,21 @@ pub fn raise_memory() -> (Rule, Decision) {
     )
 }
 
-/// The annotation key and value every successful write on a workload carries.
-pub fn stamp(rule: &str) -> Value {
-    json!({"metadata": {"annotations": {format!("automaton.dev/last-action-{rule}"): NOW}}})
-}
-
-/// The Scale the API server answers a scale patch with.
-pub fn scale_reply(replicas: u32) -> Value {
+/// The one merge patch of a `scale`: replicas and the rule's last-action annotation, under
+/// the resourceVersion just read.
+pub fn scale_patch(rule: &str, rv: &str, replicas: u32) -> Value {
     json!({
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {"name": "hello-world", "namespace": NS, "uid": HELLO_UID, "resourceVersion": "649500"},
+        "metadata": {
+            "resourceVersion": rv,
+            "annotations": {format!("automaton.dev/last-action-{rule}"): NOW},
+        },
         "spec": {"replicas": replicas},
-        "status": {"replicas": 1, "selector": "name=hello-world"}
     })
 }
+
+/// The resourceVersion of the Deployment and StatefulSet fixtures.
+pub const DEPLOYMENT_RV: &str = "649432";
+pub const STATEFULSET_RV: &str = "514251";
 
 pub fn regarding_hello() -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "hello-world", "namespace": NS, "uid": HELLO_UID})

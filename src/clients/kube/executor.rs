@@ -190,11 +190,6 @@ impl KubeExecutor {
         ))
     }
 
-    /// The merge patch that records the rule's last action on the workload.
-    pub fn stamp(&self, act: &Act<'_>, at: Timestamp) -> serde_json::Value {
-        serde_json::json!({"metadata": {"annotations": {last_action_key(act.rule): at.to_string()}}})
-    }
-
     /// Patches the workload itself (not a subresource) with the field manager.
     pub async fn patch_workload(
         &self,
@@ -219,25 +214,20 @@ impl KubeExecutor {
         }
     }
 
-    /// `spec.replicas` through the scale subresource: an absolute value, so a retried
-    /// request cannot apply a `step` twice.
-    pub async fn set_replicas(&self, target: &WorkloadRef, replicas: u32) -> Result<(), ClusterError> {
-        let body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
-        let params = patch_params();
-        let request = target.request("PATCH", "patch", &self.namespace, Some("scale"));
-        match target.kind {
-            WorkloadKind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-                self.call(&request, || api.patch_scale(&target.name, &params, &body))
-                    .await?;
-            }
-            WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
-                self.call(&request, || api.patch_scale(&target.name, &params, &body))
-                    .await?;
-            }
-        }
-        Ok(())
+    /// `spec.replicas` under the resourceVersion read just before: an absolute value, so a
+    /// retried request cannot apply a `step` twice, and it cannot land on an object that
+    /// changed in between (409).
+    pub async fn set_replicas(
+        &self,
+        target: &WorkloadRef,
+        resource_version: &str,
+        replicas: u32,
+    ) -> Result<(), ClusterError> {
+        let body = json!({
+            "metadata": {"resourceVersion": resource_version},
+            "spec": {"replicas": replicas},
+        });
+        self.patch_workload(target, &Patch::Merge(body)).await
     }
 
     /// A Warning Event on a workload target: a verification that failed, a change that

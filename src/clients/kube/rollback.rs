@@ -1,8 +1,8 @@
 //! Rollback: after a failed verification, put back what an action found — the replicas, or
 //! the memory request and limit (lowered again if need be). Only when the object still holds
-//! what the action set: a value someone changed since is theirs, not ours to undo. The
-//! memory patch carries the `resourceVersion` just read, so it cannot land on a template
-//! that changed in between.
+//! what the action set: a value someone changed since is theirs, not ours to undo. Both
+//! patches carry the `resourceVersion` just read, so they cannot land on an object that
+//! changed in between.
 
 use kube::api::Patch;
 use serde_json::json;
@@ -35,7 +35,8 @@ impl KubeExecutor {
                 if live.replicas.map(u64::from) != set {
                     return Ok(changed_since(&target.to_string(), live.replicas, set));
                 }
-                self.set_replicas(&target, *replicas).await?;
+                self.set_replicas(&target, &live.resource_version, *replicas)
+                    .await?;
                 let (from, to) = (
                     format!("{} replicas", set.unwrap_or(0)),
                     format!("{replicas} replicas"),

@@ -35,7 +35,7 @@ impl Daemon {
         self.metrics.rule_state.reset();
         self.metrics.quarantined.reset();
         self.engine.replace_rules(Arc::new(enabled));
-        let now = self.epoch.elapsed();
+        let now = self.clock.now();
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
         status.disabled_rules = disabled;
         status.refresh(&mut self.engine, now);

@@ -14,7 +14,7 @@ mod tick;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -26,6 +26,7 @@ use crate::core::decision::{Decision, SkipReason, State, Verdict};
 use crate::core::engine::EngineConfig;
 use crate::core::guard::breaker::Breakers;
 use crate::rules::{self, Engine, LoadError, RuleSet};
+use crate::runtime::clock::Clock;
 use crate::runtime::commands::Command;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::reload;
@@ -63,7 +64,8 @@ pub struct Daemon {
     breakers: Arc<Breakers>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<RwLock<Status>>,
-    epoch: Instant,
+    /// Engine time (runtime/clock.rs).
+    clock: Clock,
     fingerprint: u64,
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
@@ -91,9 +93,10 @@ impl Daemon {
             ..EngineConfig::from(&settings)
         };
         let metrics = Arc::new(Metrics::new()?);
-        let epoch = Instant::now();
+        let clock = Clock::start();
         let mut status = Status::new(settings.check_interval, settings.dry_run);
-        status.epoch_wall = std::time::SystemTime::now();
+        // Engine time is Unix time (clock.rs).
+        status.epoch_wall = std::time::UNIX_EPOCH;
         status.action_timeout = settings.action_timeout;
         status.rules_loaded = true;
         status.reload = ReloadInfo {
@@ -113,7 +116,7 @@ impl Daemon {
             breakers.clone(),
             metrics.clone(),
             settings.action_timeout,
-            epoch,
+            clock,
         );
         let (command_tx, commands) = crate::runtime::commands::channel();
         let mut daemon = Daemon {
@@ -127,7 +130,7 @@ impl Daemon {
             breakers,
             metrics,
             status: Arc::new(RwLock::new(status)),
-            epoch,
+            clock,
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,

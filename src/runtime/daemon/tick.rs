@@ -32,7 +32,7 @@ impl Daemon {
     }
 
     pub(super) async fn collect_and_act(&mut self, scope: Scope) -> Vec<Decision> {
-        let now = self.epoch.elapsed();
+        let now = self.clock.now();
         let collected = self.collect(scope).await;
         self.observe(now, &collected);
         let leading = self.update_leadership();
