@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::decision::SkipReason;
 use super::values::{Bytes, Op};
@@ -76,8 +76,10 @@ impl Plan {
     }
 }
 
-/// A structured description of what executing the plan changes.
-#[derive(Debug, Clone, PartialEq)]
+/// A structured description of what executing the plan changes. Serialized in the guard
+/// state kept in the cluster (open verifications, action intents).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Effect {
     SetReplicas {
         target: String,

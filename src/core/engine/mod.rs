@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod durable;
 mod retired;
 mod step;
+
+pub use durable::{Durable, DurableQuarantine, DurableRule, DurableTarget, DurableVerifying};
 
 use retired::{Retired, RetiredStates};
 use step::Step;

@@ -36,6 +36,15 @@ impl RetiredStates {
         self.0.remove(name)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Retired)> {
+        self.0.iter()
+    }
+
+    /// The kept state of `name`, made by `new` when there is none.
+    pub fn entry(&mut self, name: Arc<str>, new: impl FnOnce() -> Retired) -> &mut Retired {
+        self.0.entry(name).or_insert_with(new)
+    }
+
     /// Starts the clocks of the newly retired and forgets those whose time is up.
     pub fn expire(&mut self, now: Duration) {
         self.0.retain(|_, r| {

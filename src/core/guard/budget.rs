@@ -65,6 +65,45 @@ impl Budget {
             .flatten()
     }
 
+    /// Every recorded action time, oldest first (expired ones included until the next
+    /// look at the window).
+    pub fn taken_times(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.taken.iter().copied()
+    }
+
+    /// Adds action times recorded elsewhere (the guard state kept in the cluster): their
+    /// union as multisets, in order. Two actions of one tick share a time, so a time held
+    /// n times on one side and m on the other is kept max(n, m) times.
+    pub fn merge(&mut self, times: impl Iterator<Item = Duration>) {
+        let mut theirs: Vec<Duration> = times.collect();
+        theirs.sort_unstable();
+        let mine: Vec<Duration> = self.taken.drain(..).collect();
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() || j < theirs.len() {
+            let next = match (mine.get(i), theirs.get(j)) {
+                (Some(a), Some(b)) if a == b => {
+                    j += 1;
+                    i += 1;
+                    *a
+                }
+                (Some(a), Some(b)) if a < b => {
+                    i += 1;
+                    *a
+                }
+                (Some(_), Some(b)) | (None, Some(b)) => {
+                    j += 1;
+                    *b
+                }
+                (Some(a), None) => {
+                    i += 1;
+                    *a
+                }
+                (None, None) => break,
+            };
+            self.taken.push_back(next);
+        }
+    }
+
     pub fn limit(&self) -> u32 {
         self.limit
     }
@@ -99,6 +138,20 @@ mod tests {
         b.refund(Duration::from_secs(30));
         assert_eq!(b.left(Duration::from_secs(3)), 1, "nothing was taken at 30s");
         assert_eq!(b.next_free(), None);
+    }
+
+    #[test]
+    fn a_merge_keeps_each_action_once_and_actions_of_one_tick_apart() {
+        let s = Duration::from_secs;
+        let mut b = Budget::new(10, s(600));
+        for t in [1, 1, 5] {
+            b.try_take(s(t));
+        }
+        b.merge([s(1), s(3), s(5), s(5)].into_iter());
+        let got: Vec<u64> = b.taken_times().map(|t| t.as_secs()).collect();
+        assert_eq!(got, [1, 1, 3, 5, 5]);
+        b.merge(std::iter::empty());
+        assert_eq!(b.taken_times().count(), 5);
     }
 
     #[test]

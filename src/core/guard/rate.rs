@@ -56,6 +56,15 @@ impl RuleRate {
         self.live.refund(at);
     }
 
+    /// The live window.
+    pub fn live(&self) -> &Budget {
+        &self.live
+    }
+
+    pub fn live_mut(&mut self) -> &mut Budget {
+        &mut self.live
+    }
+
     /// `max` and `per`, for the skip's detail.
     pub fn describe(&self) -> String {
         format!(
