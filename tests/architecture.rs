@@ -201,7 +201,9 @@ fn allowed_mention(file: &Path, kind: &str) -> bool {
     // reads the partitions of a `kafka_lag` signal; a `notify_first` is executed as a
     // `notify`.
     (kind == "KafkaLag"
-        && (file.ends_with("runtime/daemon/collect.rs") || file.ends_with("actions/scale.rs")))
+        && (file.ends_with("runtime/daemon/collect.rs")
+            || file.ends_with("actions/scale.rs")
+            || file.ends_with("actions/scale/tests.rs")))
         || (kind == "Notify"
             && (file.ends_with("runtime/writer.rs") || file.ends_with("runtime/daemon/follow_up.rs")))
 }
