@@ -214,6 +214,7 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("get", "batch", "cronjobs"),
         ("create", "batch", "jobs"),
         ("create", "", "events"),
+        ("create", "", "configmaps"),
         ("create", "events.k8s.io", "events"),
         ("patch", "events.k8s.io", "events"),
         ("get", "coordination.k8s.io", "leases"),
@@ -238,6 +239,8 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("patch", "", "pods"),
         ("create", "", "pods"),
         ("update", "coordination.k8s.io", "leases"),
+        ("get", "", "configmaps"),
+        ("update", "", "configmaps"),
         ("patch", "apps", "deployments/scale"),
         ("watch", "autoscaling", "horizontalpodautoscalers"),
         ("patch", "autoscaling", "horizontalpodautoscalers"),
@@ -245,6 +248,17 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         assert!(
             !can_i(rules, verb, group, resource, None),
             "can-i {verb} {group}/{resource} should be no"
+        );
+    }
+    // The guard state: its own ConfigMap, by name, and no other.
+    for verb in ["get", "update"] {
+        assert!(
+            can_i(rules, verb, "", "configmaps", Some("automaton-state")),
+            "{verb} the state"
+        );
+        assert!(
+            !can_i(rules, verb, "", "configmaps", Some("automaton-rules")),
+            "{verb} another ConfigMap"
         );
     }
     assert_eq!(never_granted(rules), Vec::<String>::new());
@@ -517,6 +531,7 @@ fn base_rbac_is_least_privilege() {
         ("", "events", &["create", "patch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("coordination.k8s.io", "leases", &["get", "create", "patch"]),
+        ("", "configmaps", &["get", "update", "create"]),
     ]
     .iter()
     .flat_map(|(group, resource, verbs)| verbs.iter().map(move |v| format!("{v} {group}/{resource}")))

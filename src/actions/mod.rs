@@ -71,6 +71,79 @@ pub trait Action: Send + Sync {
     /// Executes the plan of an `act` decision. `Ok` with `skipped` set means the live state
     /// made the action unnecessary and nothing was written.
     fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>>;
+
+    /// Whether an action whose intent was recorded, by a process that stopped before
+    /// recording its outcome, took place: read from the live object. The default, for kinds
+    /// whose effect leaves nothing to read back (a webhook, a PostgreSQL `terminate`, an
+    /// exec), is `Unknown`, which keeps the action counted: at most once.
+    fn reconcile<'a>(&'a self, _cx: &'a ReconcileCtx<'a>) -> BoxFuture<'a, Result<Reconciled, ActionError>> {
+        Box::pin(async { Ok(Reconciled::Unknown) })
+    }
+}
+
+/// What reconciling an action found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The live object shows it: it stays counted.
+    Done,
+    /// The live object shows no trace of it: it is taken back and decided again.
+    NotDone,
+    /// Nothing to read it from: it stays counted.
+    Unknown,
+}
+
+impl Reconciled {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reconciled::Done => "done",
+            Reconciled::NotDone => "not_done",
+            Reconciled::Unknown => "assumed_done",
+        }
+    }
+}
+
+/// An action found recorded without its outcome.
+pub struct ReconcileCtx<'a> {
+    pub rule: &'a Rule,
+    pub target: &'a str,
+    /// Engine time (Unix time in the daemon) of the decision.
+    pub acted_at: std::time::Duration,
+    pub effect: &'a Effect,
+    pub executors: &'a Executors,
+}
+
+impl ReconcileCtx<'_> {
+    pub fn kube(&self) -> Result<&KubeExecutor, ActionError> {
+        self.executors.kube.as_ref().ok_or(ActionError::NotConfigured(
+            "no Kubernetes API configured: workload actions cannot be reconciled",
+        ))
+    }
+
+    /// The earliest wall-clock time a write of this action can carry: the decision's second,
+    /// less a few seconds for the skew between the monotonic engine clock and the wall
+    /// clock that stamps annotations (never more than half the cooldown, so the rule's
+    /// previous action cannot pass for this one).
+    pub fn since(&self) -> jiff::Timestamp {
+        let slack = std::time::Duration::from_secs(5).min(self.rule.cooldown / 2);
+        let secs = self.acted_at.saturating_sub(slack).as_secs();
+        jiff::Timestamp::from_second(i64::try_from(secs).unwrap_or(i64::MAX)).unwrap_or(jiff::Timestamp::MAX)
+    }
+}
+
+/// Reconciles a workload action (`scale`, `restart`, `raise_memory`): each writes the rule's
+/// last-action annotation in the same patch as its change, so the annotation at or after the
+/// decision says the change was made.
+fn reconcile_workload<'a>(cx: &'a ReconcileCtx<'a>) -> BoxFuture<'a, Result<Reconciled, ActionError>> {
+    Box::pin(async move {
+        let kube = cx.kube()?;
+        let target = crate::clients::kube::executor::workload_ref(cx.target)?;
+        let done = kube.acted_since(&target, &cx.rule.name, cx.since()).await?;
+        Ok(if done {
+            Reconciled::Done
+        } else {
+            Reconciled::NotDone
+        })
+    })
 }
 
 /// The clients actions execute through. Built once by the runtime; a client that is not

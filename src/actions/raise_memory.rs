@@ -160,6 +160,13 @@ impl Action for RaiseMemory {
         RaiseMemory::plan(self, ctx)
     }
 
+    fn reconcile<'a>(
+        &'a self,
+        cx: &'a super::ReconcileCtx<'a>,
+    ) -> BoxFuture<'a, Result<super::Reconciled, ActionError>> {
+        super::reconcile_workload(cx)
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
             let Effect::SetMemory {

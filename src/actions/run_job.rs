@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::debug;
 
-use super::{Action, ActionError, ExecCtx};
+use super::{Action, ActionError, ExecCtx, ReconcileCtx, Reconciled};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
 use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::clients::kube::FIELD_MANAGER;
@@ -55,6 +55,40 @@ impl Action for RunJob {
 
     fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move { Ok(run_job(cx.kube()?, &cx.act(), self).await?) })
+    }
+
+    /// Done when a Job of ours from the CronJob is named for a time at or after the
+    /// decision (`NAME-UNIXTIME`, kubectl's `instantiate: manual` annotation).
+    fn reconcile<'a>(&'a self, cx: &'a ReconcileCtx<'a>) -> BoxFuture<'a, Result<Reconciled, ActionError>> {
+        Box::pin(async move {
+            let kube = cx.kube()?;
+            let name = self.from_cronjob.as_str();
+            let cronjobs: Api<CronJob> = Api::namespaced(kube.client.clone(), &kube.namespace);
+            let request = ApiRequest::new("GET", "get", "batch", "cronjobs", &kube.namespace, Some(name));
+            let cronjob = kube.call(&request, || cronjobs.get(name)).await?;
+            let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
+            let since = cx.since().as_second();
+            let created = jobs_of(kube, &jobs, &cronjob).await?.iter().any(|job| {
+                let ours = job
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(INSTANTIATE))
+                    .is_some_and(|v| v == "manual");
+                let at = job
+                    .metadata
+                    .name
+                    .as_deref()
+                    .and_then(|n| n.rsplit('-').next())
+                    .and_then(|t| t.parse::<i64>().ok());
+                ours && at.is_some_and(|at| at >= since)
+            });
+            Ok(if created {
+                Reconciled::Done
+            } else {
+                Reconciled::NotDone
+            })
+        })
     }
 }
 
@@ -115,13 +149,22 @@ async fn run_job(kube: &KubeExecutor, act: &Act<'_>, spec: &RunJob) -> Result<Ou
     ))
 }
 
-/// The name of a Job the CronJob controls that has not finished, if any. Listed by the
-/// jobTemplate's labels (every Job of the CronJob carries them), matched by owner uid.
+/// The name of a Job the CronJob controls that has not finished, if any.
 async fn running_job(
     kube: &KubeExecutor,
     jobs: &Api<Job>,
     cronjob: &CronJob,
 ) -> Result<Option<String>, ClusterError> {
+    Ok(jobs_of(kube, jobs, cronjob)
+        .await?
+        .iter()
+        .find(|job| !finished(job))
+        .and_then(|job| job.metadata.name.clone()))
+}
+
+/// The Jobs the CronJob controls: listed by the jobTemplate's labels (every Job of the
+/// CronJob carries them), matched by owner uid.
+async fn jobs_of(kube: &KubeExecutor, jobs: &Api<Job>, cronjob: &CronJob) -> Result<Vec<Job>, ClusterError> {
     let uid = cronjob.metadata.uid.as_deref().unwrap_or_default();
     let labels = cronjob
         .spec
@@ -138,9 +181,9 @@ async fn running_job(
     let list = kube.call(&request, || jobs.list(&params)).await?;
     Ok(list
         .items
-        .iter()
-        .find(|job| controlled_by(job, uid) && !finished(job))
-        .and_then(|job| job.metadata.name.clone()))
+        .into_iter()
+        .filter(|job| controlled_by(job, uid))
+        .collect())
 }
 
 fn controlled_by(job: &Job, uid: &str) -> bool {

@@ -66,6 +66,9 @@ pub enum SkipReason {
     Gitops,
     /// A Job of the CronJob `run_job` would start is still running.
     JobActive,
+    /// The guard state could not be read from or written to the cluster: an action whose
+    /// record could be lost by a crash is not taken.
+    StateUnsaved,
 }
 
 impl SkipReason {
@@ -85,6 +88,7 @@ impl SkipReason {
             SkipReason::HpaManaged => "hpa_managed",
             SkipReason::Gitops => "gitops",
             SkipReason::JobActive => "job_active",
+            SkipReason::StateUnsaved => "state_unsaved",
         }
     }
 }

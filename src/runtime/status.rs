@@ -51,6 +51,19 @@ pub struct KubeInfo {
     pub lease_running: bool,
 }
 
+/// The guard state kept in the cluster (with Kubernetes only).
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardStateInfo {
+    /// The ConfigMap that holds it.
+    pub object: String,
+    /// Read and reconciled since this replica became leader (a follower: false).
+    pub loaded: bool,
+    /// Actions recorded without an outcome yet.
+    pub open_intents: usize,
+    /// Why it cannot be read or written now: no action is taken until it can.
+    pub error: Option<String>,
+}
+
 /// A recent decision as `/status` shows it: the decision line and its wall-clock time.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recent {
@@ -116,6 +129,7 @@ pub struct Status {
     pub kafka: serde_json::Value,
     /// Present when a Kubernetes API is configured: what readiness needs of it.
     pub kubernetes: Option<KubeInfo>,
+    pub guard_state: Option<GuardStateInfo>,
     /// The circuit breaker of every dependency used so far.
     pub circuits: BTreeMap<String, crate::core::guard::breaker::BreakerInfo>,
     pub recent_decisions: VecDeque<Recent>,
@@ -147,6 +161,7 @@ impl Status {
             kafka: serde_json::Value::Null,
             circuits: BTreeMap::new(),
             kubernetes: None,
+            guard_state: None,
             recent_decisions: VecDeque::with_capacity(RECENT),
         }
     }

@@ -190,6 +190,18 @@ impl KubeExecutor {
         ))
     }
 
+    /// Whether `rule`'s last-action annotation on the live workload is at or after `since`:
+    /// its change was written (the annotation rides in the same patch).
+    pub async fn acted_since(
+        &self,
+        target: &WorkloadRef,
+        rule: &str,
+        since: Timestamp,
+    ) -> Result<bool, ClusterError> {
+        let live = self.live(target).await?;
+        Ok(live.last_action(rule).is_some_and(|at| at >= since))
+    }
+
     /// Patches the workload itself (not a subresource) with the field manager.
     pub async fn patch_workload(
         &self,

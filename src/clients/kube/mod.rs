@@ -9,6 +9,7 @@ pub mod managers;
 pub mod memory;
 pub mod owners;
 pub mod rollback;
+pub mod state;
 pub mod workload;
 
 use kube::Client;

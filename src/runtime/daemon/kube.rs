@@ -14,6 +14,7 @@ use crate::clients::kube::error::ClusterError;
 use crate::clients::kube::executor::KubeExecutor;
 use crate::clients::kube::leader::{self, Campaign, LeaseTiming};
 use crate::clients::kube::managers;
+use crate::clients::kube::state::StateObject;
 use crate::clients::kube::workload::{self, WorkloadRef};
 use crate::clients::kube::Cluster;
 use crate::core::world::SimWorld;
@@ -53,6 +54,8 @@ impl Daemon {
             cap.min(Duration::from_secs(120)),
         ));
         self.writer.lease = Lease::Campaign(leader.leading.clone());
+        let state = StateObject::new(&cluster, &format!("{}-state", self.settings.lease_name));
+        self.guard_store = Some(super::durable::GuardStore::new(state, cluster.identity.clone()));
         self.engine.set_executable(self.writer.executors.executable());
         self.engine.set_leader(false);
         info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, "Kubernetes attached");

@@ -4,6 +4,7 @@
 //! an action is never cut in half.
 
 mod collect;
+mod durable;
 mod enable;
 mod follow_up;
 mod kafka;
@@ -70,6 +71,8 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
+    /// The guard state kept in the cluster (durable.rs); with Kubernetes only.
+    guard_store: Option<durable::GuardStore>,
     /// The one writer of actions, with the clients they execute through (a kind whose
     /// client is absent is dry-run).
     writer: Writer,
@@ -134,6 +137,7 @@ impl Daemon {
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
+            guard_store: None,
             writer,
             commands,
             command_tx,

@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use super::collect::Collected;
 use super::Daemon;
-use crate::core::decision::{Decision, Verdict};
+use crate::core::decision::{Decision, Detail, SkipReason, Verdict, WriteOutcome};
 use crate::core::world::NoWorld;
 use crate::runtime::commands::Command;
-use crate::runtime::status::{KubeInfo, Status};
+use crate::runtime::status::{GuardStateInfo, KubeInfo, Status};
 
 /// Which sources a tick collects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,7 @@ impl Daemon {
         let collected = self.collect(scope).await;
         self.observe(now, &collected);
         let leading = self.update_leadership();
+        self.load_guard_state(leading).await;
         if leading {
             self.refresh_world(collected.owners()).await;
         }
@@ -49,7 +50,10 @@ impl Daemon {
             Some(k) => self.engine.evaluate(now, &k.world),
             None => self.engine.evaluate(now, &NoWorld),
         };
-        self.write(&mut decisions).await;
+        self.write(&mut decisions, now).await;
+        if leading {
+            self.save_guard_state(now).await;
+        }
         self.publish(scope, leading, now, collected, &decisions);
         decisions
     }
@@ -58,17 +62,26 @@ impl Daemon {
     /// counts and logs every decision. The tick's write budget: the first action always has
     /// its whole ACTION_TIMEOUT, and whatever is not tried by then is dropped and decided
     /// again next tick, so a slow dependency delays the loop by one budget at most.
-    async fn write(&mut self, decisions: &mut [Decision]) {
+    /// An action is executed only once its intent is recorded in the guard state (durable.rs).
+    async fn write(&mut self, decisions: &mut [Decision], now: Duration) {
         let until = Instant::now() + self.settings.check_interval.max(self.settings.action_timeout);
         let rules = self.engine.rules().clone();
         for d in decisions.iter_mut() {
             if let (Verdict::Act, Some(rule)) = (d.decision, rules.rules.get(d.rule_index)) {
                 self.beat();
-                self.writer.write(rule, d, until).await;
-                self.beat();
-                self.engine.report(d);
-                let target = d.target.clone();
-                self.forget_workload(&target);
+                if let Err(why) = self.record_intent(d, now).await {
+                    d.skip(SkipReason::StateUnsaved, Some(Detail::Text(why)));
+                    // Never tried: taken back, decided again once the state can be kept.
+                    d.outcome = Some(WriteOutcome::Dropped);
+                    self.engine.report(d);
+                } else {
+                    self.writer.write(rule, d, until).await;
+                    self.beat();
+                    self.engine.report(d);
+                    self.record_outcome(d, now).await;
+                    let target = d.target.clone();
+                    self.forget_workload(&target);
+                }
             }
             self.follow_up(d).await;
             self.metrics.record(d);
@@ -94,6 +107,12 @@ impl Daemon {
         status.leader = leading;
         status.kubernetes = self.kube.as_ref().map(|k| KubeInfo {
             lease_running: k.leader.running(),
+        });
+        status.guard_state = self.guard_store.as_ref().map(|g| GuardStateInfo {
+            object: g.name().to_owned(),
+            loaded: g.loaded(),
+            open_intents: g.open_intents(),
+            error: g.error.clone(),
         });
         status.kafka = self.kafka_report();
         status.refresh(&mut self.engine, now);
