@@ -335,16 +335,22 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh cluster with the roles of [`ROLES_SQL`], running.
     pub async fn start() -> Cluster {
-        Self::start_with(None).await
+        Self::start_with(None, "").await
+    }
+
+    /// A cluster that logs every statement it runs (`log_statement = all`), so a test can
+    /// count executions in [`Cluster::log`].
+    pub async fn start_logging_statements() -> Cluster {
+        Self::start_with(None, "log_statement = 'all'\n").await
     }
 
     /// A cluster that accepts TLS connections only, with `server.crt` and `server.key` of
     /// `certs` (plain-text connections are rejected by `pg_hba.conf`).
     pub async fn start_tls(certs: &Path) -> Cluster {
-        Self::start_with(Some(certs)).await
+        Self::start_with(Some(certs), "").await
     }
 
-    async fn start_with(certs: Option<&Path>) -> Cluster {
+    async fn start_with(certs: Option<&Path>, conf: &str) -> Cluster {
         let template = template();
         let dir = cluster_dir();
         let data = dir.path().join("data");
@@ -371,6 +377,7 @@ impl Cluster {
             "postgresql.conf",
             &format!("unix_socket_directories = '{socket_dir}'\n"),
         );
+        cluster.append("postgresql.conf", conf);
         if let Some(certs) = certs {
             cluster.enable_tls(certs);
         }

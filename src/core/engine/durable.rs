@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::retired::Retired;
 use super::{Engine, Targets};
+use crate::core::decision::Decision;
 use crate::core::guard::{Budget, RuleRate};
 use crate::core::plan::Effect;
 use crate::core::rule::{ActionKind, RateLimit, SignalKind};
@@ -78,6 +79,38 @@ pub struct DurableVerifying {
     pub done: Effect,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<Effect>,
+}
+
+impl Durable {
+    /// Removes the marks of an `act` decision whose intent is not recorded yet. An engine
+    /// decides a whole tick before the first action runs: written with an earlier action's
+    /// intent, these marks would count an action a crash may never let happen.
+    pub fn without(&mut self, d: &Decision) {
+        let at = ms(d.at);
+        if let Some(i) = self.budget.iter().rposition(|t| *t == at) {
+            self.budget.remove(i);
+        }
+        let Some(rule) = self.rules.get_mut(&*d.rule) else {
+            return;
+        };
+        if let Some(i) = rule.rate.iter().rposition(|t| *t == at) {
+            rule.rate.remove(i);
+        }
+        if let Some(t) = rule.targets.get_mut(&*d.target) {
+            if t.last_act == Some(at) {
+                t.last_act = d.taken.as_ref().and_then(|taken| taken.last_act).map(ms);
+            }
+            if t.verifying.as_ref().is_some_and(|v| v.acted_at == at) {
+                t.verifying = None;
+            }
+            if *t == DurableTarget::default() {
+                rule.targets.remove(&*d.target);
+            }
+        }
+        if rule.rate.is_empty() && rule.targets.is_empty() {
+            self.rules.remove(&*d.rule);
+        }
+    }
 }
 
 /// A quarantine reason is shown, not parsed: a long one is cut so the object stays small.

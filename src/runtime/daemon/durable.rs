@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use super::Daemon;
 use crate::actions::{ReconcileCtx, Reconciled};
 use crate::clients::kube::state::StateObject;
-use crate::core::decision::{Decision, DecisionKind, WriteOutcome};
+use crate::core::decision::{Decision, DecisionKind, Verdict, WriteOutcome};
 use crate::core::engine::Durable;
 use crate::core::plan::Effect;
 
@@ -270,13 +270,28 @@ impl Daemon {
         }
     }
 
+    /// The guard state to write now: the engine's, less the marks of this tick's actions
+    /// that have not had their intent recorded yet (`later`).
+    fn guard_now(&self, now: Duration, later: &[Decision]) -> Durable {
+        let mut guard = self.engine.durable(now);
+        for d in later.iter().filter(|d| is_action(d)) {
+            guard.without(d);
+        }
+        guard
+    }
+
     /// Records the intent of an `act` before it is executed. `Err` says why it could not
-    /// be, and the action must not run.
-    pub(super) async fn record_intent(&mut self, d: &Decision, now: Duration) -> Result<(), String> {
+    /// be, and the action must not run. `later` are the decisions of the tick after it.
+    pub(super) async fn record_intent(
+        &mut self,
+        d: &Decision,
+        later: &[Decision],
+        now: Duration,
+    ) -> Result<(), String> {
         if !matches!(d.kind, DecisionKind::Action(_)) {
             return Ok(());
         }
-        let guard = self.engine.durable(now);
+        let guard = self.guard_now(now, later);
         let Some(store) = self.guard_store.as_mut() else {
             return Ok(());
         };
@@ -304,11 +319,14 @@ impl Daemon {
     }
 
     /// Records what became of an action whose intent was written.
-    pub(super) async fn record_outcome(&mut self, d: &Decision, now: Duration) {
+    pub(super) async fn record_outcome(&mut self, d: &Decision, later: &[Decision], now: Duration) {
         let (Some(id), Some(outcome)) = (d.id.as_deref(), d.outcome) else {
             return;
         };
-        let guard = self.engine.durable(now);
+        if !matches!(d.kind, DecisionKind::Action(_)) {
+            return;
+        }
+        let guard = self.guard_now(now, later);
         let Some(store) = self.guard_store.as_mut() else {
             return;
         };
@@ -331,6 +349,11 @@ impl Daemon {
         }
         let _ = store.put(guard, now).await;
     }
+}
+
+/// An `act` of a rule's own action (not a notice or a rollback): what takes guard marks.
+fn is_action(d: &Decision) -> bool {
+    d.decision == Verdict::Act && matches!(d.kind, DecisionKind::Action(_))
 }
 
 fn outcome_name(outcome: WriteOutcome) -> &'static str {

@@ -66,10 +66,12 @@ impl Daemon {
     async fn write(&mut self, decisions: &mut [Decision], now: Duration) {
         let until = Instant::now() + self.settings.check_interval.max(self.settings.action_timeout);
         let rules = self.engine.rules().clone();
-        for d in decisions.iter_mut() {
+        for i in 0..decisions.len() {
+            let (done, later) = decisions.split_at_mut(i + 1);
+            let d = &mut done[i];
             if let (Verdict::Act, Some(rule)) = (d.decision, rules.rules.get(d.rule_index)) {
                 self.beat();
-                if let Err(why) = self.record_intent(d, now).await {
+                if let Err(why) = self.record_intent(d, later, now).await {
                     d.skip(SkipReason::StateUnsaved, Some(Detail::Text(why)));
                     // Never tried: taken back, decided again once the state can be kept.
                     d.outcome = Some(WriteOutcome::Dropped);
@@ -78,7 +80,7 @@ impl Daemon {
                     self.writer.write(rule, d, until).await;
                     self.beat();
                     self.engine.report(d);
-                    self.record_outcome(d, now).await;
+                    self.record_outcome(d, later, now).await;
                     let target = d.target.clone();
                     self.forget_workload(&target);
                 }
