@@ -126,8 +126,8 @@ fn rules(receiver: u16, disk: &Path) -> String {
     y
 }
 
-/// The requests a receiver got: path and arrival.
-type Calls = Arc<Mutex<Vec<(String, Instant)>>>;
+/// The requests a receiver got: path, `Idempotency-Key` and arrival.
+type Calls = Arc<Mutex<Vec<(String, Option<String>, Instant)>>>;
 
 /// A webhook receiver that answers 200 after 300 ms (a kill can land mid-call) and records
 /// the path and arrival of every request.
@@ -146,19 +146,23 @@ fn receiver() -> (u16, Calls) {
                     return;
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                let mut length = 0;
+                let (mut length, mut key) = (0, None);
                 loop {
                     let mut header = String::new();
                     if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                         break;
                     }
-                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    let lower = header.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("idempotency-key:") {
+                        key = header.split_once(':').map(|(_, v)| v.trim().to_owned());
                     }
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
-                log.lock().expect("lock").push((path, Instant::now()));
+                log.lock().expect("lock").push((path, key, Instant::now()));
                 std::thread::sleep(Duration::from_millis(300));
                 let mut stream = reader.into_inner();
                 let _ =
@@ -280,7 +284,7 @@ impl Rig {
             };
             out.get_mut(kind).expect("a kind").push(t);
         }
-        for (path, at) in self.calls.lock().expect("lock").iter() {
+        for (path, _, at) in self.calls.lock().expect("lock").iter() {
             let t = at.saturating_duration_since(self.started).as_secs_f64();
             match path.as_str() {
                 "/http" => out.get_mut("http").expect("http").push(t),

@@ -216,3 +216,36 @@ fn a_rule_missing_from_this_set_keeps_its_state_until_it_comes_back() {
     let t = tick(&mut partial, 60, 100.0);
     assert_eq!(reason(&t, "lag"), Some(SkipReason::Cooldown), "{t:?}");
 }
+
+#[test]
+fn an_intent_carries_only_its_own_actions_marks_not_those_of_the_tick_still_to_run() {
+    let mut first = engine(10);
+    let now = at(0);
+    for i in 0..first.rules().rules.len() {
+        first.observe(
+            i,
+            Reading {
+                at: now,
+                result: Ok(vec![Series::single(100.0)]),
+            },
+        );
+    }
+    let decisions: Vec<_> = first
+        .evaluate(now, &NoWorld)
+        .into_iter()
+        .filter(|d| d.decision == Verdict::Act)
+        .collect();
+    assert_eq!(decisions.len(), 3);
+    // Written with the first action's intent: the engine has decided all three already.
+    let mut kept = first.durable(now);
+    for later in &decisions[1..] {
+        kept.without(later);
+    }
+    assert_eq!(kept.budget.len(), 1, "{kept:?}");
+    assert_eq!(kept.rules.keys().collect::<Vec<_>>(), ["lag"]);
+    // The process dies there: the next one may still take the other two.
+    let mut next = engine(10);
+    next.restore(&kept);
+    let t = tick(&mut next, 1, 100.0);
+    assert_eq!(acted(&t), ["other", "verified"], "{t:?}");
+}

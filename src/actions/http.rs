@@ -88,6 +88,11 @@ impl Http {
 impl Http {
     /// Calls the endpoint with the shared client's retry policy; says what answered.
     pub async fn send(&self, http: &HttpClient) -> Result<String, HttpError> {
+        self.send_keyed(http, None).await
+    }
+
+    /// [`Http::send`] with an `Idempotency-Key` header (the action id).
+    pub async fn send_keyed(&self, http: &HttpClient, key: Option<&str>) -> Result<String, HttpError> {
         let accepts = |status| self.accepts(status);
         let call = Call {
             method: reqwest::Method::from_bytes(self.method.as_bytes()).unwrap_or(reqwest::Method::POST),
@@ -98,6 +103,7 @@ impl Http {
             accepts: &accepts,
             expected: self.expect_status.map_or("2xx".to_owned(), |s| s.to_string()),
             retry_5xx: self.retry_5xx,
+            idempotency_key: key,
         };
         let (status, attempts) = http.send(&call).await?;
         Ok(answered(&call.shown, status, attempts))
@@ -122,6 +128,9 @@ impl Action for Http {
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        Box::pin(async move { Ok(Outcome::text(self.send(&cx.executors.http).await?)) })
+        Box::pin(async move {
+            let key = cx.decision.id.as_deref();
+            Ok(Outcome::text(self.send_keyed(&cx.executors.http, key).await?))
+        })
     }
 }

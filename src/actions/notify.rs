@@ -95,6 +95,7 @@ impl Notify {
             // A message told twice is harmless (Alertmanager merges it by its labels); one
             // lost to a 502 of a proxy is not.
             retry_5xx: true,
+            idempotency_key: decision.id.as_deref(),
         };
         let (status, attempts) = http.send(&call).await?;
         Ok(answered(&call.shown, status, attempts))

@@ -112,6 +112,9 @@ pub struct Call<'a> {
     pub expected: String,
     /// Retry a non-idempotent method on any 5xx too (see [`HttpError::may_retry`]).
     pub retry_5xx: bool,
+    /// Sent as `Idempotency-Key` (the action id; the same on every retry), so a receiver
+    /// that honours it applies a call once however often it arrives.
+    pub idempotency_key: Option<&'a str>,
 }
 
 impl HttpClient {
@@ -161,6 +164,9 @@ impl HttpClient {
                 .timeout(timeout);
             if let Some(body) = call.body {
                 req = req.json(body);
+            }
+            if let Some(key) = call.idempotency_key {
+                req = req.header("Idempotency-Key", key);
             }
             let resp = req.send().await.map_err(|e| {
                 let (url, source) = (call.shown.clone(), e.without_url());
