@@ -282,17 +282,19 @@ fn armed(set: RuleSet, dir: &std::path::Path) -> Result<RuleSet, Vec<LoadError>>
     Ok(set)
 }
 
-/// The prefix of this process's action ids: its start time, in seconds since the epoch in
-/// base 36, so ids stay unique across restarts and sort by time (`act-t3k9q2-17`).
+/// The prefix of this process's action ids: its start time, in milliseconds since the epoch
+/// in base 36, so ids stay unique across restarts (a crash-looping automaton restarts within
+/// a second; ids are the idempotency keys of the guard state's intents and of webhook calls)
+/// and sort by time (`act-mkd3v1a0-17`).
 fn action_id_prefix() -> String {
-    let mut secs = std::time::SystemTime::now()
+    let mut millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut digits = Vec::new();
     loop {
-        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(secs % 36) as usize]);
-        secs /= 36;
-        if secs == 0 {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(millis % 36) as usize]);
+        millis /= 36;
+        if millis == 0 {
             break;
         }
     }
