@@ -440,6 +440,9 @@ async fn sigkill_at_32_points_never_allows_an_action_the_guard_would_not() {
     rig.settle();
     let runs = rig.check("settled");
     let found = reconciled(rig.fake.dir.path());
+    let size = rig.state().map_or(0, |d| d.to_string().len());
+    eprintln!("the guard state document: {size} bytes (8 rules, their windows, the last intents)");
+    assert!(size < 16 * 1024, "pruned: {size} bytes");
     eprintln!("seed {seed:#x}: kills {kills:?}; open intents found at a start and reconciled: {found:?}");
     for kind in ["scale", "restart", "raise_memory"] {
         assert!(
