@@ -280,7 +280,7 @@ impl PodState {
             rec.restart_count = c.restart_count;
             out.crash_changed |= rec.crash_loop != c.crash_loop;
             rec.crash_loop = c.crash_loop;
-            if let Some(kill) = &c.oom {
+            for kill in &c.oom {
                 if self.first_sight(&obs.key, &c.name, &kill.id) && self.counts(kill, now) {
                     self.kills.push_back(KillEvent {
                         pod: obs.key.clone(),

@@ -45,6 +45,23 @@ impl PodBuilder {
             json!({"terminated": {"reason": "OOMKilled", "containerID": container_id}});
         self
     }
+    /// Terminated by the OOM killer and not restarted yet (`state`, not `lastState`).
+    fn oom_killed_now(mut self, at: Option<Timestamp>, container_id: &str) -> Self {
+        let mut terminated = json!({"reason": "OOMKilled", "exitCode": 137});
+        if let Some(at) = at {
+            terminated["finishedAt"] = json!(at.to_string());
+        }
+        if !container_id.is_empty() {
+            terminated["containerID"] = json!(container_id);
+        }
+        self.status()["state"] = json!({"terminated": terminated});
+        self
+    }
+    fn running_after(mut self, terminated: Value) -> Self {
+        self.status()["state"] = json!({"running": {}});
+        self.status()["lastState"] = json!({"terminated": terminated});
+        self
+    }
     fn crash_looping(mut self) -> Self {
         self.status()["state"] = json!({"waiting": {"reason": "CrashLoopBackOff"}});
         self
@@ -109,6 +126,53 @@ fn a_kill_counts_once_and_stays_for_the_window() {
         [("web-1".into(), 1.0)]
     );
     assert_eq!(st.oom_killed("a", "app=web", W, t(341)).unwrap(), []);
+}
+
+#[test]
+fn a_kill_counts_the_moment_the_container_is_terminated_and_not_again_after_the_restart() {
+    // With a finishedAt, a containerID, or neither (the restart count it leads to).
+    let cases = [
+        (Some(t(-1)), "containerd://abc"),
+        (None, "containerd://abc"),
+        (None, ""),
+    ];
+    for (at, id) in cases {
+        let mut st = listed();
+        let killed = PodBuilder::new("job-1").restarts(2).oom_killed_now(at, id);
+        assert_eq!(
+            st.apply(killed.obs(), Owner::Known(None), t(0)).new_kills,
+            1,
+            "{at:?} {id}"
+        );
+        assert_eq!(
+            values(&st.oom_killed("a", "app=web", W, t(1)).unwrap()),
+            [("job-1".into(), 1.0)]
+        );
+        // The kubelet restarts it: the same kill, now in lastState, one restart later.
+        let mut terminated = json!({"reason": "OOMKilled", "exitCode": 137});
+        if let Some(at) = at {
+            terminated["finishedAt"] = json!(at.to_string());
+        }
+        if !id.is_empty() {
+            terminated["containerID"] = json!(id);
+        }
+        let restarted = PodBuilder::new("job-1").restarts(3).running_after(terminated);
+        assert_eq!(
+            st.apply(restarted.obs(), Owner::Known(None), t(30)).new_kills,
+            0,
+            "{at:?} {id}"
+        );
+        assert_eq!(
+            values(&st.oom_killed("a", "app=web", W, t(31)).unwrap()),
+            [("job-1".into(), 1.0)],
+            "still one kill"
+        );
+    }
+    // A terminated container that was not OOM killed is no kill.
+    let mut st = listed();
+    let mut done = PodBuilder::new("job-2");
+    done.status()["state"] = json!({"terminated": {"reason": "Completed", "exitCode": 0}});
+    assert_eq!(st.apply(done.obs(), Owner::Known(None), t(0)).new_kills, 0);
 }
 
 #[test]
