@@ -62,6 +62,20 @@ pub enum Command {
         #[command(flatten)]
         settings: Box<SettingsArgs>,
     },
+    /// Test rule files against timelines, like `promtool test rules`: run each FILE as
+    /// `simulate` does and check its `expect:` entries (and that every action taken is
+    /// expected); exit 1 with a diff on any mismatch.
+    Test {
+        /// Timeline files with `expect:` entries.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Tick interval between steps (default: CHECK_INTERVAL).
+        #[arg(long, value_parser = parse_interval)]
+        interval: Option<std::time::Duration>,
+        /// The engine's settings, as the daemon reads them.
+        #[command(flatten)]
+        settings: Box<SettingsArgs>,
+    },
 }
 
 /// The daemon's settings. Their forms and ranges are checked by `Settings::from_vars`.

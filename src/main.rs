@@ -61,6 +61,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let rules = settings.rules_dir.clone();
             simulate_cmd(&settings, rules, timeline, interval)
         }
+        Command::Test {
+            files,
+            interval,
+            settings,
+        } => {
+            let settings = Settings::from_vars(environment(settings.vars()))?;
+            let rules = settings.rules_dir.clone();
+            test_cmd(&settings, rules, &files, interval)
+        }
         Command::Run {
             once,
             settings,
@@ -131,43 +140,110 @@ fn available_here() -> anyhow::Result<automaton::signals::Available> {
     })
 }
 
+/// The rule set of `dir`, or every error printed.
+fn load_or_print(dir: std::path::PathBuf) -> Option<automaton::rules::RuleSet> {
+    match rules::load(&[dir], &process_env) {
+        Ok(set) => Some(set),
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            None
+        }
+    }
+}
+
+/// A timeline file, or its error printed as FILE:LINE:COL.
+fn timeline_or_print(path: &std::path::Path) -> anyhow::Result<Option<Timeline>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(match Timeline::parse(&text) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("{}:{e}", path.display());
+            None
+        }
+    })
+}
+
+/// The engine's settings of a replay: samples age against the simulated tick.
+fn replay_config(settings: &Settings, interval: std::time::Duration) -> EngineConfig {
+    EngineConfig {
+        stale_after: interval * 3,
+        ..EngineConfig::from(settings)
+    }
+}
+
 fn simulate_cmd(
     settings: &Settings,
     rules: std::path::PathBuf,
     timeline: std::path::PathBuf,
     interval: Option<std::time::Duration>,
 ) -> anyhow::Result<ExitCode> {
-    let set = match rules::load(&[rules], &process_env) {
-        Ok(set) => set,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            return Ok(ExitCode::from(1));
-        }
+    let Some(set) = load_or_print(rules) else {
+        return Ok(ExitCode::from(1));
     };
-    let text =
-        std::fs::read_to_string(&timeline).with_context(|| format!("reading {}", timeline.display()))?;
-    let parsed = match Timeline::parse(&text) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{}:{e}", timeline.display());
-            return Ok(ExitCode::from(1));
-        }
+    let Some(parsed) = timeline_or_print(&timeline)? else {
+        return Ok(ExitCode::from(1));
     };
     let interval = interval.unwrap_or(settings.check_interval);
-    let config = EngineConfig {
-        // Samples age against the simulated tick, which `--interval` may set.
-        stale_after: interval * 3,
-        ..EngineConfig::from(settings)
-    };
-    let (decisions, _) = simulate::run(set, &parsed, interval, config);
+    let (decisions, _) = simulate::run(set, &parsed, interval, replay_config(settings, interval));
     let mut out = std::io::stdout().lock();
     for d in decisions {
         use std::io::Write;
         writeln!(out, "{}", d.to_json_line())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `automaton test`: every file's expectations against its replay; a diff per failing file.
+fn test_cmd(
+    settings: &Settings,
+    rules: std::path::PathBuf,
+    files: &[std::path::PathBuf],
+    interval: Option<std::time::Duration>,
+) -> anyhow::Result<ExitCode> {
+    use automaton::runtime::rule_test;
+    let Some(set) = load_or_print(rules) else {
+        return Ok(ExitCode::from(1));
+    };
+    let interval = interval.unwrap_or(settings.check_interval);
+    let mut failed = 0;
+    for file in files {
+        let Some(timeline) = timeline_or_print(file)? else {
+            failed += 1;
+            continue;
+        };
+        let errors = rule_test::validate(&timeline.expect, &set);
+        if !errors.is_empty() {
+            for e in errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            failed += 1;
+            continue;
+        }
+        let (decisions, _) = simulate::run(
+            set.clone(),
+            &timeline,
+            interval,
+            replay_config(settings, interval),
+        );
+        let mismatches = rule_test::check(&decisions, &timeline.expect);
+        if mismatches.is_empty() {
+            println!("{}: ok ({} expectations)", file.display(), timeline.expect.len());
+        } else {
+            failed += 1;
+            println!("{}: FAILED", file.display());
+            for m in mismatches {
+                println!("{m}");
+            }
+        }
+    }
+    println!("{} of {} files passed", files.len() - failed, files.len());
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn run(

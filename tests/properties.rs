@@ -515,6 +515,7 @@ impl Case {
             world,
             steps,
             until: Some(Dur(Duration::from_secs(until))),
+            expect: Vec::new(),
         };
         (timeline, y)
     }

@@ -40,6 +40,18 @@ pub enum Verdict {
     None,
 }
 
+impl Verdict {
+    pub const ALL: [Verdict; 3] = [Verdict::Act, Verdict::Skip, Verdict::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Act => "act",
+            Verdict::Skip => "skip",
+            Verdict::None => "none",
+        }
+    }
+}
+
 /// Why an action that was due did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

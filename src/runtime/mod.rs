@@ -9,6 +9,7 @@ pub mod commands;
 pub mod daemon;
 pub mod metrics;
 pub mod reload;
+pub mod rule_test;
 pub mod server;
 pub mod simulate;
 pub mod status;

@@ -35,6 +35,9 @@ pub struct Timeline {
     /// Keep ticking until this time (default: the last step).
     #[serde(default)]
     pub until: Option<Dur>,
+    /// The decisions `automaton test` expects (`simulate` ignores them).
+    #[serde(default)]
+    pub expect: Vec<crate::runtime::rule_test::Expect>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
