@@ -20,6 +20,7 @@ pub struct Cli {
 const SECRETS: &str = "Secrets, read from the environment only (a Kubernetes Secret through `secretKeyRef`):
   NOTIFY_WEBHOOK        where the automaton's own notices go (only its host is ever shown)
   ADMIN_TOKEN           when set, admin requests (ADMIN_ADDR) need `Authorization: Bearer TOKEN`
+  PROMETHEUS_TOKEN      the bearer token of `prometheus` signal queries, when the server wants one
   KAFKA_SASL_PASSWORD   the Kafka SASL password
   POSTGRES_PASSWORD     the PostgreSQL password
   DATABASE_URL          a PostgreSQL URL (instead of POSTGRES_*), which may hold a password";

@@ -14,6 +14,9 @@ use crate::core::guard::breaker::BreakerSettings;
 use crate::core::plan::Limits;
 use crate::core::values::{Bytes, Dur};
 
+mod secret;
+pub use secret::Secret;
+
 #[derive(Debug, Error)]
 #[error("invalid settings:\n  {}", .0.join("\n  "))]
 pub struct SettingsError(pub Vec<String>);
@@ -26,6 +29,7 @@ struct Raw {
     listen_addr: Option<String>,
     admin_addr: Option<String>,
     admin_token: Option<String>,
+    prometheus_token: Option<String>,
     dry_run: Option<String>,
     action_budget: Option<String>,
     min_replicas: Option<String>,
@@ -44,22 +48,6 @@ struct Raw {
     notify_webhook: Option<String>,
     notify_format: Option<String>,
     action_timeout: Option<String>,
-}
-
-/// A secret setting: never shown, not even by `{:?}`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 /// Whether to use the Kubernetes API.
@@ -94,6 +82,9 @@ pub struct Settings {
     /// `ADMIN_TOKEN` (a secret, from the environment only): when set, admin requests must
     /// carry `Authorization: Bearer TOKEN`.
     pub admin_token: Option<Secret>,
+    /// `PROMETHEUS_TOKEN` (a secret, from the environment only): the bearer token of
+    /// `prometheus` signal queries.
+    pub prometheus_token: Option<Secret>,
     /// Plan and report, never execute.
     pub dry_run: bool,
     /// At most `budget_limit` actions in any `budget_window`, all rules together.
@@ -186,6 +177,12 @@ impl Settings {
             Some(token) if token.len() >= 16 => s.admin_token = Some(Secret(token.to_owned())),
             Some(_) => errors.push("ADMIN_TOKEN is shorter than 16 characters: use a random one".to_owned()),
         }
+        s.prometheus_token = raw
+            .prometheus_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Secret(t.to_owned()));
         if s.admin_addr == s.listen_addr {
             errors.push(format!(
                 "ADMIN_ADDR and LISTEN_ADDR are both {}: the admin endpoints need a listener of their own",
@@ -338,6 +335,7 @@ impl Settings {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 8001)),
             admin_token: None,
+            prometheus_token: None,
             dry_run: false,
             budget_limit: 10,
             budget_window: Duration::from_secs(600),

@@ -107,6 +107,7 @@ signals! {
     memory_pressure => MemoryPressure,
     memory_oom_kills => MemoryOomKills,
     slot_lag => SlotLag,
+    prometheus => Prometheus,
 }
 
 impl SignalSpec {

@@ -24,6 +24,8 @@ pub struct Sources {
     pub oom_kills: OomKills,
     /// How long one collection may take: CHECK_INTERVAL, at most 10s.
     pub timeout: Duration,
+    /// PROMETHEUS_TOKEN: the bearer token of `prometheus` queries, when the server wants one.
+    pub prometheus_token: Option<String>,
 }
 
 impl Sources {
@@ -36,6 +38,7 @@ impl Sources {
             pods: None,
             oom_kills: OomKills::default(),
             timeout,
+            prometheus_token: None,
         }
     }
 

@@ -110,10 +110,11 @@ impl Daemon {
         info!(rules = set.rules.len(), sources = set.sources.len(), dir = %rules_dir.display(), "rules loaded");
         let engine = Engine::new(Arc::new(RuleSet::default()), config);
         let breakers = Arc::new(Breakers::new(settings.breaker));
-        let sources = Sources::new(
+        let mut sources = Sources::new(
             settings.check_interval.min(Duration::from_secs(10)),
             executors.http.client().clone(),
         );
+        sources.prometheus_token = settings.prometheus_token.as_ref().map(|t| t.expose().to_owned());
         let writer = Writer::new(
             executors,
             breakers.clone(),

@@ -1,0 +1,231 @@
+//! The `prometheus` signal against a real Prometheus (Debian's `prometheus`, started here on
+//! 127.0.0.1) scraping a small exporter this test serves every second: the answer's series
+//! become readings with their workload as `owner`; errors, NaN and range vectors are unknown
+//! with the reason; and end to end through the binary and the fake API server, a series
+//! crossing its threshold in Prometheus gives exactly one scale request, for its workload.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use automaton::signals::{Prometheus, Signal, Sources};
+use common::{eventually, free_port, http_get, Automaton, FakeKube};
+
+/// The exporter's gauges: `app_memory_used_percent{deployment=…}`.
+type Gauges = Arc<Mutex<Vec<(String, f64)>>>;
+
+fn exporter(gauges: Gauges) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let mut body = String::from("# TYPE app_memory_used_percent gauge\n");
+            for (deployment, v) in gauges.lock().expect("lock").iter() {
+                body.push_str(&format!(
+                    "app_memory_used_percent{{deployment=\"{deployment}\"}} {v}\n"
+                ));
+            }
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// A Prometheus scraping the exporter every second, until dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(exporter: u16) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{exporter}']}}]\n"
+            ),
+        )
+        .expect("config");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
+            .spawn()
+            .expect("prometheus runs (scripts/deps.sh installs it)");
+        let server = Server {
+            child,
+            port,
+            _dir: dir,
+        };
+        eventually("Prometheus ready", Duration::from_secs(30), || {
+            http_get(port, "/-/ready")
+                .filter(|(code, _)| *code == 200)
+                .map(drop)
+        });
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spec(url: &str, query: &str) -> Prometheus {
+    serde_yaml::from_str(&format!(
+        "{{url: \"{url}\", query: \"{query}\", target: \"deployment/{{{{deployment}}}}\"}}"
+    ))
+    .expect("a prometheus signal")
+}
+
+#[tokio::test]
+async fn series_become_readings_and_errors_become_reasons() {
+    let gauges: Gauges = Arc::new(Mutex::new(vec![("api".into(), 91.0), ("web".into(), 10.0)]));
+    let prometheus = Server::start(exporter(gauges));
+    let sources = Sources::new(Duration::from_secs(5), reqwest::Client::new());
+    let signal = spec(&prometheus.url(), "app_memory_used_percent");
+    let series = eventually_async(&sources, &signal).await;
+    let owners: Vec<(&str, f64)> = series
+        .iter()
+        .map(|s| (s.labels["owner"].as_str(), s.value))
+        .collect();
+    assert_eq!(owners, [("deployment/api", 91.0), ("deployment/web", 10.0)]);
+
+    let unknown = |query: &str| {
+        let mut s = spec(&prometheus.url(), query);
+        s.target = None;
+        s
+    };
+    for (query, why) in [
+        ("0/0", "NaN"),
+        ("app_memory_used_percent[1m]", "range vector"),
+        ("sum(", "bad_data"),
+    ] {
+        let err = unknown(query)
+            .collect(&sources)
+            .await
+            .expect_err(query)
+            .to_string();
+        assert!(err.contains(why), "{query}: {err}");
+    }
+    // A label the target needs and the result lacks: unknown, never a guess.
+    let err = spec(&prometheus.url(), "sum(app_memory_used_percent)")
+        .collect(&sources)
+        .await
+        .expect_err("no deployment label")
+        .to_string();
+    assert!(err.contains("no label `deployment`"), "{err}");
+    // Nobody listening: unknown, with the reason.
+    let down = spec(&format!("http://127.0.0.1:{}", free_port()), "up");
+    let err = down.collect(&sources).await.expect_err("down").to_string();
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+/// Collects until the first scrape has landed.
+async fn eventually_async(sources: &Sources, signal: &Prometheus) -> Vec<automaton::core::series::Series> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(series) = signal.collect(sources).await {
+            if series.len() == 2 {
+                return series;
+            }
+        }
+        assert!(Instant::now() < deadline, "no series from Prometheus");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn scenario() -> String {
+    let mut y = String::from("namespace: prod\nclock: start\nobjects:\n");
+    for name in ["api", "web"] {
+        y.push_str(&format!(
+            "  - apiVersion: apps/v1\n    kind: Deployment\n    metadata: {{name: {name}, labels: {{app: {name}}}}}\n    spec:\n      replicas: 1\n      selector: {{matchLabels: {{app: {name}}}}}\n      template:\n        metadata: {{labels: {{app: {name}}}}}\n        spec: {{containers: [{{name: {name}, image: x}}]}}\n"
+        ));
+    }
+    y
+}
+
+#[test]
+fn a_series_over_its_threshold_in_prometheus_scales_its_workload_once() {
+    let gauges: Gauges = Arc::new(Mutex::new(vec![("api".into(), 91.0), ("web".into(), 10.0)]));
+    let prometheus = Server::start(exporter(gauges.clone()));
+    let fake = FakeKube::start(&scenario());
+    let rules = fake.dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("memory.yaml"),
+        format!(
+            "rules:\n  - name: memory-high\n    priority: critical\n    signal:\n      prometheus:\n        url: {}\n        query: app_memory_used_percent\n        target: \"deployment/{{{{deployment}}}}\"\n    when: \"> 85\"\n    action: {{scale: {{target: owner, step: 1, max: 5}}}}\n    cooldown: 1h\n",
+            prometheus.url()
+        ),
+    )
+    .expect("rules");
+    let a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &[]);
+    let patch_of = |name: &str| {
+        let path = format!("/apis/apps/v1/namespaces/prod/deployments/{name}");
+        move |r: &serde_json::Value| r["method"] == "PATCH" && r["path"] == path
+    };
+    let patch = fake.wait_for("the scale of api", Duration::from_secs(60), patch_of("api"));
+    assert_eq!(
+        patch["body"]["spec"],
+        serde_json::json!({"replicas": 2}),
+        "{patch}"
+    );
+
+    // web crosses its threshold in Prometheus: from the exporter's change to the request.
+    let crossed = Instant::now();
+    gauges.lock().expect("lock")[1].1 = 97.0;
+    fake.wait_for("the scale of web", Duration::from_secs(30), patch_of("web"));
+    let latency = crossed.elapsed();
+    eprintln!(
+        "series over its threshold in the exporter → the PATCH: {latency:?} (scrape 1 s, CHECK_INTERVAL 1 s)"
+    );
+
+    // More ticks, still over: the cooldown holds, one request each.
+    let checks = || {
+        a.metric(r#"healing_checks_total{rule="memory-high"}"#)
+            .unwrap_or(0.0)
+    };
+    let seen = checks();
+    eventually("three more ticks", Duration::from_secs(30), || {
+        (checks() >= seen + 3.0).then_some(())
+    });
+    let requests = fake.requests();
+    for name in ["api", "web"] {
+        let n = requests.iter().filter(|r| patch_of(name)(r)).count();
+        assert_eq!(n, 1, "{name}: exactly one scale");
+    }
+    assert_eq!(
+        a.metric(r#"automaton_signal_source_up{source="prometheus"}"#),
+        Some(1.0)
+    );
+}
