@@ -21,6 +21,7 @@ const SECRETS: &str = "Secrets, read from the environment only (a Kubernetes Sec
   NOTIFY_WEBHOOK        where the automaton's own notices go (only its host is ever shown)
   ADMIN_TOKEN           when set, admin requests (ADMIN_ADDR) need `Authorization: Bearer TOKEN`
   PROMETHEUS_TOKEN      the bearer token of `prometheus` signal queries, when the server wants one
+  ALERTMANAGER_TOKEN    the bearer token Alertmanager must send to `POST /alertmanager` (16+ characters)
   KAFKA_SASL_PASSWORD   the Kafka SASL password
   POSTGRES_PASSWORD     the PostgreSQL password
   DATABASE_URL          a PostgreSQL URL (instead of POSTGRES_*), which may hold a password";

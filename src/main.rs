@@ -279,6 +279,11 @@ async fn run(
     }
     // Push sources (the pod watch) send on this to evaluate at once.
     let (push, trigger) = mpsc::channel(16);
+    let receiver = automaton::runtime::receiver::AlertReceiver {
+        alerts: daemon.alerts(),
+        token: settings.alertmanager_token.clone(),
+        push: Some(push.clone()),
+    };
     if let Some(cluster) = automaton::clients::kube::connect(&settings).await? {
         daemon.attach(cluster, push);
     }
@@ -310,7 +315,10 @@ async fn run(
                 .await
         })
     };
-    let server = serve(listener, router(state));
+    let server = serve(
+        listener,
+        router(state).merge(automaton::runtime::receiver::router(receiver)),
+    );
     let admin_server = serve(admin_listener, admin_router(admin));
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -146,7 +146,7 @@ const BAD: &[Bad] = &[
     action:
       scale: {target: deployment/app, replicas: 3}
 "#,
-        errors: &["4:7: rules[0].signal: unknown variant `kafka_lagg`, expected one of `kafka_lag`, `postgres`, `pod_oom_killed`, `pod_crash_loop`, `pod_restarts`, `disk_usage`, `memory_pressure`, `memory_oom_kills`, `slot_lag`, `prometheus` (did you mean `kafka_lag`?)"],
+        errors: &["4:7: rules[0].signal: unknown variant `kafka_lagg`, expected one of `kafka_lag`, `postgres`, `pod_oom_killed`, `pod_crash_loop`, `pod_restarts`, `disk_usage`, `memory_pressure`, `memory_oom_kills`, `slot_lag`, `prometheus`, `alert` (did you mean `kafka_lag`?)"],
     },
     Bad {
         what: "unknown action kind",

@@ -79,13 +79,14 @@ impl Substituted {
 
 /// The automaton's own secret settings: substitution never reads them, whatever the rule
 /// file says (a `description: "${POSTGRES_PASSWORD}"` would show the password in `/status`).
-pub const OWN_SECRETS: [&str; 6] = [
+pub const OWN_SECRETS: [&str; 7] = [
     "NOTIFY_WEBHOOK",
     "KAFKA_SASL_PASSWORD",
     "POSTGRES_PASSWORD",
     "DATABASE_URL",
     "ADMIN_TOKEN",
     "PROMETHEUS_TOKEN",
+    "ALERTMANAGER_TOKEN",
 ];
 
 /// Whether substitution must refuse `name`: one of [`OWN_SECRETS`], or a name listed in

@@ -36,7 +36,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
-    let Some(token) = token else { return true };
+    token.is_none_or(|token| bearer(token, headers))
+}
+
+/// Whether the request carries `Authorization: Bearer TOKEN`, compared in constant time.
+pub fn bearer(token: &Secret, headers: &HeaderMap) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commands;
 pub mod daemon;
 pub mod metrics;
+pub mod receiver;
 pub mod reload;
 pub mod rule_test;
 pub mod server;

@@ -1,6 +1,7 @@
 //! The read-only HTTP side, which the Service exposes: `/metrics`, `/healthz` (liveness: the
 //! loop is ticking), `/readyz` (can do its job) and `/status` (everything, as JSON). What
-//! changes state is on the admin listener (admin.rs), never here.
+//! changes state is on the admin listener (admin.rs), never here; the one thing this port
+//! takes in is Alertmanager's webhook, behind its own token (receiver.rs).
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;

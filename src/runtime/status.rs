@@ -130,6 +130,8 @@ pub struct Status {
     /// Present when a Kubernetes API is configured: what readiness needs of it.
     pub kubernetes: Option<KubeInfo>,
     pub guard_state: Option<GuardStateInfo>,
+    /// What Alertmanager pushed (`POST /alertmanager`), firing or recently over.
+    pub alerts: Vec<crate::signals::alerts::Alert>,
     /// The circuit breaker of every dependency used so far.
     pub circuits: BTreeMap<String, crate::core::guard::breaker::BreakerInfo>,
     pub recent_decisions: VecDeque<Recent>,
@@ -162,6 +164,7 @@ impl Status {
             circuits: BTreeMap::new(),
             kubernetes: None,
             guard_state: None,
+            alerts: Vec::new(),
             recent_decisions: VecDeque::with_capacity(RECENT),
         }
     }

@@ -30,6 +30,7 @@ struct Raw {
     admin_addr: Option<String>,
     admin_token: Option<String>,
     prometheus_token: Option<String>,
+    alertmanager_token: Option<String>,
     dry_run: Option<String>,
     action_budget: Option<String>,
     min_replicas: Option<String>,
@@ -85,6 +86,9 @@ pub struct Settings {
     /// `PROMETHEUS_TOKEN` (a secret, from the environment only): the bearer token of
     /// `prometheus` signal queries.
     pub prometheus_token: Option<Secret>,
+    /// `ALERTMANAGER_TOKEN` (a secret): the bearer token Alertmanager's webhook must send to
+    /// `POST /alertmanager`; without it, rules on the `alert` signal are refused.
+    pub alertmanager_token: Option<Secret>,
     /// Plan and report, never execute.
     pub dry_run: bool,
     /// At most `budget_limit` actions in any `budget_window`, all rules together.
@@ -172,17 +176,13 @@ impl Settings {
             s.admin_addr
         );
         // Not through `parse!`: a token is never echoed.
-        match raw.admin_token.as_deref().map(str::trim) {
-            None | Some("") => {}
-            Some(token) if token.len() >= 16 => s.admin_token = Some(Secret(token.to_owned())),
-            Some(_) => errors.push("ADMIN_TOKEN is shorter than 16 characters: use a random one".to_owned()),
-        }
-        s.prometheus_token = raw
-            .prometheus_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| Secret(t.to_owned()));
+        s.admin_token = secret::token("ADMIN_TOKEN", raw.admin_token.as_deref(), &mut errors);
+        s.alertmanager_token = secret::token(
+            "ALERTMANAGER_TOKEN",
+            raw.alertmanager_token.as_deref(),
+            &mut errors,
+        );
+        s.prometheus_token = secret::given(raw.prometheus_token.as_deref());
         if s.admin_addr == s.listen_addr {
             errors.push(format!(
                 "ADMIN_ADDR and LISTEN_ADDR are both {}: the admin endpoints need a listener of their own",
@@ -336,6 +336,7 @@ impl Settings {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 8001)),
             admin_token: None,
             prometheus_token: None,
+            alertmanager_token: None,
             dry_run: false,
             budget_limit: 10,
             budget_window: Duration::from_secs(600),

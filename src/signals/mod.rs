@@ -4,11 +4,13 @@
 //! dispatch, `simulate`'s kind names ([`SignalSpec::KINDS`]) and the metrics' labels come.
 //! Collection is I/O through [`crate::clients`]; everything after it is pure.
 
+pub mod alerts;
 mod error;
 mod needs;
 pub mod pods;
 pub mod selector;
 mod sources;
+pub mod template;
 
 use std::time::Duration;
 
@@ -48,6 +50,18 @@ pub trait Signal: Send + Sync {
     /// `target: owner`. Such signals are read from the pod watch, which pushes changes.
     fn has_owner(&self) -> bool {
         false
+    }
+
+    /// Whether new readings are pushed (the pod watch, Alertmanager's webhook): a push
+    /// evaluates these sources at once, without waiting for the tick.
+    fn pushes(&self) -> bool {
+        self.has_owner()
+    }
+
+    /// A secret setting the kind cannot run without, checked when the daemon loads its rules
+    /// (the `alert` signal: ALERTMANAGER_TOKEN, so only Alertmanager can push alerts).
+    fn needs_secret(&self) -> Option<&'static str> {
+        None
     }
 
     /// Every problem of the parameters, in the rule around them.
@@ -108,6 +122,7 @@ signals! {
     memory_oom_kills => MemoryOomKills,
     slot_lag => SlotLag,
     prometheus => Prometheus,
+    alert => Alert,
 }
 
 impl SignalSpec {
@@ -129,6 +144,11 @@ impl SignalSpec {
     /// Whether series carry an `owner` label, so a rule may use `target: owner`.
     pub fn is_pod_signal(&self) -> bool {
         self.get().has_owner()
+    }
+
+    /// Whether a push (pod watch event, Alertmanager webhook) re-reads this source at once.
+    pub fn pushes(&self) -> bool {
+        self.get().pushes()
     }
 
     /// Every problem of the signal's parameters in the rule around it.

@@ -26,6 +26,8 @@ pub struct Sources {
     pub timeout: Duration,
     /// PROMETHEUS_TOKEN: the bearer token of `prometheus` queries, when the server wants one.
     pub prometheus_token: Option<String>,
+    /// What Alertmanager pushed (`POST /alertmanager`), for the `alert` signal.
+    pub alerts: Arc<super::alerts::AlertStore>,
 }
 
 impl Sources {
@@ -39,6 +41,7 @@ impl Sources {
             oom_kills: OomKills::default(),
             timeout,
             prometheus_token: None,
+            alerts: Arc::default(),
         }
     }
 

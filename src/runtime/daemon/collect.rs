@@ -54,7 +54,7 @@ impl Daemon {
             .rules()
             .sources
             .iter()
-            .filter(|s| scope == Scope::All || s.spec.is_pod_signal())
+            .filter(|s| scope == Scope::All || s.spec.pushes())
             .cloned()
             .collect();
         let mut admitted: BTreeMap<String, Result<(), CircuitOpen>> = BTreeMap::new();

@@ -88,7 +88,7 @@ impl Daemon {
         let executors = Executors::new()?;
         let fingerprint = reload::fingerprint(&rules_dir);
         let set = rules::load(std::slice::from_ref(&rules_dir), &rules::load::process_env)
-            .and_then(|set| armed(set, &rules_dir))
+            .and_then(|set| armed(set, &rules_dir, &settings))
             .map_err(DaemonError::Rules)?;
         let config = EngineConfig {
             id_prefix: Arc::from(action_id_prefix()),
@@ -147,6 +147,11 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// What Alertmanager pushes, for the HTTP server's receiver.
+    pub fn alerts(&self) -> Arc<crate::signals::alerts::AlertStore> {
+        self.sources.alerts.clone()
+    }
+
     /// Where the HTTP server sends operators' requests.
     pub fn commands(&self) -> mpsc::Sender<Command> {
         self.command_tx.clone()
@@ -165,7 +170,7 @@ impl Daemon {
         }
         self.fingerprint = fp;
         let loaded = rules::load(std::slice::from_ref(&self.rules_dir), &rules::load::process_env)
-            .and_then(|set| armed(set, &self.rules_dir));
+            .and_then(|set| armed(set, &self.rules_dir, &self.settings));
         match loaded {
             Ok(set) => {
                 info!(rules = set.rules.len(), "rules reloaded");
@@ -269,8 +274,10 @@ impl Daemon {
 }
 
 /// A rule set of zero rules is refused like an invalid one: an emptied ConfigMap (a bad
-/// apply) would otherwise disarm the automaton silently, dropping every rule's state.
-fn armed(set: RuleSet, dir: &std::path::Path) -> Result<RuleSet, Vec<LoadError>> {
+/// apply) would otherwise disarm the automaton silently, dropping every rule's state. So is
+/// a rule whose signal needs a secret setting that is not set (`alert` without
+/// ALERTMANAGER_TOKEN: anyone could push it alerts).
+fn armed(set: RuleSet, dir: &std::path::Path, settings: &Settings) -> Result<RuleSet, Vec<LoadError>> {
     if set.rules.is_empty() {
         return Err(vec![LoadError {
             file: dir.to_path_buf(),
@@ -280,7 +287,38 @@ fn armed(set: RuleSet, dir: &std::path::Path) -> Result<RuleSet, Vec<LoadError>>
                 .to_owned(),
         }]);
     }
-    Ok(set)
+    let unset: Vec<LoadError> = set
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let var = r.spec.signal.get().needs_secret()?;
+            (!secret_set(settings, var)).then(|| LoadError {
+                file: r.file.clone(),
+                line: r.line,
+                col: 1,
+                message: format!(
+                    "rule `{}`: the `{}` signal needs {var} (a Secret) to be set",
+                    r.name,
+                    r.spec.signal.kind()
+                ),
+            })
+        })
+        .collect();
+    if unset.is_empty() {
+        Ok(set)
+    } else {
+        Err(unset)
+    }
+}
+
+/// Whether a secret setting a signal may need is set.
+fn secret_set(settings: &Settings, var: &str) -> bool {
+    match var {
+        "ALERTMANAGER_TOKEN" => settings.alertmanager_token.is_some(),
+        "PROMETHEUS_TOKEN" => settings.prometheus_token.is_some(),
+        "ADMIN_TOKEN" => settings.admin_token.is_some(),
+        _ => false,
+    }
 }
 
 /// The prefix of this process's action ids: its start time, in milliseconds since the epoch

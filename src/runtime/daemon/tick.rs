@@ -116,6 +116,7 @@ impl Daemon {
             open_intents: g.open_intents(),
             error: g.error.clone(),
         });
+        status.alerts = self.sources.alerts.snapshot();
         status.kafka = self.kafka_report();
         status.refresh(&mut self.engine, now);
         self.metrics.budget_remaining.set(i64::from(status.budget.left));

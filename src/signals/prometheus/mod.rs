@@ -12,12 +12,10 @@
 
 pub mod api;
 
-use std::collections::BTreeMap;
-
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{RuleContext, Signal, SignalError, Sources};
+use super::{template, RuleContext, Signal, SignalError, Sources};
 use crate::core::series::Series;
 use crate::core::url::{check_url, host_port, redacted};
 use crate::core::values::Dur;
@@ -52,13 +50,18 @@ impl Signal for Prometheus {
         self.target.is_some()
     }
 
+    /// Read at every tick, not at every pod watch event.
+    fn pushes(&self) -> bool {
+        false
+    }
+
     fn validate(&self, _rule: &RuleContext) -> Vec<String> {
         let mut errors: Vec<String> = check_url("url", &self.url).into_iter().collect();
         if self.query.trim().is_empty() {
             errors.push("`query` must be a PromQL expression, found an empty one".to_owned());
         }
         if let Some(template) = &self.target {
-            errors.extend(check_template(template));
+            errors.extend(template::check(template));
         }
         if self.timeout.is_some_and(|t| t.0.is_zero()) {
             errors.push("`timeout` must be more than 0s".to_owned());
@@ -78,7 +81,7 @@ impl Signal for Prometheus {
                 .map(|s| {
                     let mut labels = s.labels;
                     if let Some(template) = &self.target {
-                        let owner = render(template, &labels).map_err(SignalError::Parse)?;
+                        let owner = template::render(template, &labels).map_err(SignalError::Parse)?;
                         labels.insert("owner".to_owned(), owner);
                     }
                     Ok(Series {
@@ -89,75 +92,6 @@ impl Signal for Prometheus {
                 .collect()
         })
     }
-}
-
-/// The pieces of a target template: literal text and `{{label}}` names.
-enum Piece<'a> {
-    Text(&'a str),
-    Label(&'a str),
-}
-
-fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push(Piece::Text(&rest[..open]));
-        let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("`target`: `{{{{` without `}}}}` in `{template}`"))?;
-        let name = after[..close].trim();
-        let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
-            return Err(format!(
-                "`target`: `{{{{{name}}}}}` is not a label name in `{template}`"
-            ));
-        }
-        out.push(Piece::Label(name));
-        rest = &after[close + 2..];
-    }
-    out.push(Piece::Text(rest));
-    Ok(out)
-}
-
-/// Rule-load checks of a target template.
-fn check_template(template: &str) -> Vec<String> {
-    let mut errors = Vec::new();
-    match pieces(template) {
-        Err(e) => errors.push(e),
-        Ok(p) if !p.iter().any(|p| matches!(p, Piece::Label(_))) => errors.push(format!(
-            "`target`: `{template}` names no label: every series would be one workload; name it in the action instead"
-        )),
-        Ok(_) => {}
-    }
-    if !(template.starts_with("deployment/") || template.starts_with("statefulset/")) {
-        errors.push(format!(
-            "`target` must name a workload, `deployment/{{{{label}}}}` or `statefulset/{{{{label}}}}`, found `{template}`"
-        ));
-    }
-    errors
-}
-
-/// The target of a series with these labels. A label the template needs and the series
-/// lacks is an error: the query does not give what the rule expects.
-fn render(template: &str, labels: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::new();
-    for piece in pieces(template)? {
-        match piece {
-            Piece::Text(t) => out.push_str(t),
-            Piece::Label(name) => match labels.get(name).filter(|v| !v.is_empty()) {
-                Some(v) => out.push_str(v),
-                None => {
-                    return Err(format!(
-                        "a series has no label `{name}`, which `target: {template}` needs: keep it in the query's result (`sum by ({name}, …)`)"
-                    ))
-                }
-            },
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -195,23 +129,5 @@ mod tests {
         assert!(fixed.validate(&ctx)[0].contains("names no label"));
         let weird = spec("http://p:9090", "x", Some("deployment/{{1x}}"));
         assert!(weird.validate(&ctx)[0].contains("not a label name"));
-    }
-
-    #[test]
-    fn targets_come_from_each_series_labels() {
-        let labels = BTreeMap::from([
-            ("deployment".to_owned(), "api".to_owned()),
-            ("namespace".to_owned(), "prod".to_owned()),
-        ]);
-        assert_eq!(
-            render("deployment/{{deployment}}", &labels).unwrap(),
-            "deployment/api"
-        );
-        assert_eq!(
-            render("deployment/{{ deployment }}", &labels).unwrap(),
-            "deployment/api"
-        );
-        let err = render("statefulset/{{statefulset}}", &labels).unwrap_err();
-        assert!(err.contains("no label `statefulset`"), "{err}");
     }
 }
