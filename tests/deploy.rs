@@ -847,6 +847,7 @@ fn kubectl_kustomize_builds_the_base_the_packs_and_the_production_overlay() {
         ("kafka", "kafka.yaml"),
         ("postgres", "postgres.yaml"),
         ("disk", "disk.yaml"),
+        ("memory", "memory.yaml"),
         ("clean-logs", ""),
     ] {
         let overlay = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");

@@ -143,6 +143,26 @@ fn promtool_checks_the_alerts_and_runs_a_test_for_each() {
 }
 
 #[test]
+fn the_shipped_prometheus_rule_queries_parse() {
+    let set = automaton::rules::load(&[repo().join("rules")], &|_| None).expect("the shipped rules load");
+    let queries: Vec<Value> = set
+        .rules
+        .iter()
+        .filter_map(|r| match &r.spec.signal {
+            automaton::signals::SignalSpec::Prometheus(p) => Some(p.query.clone()),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, q)| serde_json::json!({"record": format!("shipped:query_{i}"), "expr": q}))
+        .collect();
+    assert!(!queries.is_empty(), "the memory pack queries Prometheus");
+    let file = serde_json::json!({"groups": [{"name": "shipped", "rules": queries}]});
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("shipped.rules.yaml"), file.to_string()).expect("write");
+    promtool(dir.path(), &["check", "rules", "shipped.rules.yaml"]);
+}
+
+#[test]
 fn the_dashboard_queries_parse_and_cover_what_operators_ask() {
     let queries = dashboard_queries();
     // Grafana's variables as Prometheus would see them once Grafana substituted them.
