@@ -89,6 +89,28 @@ async fn a_scale_up_planned_on_a_stale_world_never_scales_down_what_someone_adde
 }
 
 #[tokio::test]
+async fn a_scale_that_loses_its_race_reads_again_and_finds_the_other_writers_cooldown() {
+    // Between our read and our patch another replica (or this one before a crash) scaled
+    // and stamped: the precondition fails, the object is read again, the cooldown holds.
+    let stamped = deployment()
+        .replicas(6)
+        .resource_version("649500")
+        .annotation("automaton.dev/last-action-kafka-consumer-lag", &at(-1));
+    let script = vec![
+        get(DEPLOYMENT).reply(200, &deployment().json()),
+        patch(
+            DEPLOYMENT,
+            MERGE,
+            scale_patch("kafka-consumer-lag", DEPLOYMENT_RV, 6),
+        )
+        .fail(failure("derived/409-conflict-optimistic-lock")),
+        get(DEPLOYMENT).reply(200, &stamped.json()),
+    ];
+    let outcome = execute(script, &scale_to(6, 1)).await.expect("a skip");
+    assert_eq!(outcome.skipped, Some(SkipReason::Cooldown), "{}", outcome.detail);
+}
+
+#[tokio::test]
 async fn a_restarted_daemon_inside_the_cooldown_reads_it_from_the_annotation_and_writes_nothing() {
     // A fresh engine has no cooldown in memory and acts; the target remembers the last action
     // of another replica (or of this one before its restart) a minute ago.

@@ -14,12 +14,11 @@ use futures::future::BoxFuture;
 use kube::api::Patch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::debug;
 
 use super::{Action, ActionError, ExecCtx, Target};
 use crate::clients::kube::error::ClusterError;
 use crate::clients::kube::executor::workload_ref;
-use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::clients::kube::executor::{Act, KubeExecutor, Write};
 use crate::clients::kube::last_action_key;
 use crate::clients::kube::memory::{current, memory_patch, Memory};
 use crate::clients::kube::workload::{LiveWorkload, WorkloadRef};
@@ -188,9 +187,6 @@ impl Action for RaiseMemory {
     }
 }
 
-/// Patch attempts when the object keeps changing under us.
-const ATTEMPTS: u32 = 3;
-
 async fn raise_memory(
     kube: &KubeExecutor,
     act: &Act<'_>,
@@ -198,42 +194,35 @@ async fn raise_memory(
     container: &str,
     want: Memory,
 ) -> Result<Outcome, ClusterError> {
-    let mut attempt = 1;
-    loop {
-        let live = kube.live(target).await?;
-        let now = kube.now();
-        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-            return Ok(skip);
-        }
-        let before = current(&live, target, container)?;
-        let after = Memory {
-            request: want.request.max(before.request),
-            limit: want.limit.max(before.limit),
-        };
-        let after = Memory {
-            limit: after.limit.max(after.request),
-            ..after
-        };
-        if after.limit == before.limit {
-            return Ok(Outcome::skipped(
-                SkipReason::Bound,
-                format!(
-                    "container `{container}` of {target} already has {}/{} (request/limit): its limit cannot go higher, and a request alone cannot stop an OOM kill",
-                    before.request, before.limit
-                ),
-            ));
-        }
-        let mut body = memory_patch(&live, container, after);
-        body["metadata"]["annotations"] = json!({last_action_key(act.rule): now.to_string()});
-        match kube.patch_workload(target, &Patch::Strategic(body)).await {
-            Ok(()) => return Ok(raised(kube, act, &live, container, before, after).await),
-            Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
-                debug!(%error, attempt, "the workload changed since it was read; reading it again");
-                attempt += 1;
+    let written = kube
+        .write_once(act, target, |live, now| {
+            let before = current(live, target, container)?;
+            let after = Memory {
+                request: want.request.max(before.request),
+                limit: want.limit.max(before.limit),
+            };
+            let after = Memory {
+                limit: after.limit.max(after.request),
+                ..after
+            };
+            if after.limit == before.limit {
+                return Ok(Write::Skip(Outcome::skipped(
+                    SkipReason::Bound,
+                    format!(
+                        "container `{container}` of {target} already has {}/{} (request/limit): its limit cannot go higher, and a request alone cannot stop an OOM kill",
+                        before.request, before.limit
+                    ),
+                )));
             }
-            Err(error) => return Err(error),
-        }
-    }
+            let mut body = memory_patch(live, container, after);
+            body["metadata"]["annotations"] = json!({last_action_key(act.rule): now.to_string()});
+            Ok(Write::Patch(Patch::Strategic(body), (before, after)))
+        })
+        .await?;
+    Ok(match written {
+        Ok((live, (before, after))) => raised(kube, act, &live, container, before, after).await,
+        Err(skip) => skip,
+    })
 }
 
 async fn raised(

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{Action, ActionError, ExecCtx, Target};
 use crate::clients::kube::error::ClusterError;
 use crate::clients::kube::executor::workload_ref;
-use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::clients::kube::executor::{Act, KubeExecutor, Write};
 use crate::clients::kube::last_action_key;
 use crate::clients::kube::workload::{LiveWorkload, WorkloadRef, RESTARTED_AT};
 use crate::core::plan::Outcome;
@@ -72,42 +72,30 @@ impl Action for Restart {
 }
 
 async fn restart(kube: &KubeExecutor, act: &Act<'_>, target: &WorkloadRef) -> Result<Outcome, ClusterError> {
-    let mut attempt = 1;
-    loop {
-        let live = kube.live(target).await?;
-        let now = kube.now();
-        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-            return Ok(skip);
-        }
-        if live.paused {
-            // kubectl refuses too: a paused Deployment would not roll until resumed.
-            return Err(ClusterError::Invalid(format!(
-                "{target} is paused: a rollout restart would not roll until `kubectl rollout resume {target}`"
-            )));
-        }
-        let stamp = now.to_string();
-        // Under the resourceVersion just read: a 409 reads again and re-checks the cooldown
-        // (another replica, or this one before a crash, may have restarted it meanwhile).
-        let body = json!({
-            "metadata": {
-                "resourceVersion": live.resource_version,
-                "annotations": {last_action_key(act.rule): stamp},
-            },
-            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
-        });
-        match kube.patch_workload(target, &Patch::Strategic(body)).await {
-            Ok(()) => return Ok(restarted(kube, act, &live, target, stamp).await),
-            Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
-                tracing::debug!(%error, attempt, "the workload changed since it was read; reading it again");
-                attempt += 1;
+    let written = kube
+        .write_once(act, target, |live, now| {
+            if live.paused {
+                // kubectl refuses too: a paused Deployment would not roll until resumed.
+                return Err(ClusterError::Invalid(format!(
+                    "{target} is paused: a rollout restart would not roll until `kubectl rollout resume {target}`"
+                )));
             }
-            Err(error) => return Err(error),
-        }
-    }
+            let stamp = now.to_string();
+            let body = json!({
+                "metadata": {
+                    "resourceVersion": live.resource_version,
+                    "annotations": {last_action_key(act.rule): stamp},
+                },
+                "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}},
+            });
+            Ok(Write::Patch(Patch::Strategic(body), stamp))
+        })
+        .await?;
+    Ok(match written {
+        Ok((live, stamp)) => restarted(kube, act, &live, target, stamp).await,
+        Err(skip) => skip,
+    })
 }
-
-/// Reads again after a 409 at most this many times in all.
-const ATTEMPTS: u32 = 3;
 
 async fn restarted(
     kube: &KubeExecutor,

@@ -21,12 +21,11 @@ use futures::future::BoxFuture;
 use kube::api::Patch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::debug;
 
 use super::{Action, ActionError, ExecCtx, Target};
 use crate::clients::kube::error::ClusterError;
 use crate::clients::kube::executor::workload_ref;
-use crate::clients::kube::executor::{Act, KubeExecutor};
+use crate::clients::kube::executor::{Act, KubeExecutor, Write};
 use crate::clients::kube::last_action_key;
 use crate::clients::kube::workload::{LiveWorkload, WorkloadRef};
 use crate::core::decision::SkipReason;
@@ -243,36 +242,26 @@ async fn scale(
     replicas: u32,
     direction: Direction,
 ) -> Result<Outcome, ClusterError> {
-    let mut attempt = 1;
-    loop {
-        let live = kube.live(target).await?;
-        let now = kube.now();
-        if let Some(skip) = kube.inside_cooldown(act, &live, now) {
-            return Ok(skip);
-        }
-        if let Some(skip) = against_live(&live, target, replicas, direction) {
-            return Ok(skip);
-        }
-        let body = json!({
-            "metadata": {
-                "resourceVersion": live.resource_version,
-                "annotations": {last_action_key(act.rule): now.to_string()},
-            },
-            "spec": {"replicas": replicas},
-        });
-        match kube.patch_workload(target, &Patch::Merge(body)).await {
-            Ok(()) => return Ok(scaled(kube, act, &live, target, replicas).await),
-            Err(error) if error.is_conflict() && attempt < ATTEMPTS => {
-                debug!(%error, attempt, "the workload changed since it was read; reading it again");
-                attempt += 1;
+    let written = kube
+        .write_once(act, target, |live, now| {
+            if let Some(skip) = against_live(live, target, replicas, direction) {
+                return Ok(Write::Skip(skip));
             }
-            Err(error) => return Err(error),
-        }
-    }
+            let body = json!({
+                "metadata": {
+                    "resourceVersion": live.resource_version,
+                    "annotations": {last_action_key(act.rule): now.to_string()},
+                },
+                "spec": {"replicas": replicas},
+            });
+            Ok(Write::Patch(Patch::Merge(body), ()))
+        })
+        .await?;
+    Ok(match written {
+        Ok((live, ())) => scaled(kube, act, &live, target, replicas).await,
+        Err(skip) => skip,
+    })
 }
-
-/// Reads again after a 409 at most this many times in all (another writer keeps changing it).
-const ATTEMPTS: u32 = 3;
 
 /// A skip when the live object makes the planned replicas wrong: already there, or against
 /// the rule's direction. Planned on what was read earlier; re-checked on the live object: a

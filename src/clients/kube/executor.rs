@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::json;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::clients::backoff::{self, FullJitter};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
@@ -24,6 +24,17 @@ use crate::clients::kube::{last_action_key, Cluster, FIELD_MANAGER};
 use crate::core::decision::{Decision, SkipReason};
 use crate::core::plan::Outcome;
 use crate::core::values::Condition;
+
+/// Reads and patches of one workload write when the object keeps changing under it.
+const WRITE_ATTEMPTS: u32 = 3;
+
+/// What one attempt of a workload write decided, from the object just read.
+pub enum Write<T> {
+    /// Nothing to write: the live object made the action unnecessary.
+    Skip(Outcome),
+    /// This patch, carrying the resourceVersion read, and what the action keeps for later.
+    Patch(Patch<serde_json::Value>, T),
+}
 
 /// `reportingController` of every Event.
 pub const REPORTER: &str = "automaton";
@@ -188,6 +199,41 @@ impl KubeExecutor {
                 left.as_secs()
             ),
         ))
+    }
+
+    /// The one write of a workload action. Reads the object, skips inside the rule's
+    /// cooldown (its annotation), lets `decide` skip or build the patch (the change and the
+    /// last-action annotation together, under the resourceVersion read), and writes it. A
+    /// 409 means someone wrote in between (another replica, or this action before a crash):
+    /// the object is read again and everything re-checked, at most three times in all.
+    /// `Ok(Err(skip))` when nothing was written; else the object the write was decided on
+    /// and what `decide` kept of its reasoning.
+    pub async fn write_once<T>(
+        &self,
+        act: &Act<'_>,
+        target: &WorkloadRef,
+        mut decide: impl FnMut(&LiveWorkload, Timestamp) -> Result<Write<T>, ClusterError>,
+    ) -> Result<Result<(LiveWorkload, T), Outcome>, ClusterError> {
+        let mut attempt = 1;
+        loop {
+            let live = self.live(target).await?;
+            let now = self.now();
+            if let Some(skip) = self.inside_cooldown(act, &live, now) {
+                return Ok(Err(skip));
+            }
+            let (patch, kept) = match decide(&live, now)? {
+                Write::Skip(skip) => return Ok(Err(skip)),
+                Write::Patch(patch, kept) => (patch, kept),
+            };
+            match self.patch_workload(target, &patch).await {
+                Ok(()) => return Ok(Ok((live, kept))),
+                Err(error) if error.is_conflict() && attempt < WRITE_ATTEMPTS => {
+                    debug!(%error, attempt, "the workload changed since it was read; reading it again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Whether `rule`'s last-action annotation on the live workload is at or after `since`:
