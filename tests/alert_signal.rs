@@ -7,10 +7,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, http_get, run_automaton, Automaton, FakeKube};
+use common::alertmanager::Alertmanager;
+use common::scenario::deployments;
+use common::{eventually, free_port, run_automaton, Automaton, FakeKube};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "am-token-0123456789abcdef";
@@ -41,53 +42,11 @@ fn a_rule_on_alert_without_the_token_is_refused_at_load() {
     );
 }
 
-struct Alertmanager {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An Alertmanager sending every alert, at once and when resolved, to `receiver`.
 fn alertmanager(receiver: &str) -> Alertmanager {
-    let binary = ["prometheus-alertmanager", "alertmanager"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok())
-        .expect("Alertmanager is not installed: run scripts/deps.sh (Debian `prometheus-alertmanager`)");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "route: {{receiver: automaton, group_by: ['...'], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}\nreceivers:\n  - name: automaton\n    webhook_configs:\n      - url: {receiver}\n        send_resolved: true\n        http_config: {{authorization: {{type: Bearer, credentials: {TOKEN}}}}}\n"
-        ),
-    )
-    .expect("config");
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("log")).expect("log"))
-        .spawn()
-        .expect("Alertmanager starts");
-    let am = Alertmanager {
-        child,
-        port,
-        _dir: dir,
-    };
-    eventually("Alertmanager ready", Duration::from_secs(30), || {
-        http_get(port, "/-/ready").filter(|(c, _)| *c == 200).map(drop)
-    });
-    am
+    Alertmanager::start(&format!(
+        "route: {{receiver: automaton, group_by: ['...'], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}\nreceivers:\n  - name: automaton\n    webhook_configs:\n      - url: {receiver}\n        send_resolved: true\n        http_config: {{authorization: {{type: Bearer, credentials: {TOKEN}}}}}\n"
+    ))
 }
 
 /// A raw request: (status, body).
@@ -112,16 +71,6 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
     )
 }
 
-fn scenario() -> String {
-    let mut y = String::from("namespace: prod\nclock: start\nobjects:\n");
-    for name in ["api", "web"] {
-        y.push_str(&format!(
-            "  - apiVersion: apps/v1\n    kind: Deployment\n    metadata: {{name: {name}, labels: {{app: {name}}}}}\n    spec:\n      replicas: 1\n      selector: {{matchLabels: {{app: {name}}}}}\n      template:\n        metadata: {{labels: {{app: {name}}}}}\n        spec: {{containers: [{{name: {name}, image: x}}]}}\n"
-        ));
-    }
-    y
-}
-
 fn alert(ends_in: i64) -> String {
     let now = jiff::Timestamp::now();
     let ends = now + jiff::SignedDuration::from_secs(ends_in);
@@ -132,7 +81,7 @@ fn alert(ends_in: i64) -> String {
 
 #[test]
 fn an_alert_routed_by_alertmanager_scales_its_deployment_once_and_resolves() {
-    let fake = FakeKube::start(&scenario());
+    let fake = FakeKube::start(&deployments(&["api", "web"]));
     let rules = fake.dir.path().join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     std::fs::write(rules.join("alert.yaml"), RULES).expect("rules");

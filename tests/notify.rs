@@ -3,10 +3,11 @@
 //! started here on 127.0.0.1) for the `alertmanager` format, whose API must then list the
 //! alert with every fact.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use automaton::actions::Notify;
 use automaton::clients::http::HttpClient;
@@ -16,6 +17,8 @@ use automaton::rules::{self, Rule};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+use common::alertmanager::Alertmanager;
 
 const RULES: &str = r#"
 rules:
@@ -145,84 +148,19 @@ async fn generic_and_slack_bodies_carry_every_fact() {
     assert_eq!(slack["blocks"][0]["type"], "section");
 }
 
-/// A throw-away Alertmanager on a free port, killed on drop.
-struct Alertmanager {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn alertmanager() -> Alertmanager {
-    let binary = ["prometheus-alertmanager", "alertmanager"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok())
-        .expect("Alertmanager is not installed: run scripts/deps.sh (Debian `prometheus-alertmanager`)");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route: {receiver: nobody, group_wait: 1h}\nreceivers: [{name: nobody}]\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        // No gossip: one instance, no port 9094 to collide on.
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-        .spawn()
-        .expect("Alertmanager starts");
-    let am = Alertmanager {
-        child,
-        base,
-        _dir: dir,
-    };
-    let started = Instant::now();
-    loop {
-        let ready = reqwest::get(format!("{}/-/ready", am.base)).await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            return am;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "Alertmanager not ready in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_real_alertmanager_accepts_and_lists_the_alert() {
-    let am = alertmanager().await;
+    let am = Alertmanager::start("route: {receiver: nobody, group_wait: 1h}\nreceivers: [{name: nobody}]\n");
     let http = HttpClient::new().unwrap();
     let (rule, d) = (rule(), decision());
     // The base URL, as rules write it: the format adds /api/v2/alerts.
-    let sent = notify(am.base.clone(), NotifyFormat::Alertmanager)
+    let sent = notify(am.base(), NotifyFormat::Alertmanager)
         .send(&http, &d, Some(rule.facts()), None)
         .await
         .expect("Alertmanager accepts the alert");
     assert!(sent.contains("200"), "{sent}");
 
-    let alerts: Value = reqwest::get(format!("{}/api/v2/alerts", am.base))
+    let alerts: Value = reqwest::get(format!("{}/api/v2/alerts", am.base()))
         .await
         .unwrap()
         .json()

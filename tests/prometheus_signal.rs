@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use automaton::signals::{Prometheus, Signal, Sources};
+use common::scenario::deployments;
 use common::{eventually, free_port, http_get, Automaton, FakeKube};
 
 /// The exporter's gauges: `app_memory_used_percent{deployment=…}`.
@@ -164,21 +165,11 @@ async fn eventually_async(sources: &Sources, signal: &Prometheus) -> Vec<automat
     }
 }
 
-fn scenario() -> String {
-    let mut y = String::from("namespace: prod\nclock: start\nobjects:\n");
-    for name in ["api", "web"] {
-        y.push_str(&format!(
-            "  - apiVersion: apps/v1\n    kind: Deployment\n    metadata: {{name: {name}, labels: {{app: {name}}}}}\n    spec:\n      replicas: 1\n      selector: {{matchLabels: {{app: {name}}}}}\n      template:\n        metadata: {{labels: {{app: {name}}}}}\n        spec: {{containers: [{{name: {name}, image: x}}]}}\n"
-        ));
-    }
-    y
-}
-
 #[test]
 fn a_series_over_its_threshold_in_prometheus_scales_its_workload_once() {
     let gauges: Gauges = Arc::new(Mutex::new(vec![("api".into(), 91.0), ("web".into(), 10.0)]));
     let prometheus = Server::start(exporter(gauges.clone()));
-    let fake = FakeKube::start(&scenario());
+    let fake = FakeKube::start(&deployments(&["api", "web"]));
     let rules = fake.dir.path().join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     std::fs::write(

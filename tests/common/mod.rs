@@ -4,6 +4,7 @@
 //! the binary.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod proxy;
 pub mod scenario;
 

@@ -80,3 +80,16 @@ pub const OOM_RULES: &str = r#"rules:
     action: {raise_memory: {target: owner}}
     cooldown: 10m
 "#;
+
+/// Deployments of one replica each, named `names` (label `app: NAME`), for rules that act on
+/// a workload a signal names (`prometheus`, `alert`).
+pub fn deployments(names: &[&str]) -> String {
+    let mut y = String::from("namespace: prod\nclock: start\nobjects:\n");
+    for name in names {
+        let _ = write!(
+            y,
+            "  - apiVersion: apps/v1\n    kind: Deployment\n    metadata: {{name: {name}, labels: {{app: {name}}}}}\n    spec:\n      replicas: 1\n      selector: {{matchLabels: {{app: {name}}}}}\n      template:\n        metadata: {{labels: {{app: {name}}}}}\n        spec: {{containers: [{{name: {name}, image: x}}]}}\n"
+        );
+    }
+    y
+}
