@@ -318,7 +318,31 @@ const BAD: &[Bad] = &[
     action:
       restart: {target: owner}
 "#,
-        errors: &["2:11: rule `lag`: `target: owner` needs a pod signal (pod_oom_killed, pod_crash_loop, pod_restarts), not `kafka_lag`"],
+        errors: &["2:11: rule `lag`: `target: owner` needs a signal whose series name their owner (pod_oom_killed, pod_crash_loop, pod_restarts, or prometheus or alert with a `target`), not `kafka_lag`"],
+    },
+    Bad {
+        what: "a workload action on series that name volume claims",
+        yaml: r#"rules:
+  - name: full
+    signal:
+      prometheus: {url: "http://prometheus:9090", query: "volume_used", target: "pvc/{{persistentvolumeclaim}}"}
+    when: "> 85"
+    action:
+      restart: {target: owner}
+"#,
+        errors: &["2:11: rule `full`: `target: owner` of `restart` acts on a workload (`deployment/NAME`, `statefulset/NAME`), but the signal's series name a volume claim (`pvc/NAME`)"],
+    },
+    Bad {
+        what: "clean_logs of the pods a workload series names",
+        yaml: r#"rules:
+  - name: logs
+    signal:
+      prometheus: {url: "http://prometheus:9090", query: "log_bytes", target: owner}
+    when: "> 85"
+    action:
+      clean_logs: {selector: "app=x", target: owner, path: /var/log/app}
+"#,
+        errors: &["2:11: rule `logs`: `target: owner` of `clean_logs` acts on a pod (`pod/NAME`) or a volume claim (`pvc/NAME`), but the signal's series name a workload (`deployment/NAME`, `statefulset/NAME`)"],
     },
     Bad {
         what: "clean_logs path that climbs out with `..`",
@@ -544,7 +568,7 @@ fn every_rule_level_problem_of_a_file_is_reported() {
         &dir.errors_in(
             "rules.yaml",
             &[
-                "2:11: rule `first`: `target: owner` needs a pod signal (pod_oom_killed, pod_crash_loop, pod_restarts), not `kafka_lag`",
+                "2:11: rule `first`: `target: owner` needs a signal whose series name their owner (pod_oom_killed, pod_crash_loop, pod_restarts, or prometheus or alert with a `target`), not `kafka_lag`",
                 "2:11: rule `first`: scale needs exactly one of `replicas`, `step` or `per_lag`",
                 "2:11: rule `first`: scale `min` (5) is above `max` (2)",
                 "8:11: rule `second`: clean_logs `path` must be absolute, without `..`, `//` or `/.`, found `var/log/../x`",

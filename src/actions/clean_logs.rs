@@ -1,21 +1,24 @@
 //! `clean_logs`: delete old log files inside pods with a fixed argv
 //! (`find PATH -name PATTERN -type f -mtime +N -delete`) run through `exec` in every running
 //! pod the selector matches: no shell, nothing from signal labels in the command, and PATH
-//! must be absolute without `..`. `pods/exec` is granted only by the optional component
+//! must be absolute without `..`. With `target: owner` only the pods the series names are
+//! cleaned, among those the selector matches: `pod/NAME`, or `pvc/NAME` for the pods that
+//! mount that claim (a volume-usage series from Prometheus), each target with its own
+//! cooldown. `pods/exec` is granted only by the optional component
 //! `deploy/components/clean-logs`; without it the first exec fails with a clear 403.
 
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, ListParams};
+use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::io::AsyncReadExt;
 
-use super::{Action, ActionError, ExecCtx};
+use super::{Action, ActionError, ExecCtx, OwnerKind};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
+use crate::clients::kube::exec::exec;
 use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::core::decision::SkipReason;
 use crate::core::plan::Outcome;
@@ -26,8 +29,12 @@ use crate::signals::SignalSpec;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CleanLogs {
-    /// Label selector of the pods to clean.
+    /// Label selector of the pods to clean: the pods that opted in.
     pub selector: String,
+    /// `owner`: only the pods the series names, among those `selector` matches: `pod/NAME`,
+    /// or `pvc/NAME` for the pods that mount that claim. Absent: every pod `selector` matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<FromSeries>,
     /// The container to exec into (default: the pod's first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -39,6 +46,52 @@ pub struct CleanLogs {
     /// Only files last modified longer ago than this (default 7d).
     #[serde(default = "default_older_than")]
     pub older_than: Dur,
+}
+
+/// The one target a `clean_logs` takes from its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromSeries {
+    Owner,
+}
+
+/// Which of the selected pods one execution cleans.
+#[derive(Debug, PartialEq)]
+enum Scope<'a> {
+    All,
+    Pod(&'a str),
+    Claim(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    fn of(target: &'a str) -> Scope<'a> {
+        match target.split_once('/') {
+            Some(("pod", name)) => Scope::Pod(name),
+            Some(("pvc", name)) => Scope::Claim(name),
+            _ => Scope::All,
+        }
+    }
+
+    fn contains(&self, pod: &Pod) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Pod(name) => pod.metadata.name.as_deref() == Some(name),
+            Scope::Claim(claim) => pod
+                .spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .filter_map(|v| v.persistent_volume_claim.as_ref())
+                .any(|c| c.claim_name == *claim),
+        }
+    }
+
+    fn describe(&self, selector: &str) -> String {
+        match self {
+            Scope::All => format!("pods matching `{selector}`"),
+            Scope::Pod(name) => format!("pod {name} (matching `{selector}`)"),
+            Scope::Claim(claim) => format!("pods mounting pvc {claim} (matching `{selector}`)"),
+        }
+    }
 }
 
 fn default_pattern() -> String {
@@ -109,9 +162,9 @@ impl CleanLogs {
         .collect()
     }
 
-    pub fn plan(&self) -> Plan {
+    pub fn plan(&self, target: &str) -> Plan {
         Plan::new(
-            json!({"selector": self.selector, "argv": self.argv()}),
+            json!({"selector": self.selector, "target": target, "argv": self.argv()}),
             Effect::External,
         )
     }
@@ -122,36 +175,65 @@ impl Action for CleanLogs {
         "kubernetes".to_owned()
     }
 
-    fn target(&self, _labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
-        Ok(format!("pods/{}", self.selector))
+    fn target(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
+        if self.target.is_none() {
+            return Ok(format!("pods/{}", self.selector));
+        }
+        match labels.get("owner") {
+            Some(owner) if matches!(OwnerKind::of(owner), Some(OwnerKind::Pod | OwnerKind::Volume)) => {
+                Ok(owner.clone())
+            }
+            Some(owner) => Err(PlanError::Target(format!(
+                "the series' owner `{owner}` is neither a pod nor a volume claim: nothing to clean"
+            ))),
+            None => Err(PlanError::Target(
+                "the series has no `owner` label to resolve `target: owner`".to_owned(),
+            )),
+        }
+    }
+
+    fn target_from_series(&self) -> bool {
+        self.target.is_some()
+    }
+
+    fn owner_kinds(&self) -> &'static [OwnerKind] {
+        &[OwnerKind::Pod, OwnerKind::Volume]
     }
 
     fn validate(&self, _signal: &SignalSpec) -> Vec<String> {
         CleanLogs::validate(self)
     }
 
-    fn plan(&self, _ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
-        Ok(CleanLogs::plan(self))
+    fn plan(&self, ctx: &PlanCtx<'_>) -> Result<Plan, PlanError> {
+        Ok(CleanLogs::plan(self, ctx.target))
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        Box::pin(async move { Ok(clean_logs(cx.kube()?, &cx.act(), self).await?) })
+        let scope = Scope::of(&cx.decision.target);
+        Box::pin(async move { Ok(clean_logs(cx.kube()?, &cx.act(), self, scope).await?) })
     }
 }
 
-/// How much of the command's stderr an error quotes.
-const STDERR_KEPT: usize = 512;
-
-async fn clean_logs(kube: &KubeExecutor, act: &Act<'_>, spec: &CleanLogs) -> Result<Outcome, ClusterError> {
+async fn clean_logs(
+    kube: &KubeExecutor,
+    act: &Act<'_>,
+    spec: &CleanLogs,
+    scope: Scope<'_>,
+) -> Result<Outcome, ClusterError> {
     let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let params = ListParams::default().labels(&spec.selector);
     let request = ApiRequest::new("GET", "list", "", "pods", &kube.namespace, None);
     let list = kube.call(&request, || pods.list(&params)).await?;
-    let running: Vec<&Pod> = list.items.iter().filter(|pod| is_running(pod)).collect();
+    let running: Vec<&Pod> = list
+        .items
+        .iter()
+        .filter(|pod| is_running(pod) && scope.contains(pod))
+        .collect();
+    let what = scope.describe(&spec.selector);
     if running.is_empty() {
         return Ok(Outcome::skipped(
             SkipReason::Bound,
-            format!("no running pod matches `{}`: nothing to clean", spec.selector),
+            format!("no running pod among the {what}: nothing to clean"),
         ));
     }
 
@@ -189,17 +271,16 @@ async fn clean_logs(kube: &KubeExecutor, act: &Act<'_>, spec: &CleanLogs) -> Res
     }
     if cleaned.is_empty() {
         return Err(ClusterError::Exec {
-            target: format!("pods matching `{}`", spec.selector),
+            target: what,
             message: format!("no pod was cleaned: {}", failed.join("; ")),
         });
     }
     let mut detail = format!(
-        "deleted `{}` files older than {} in {} of {} pod(s) matching `{}`",
+        "deleted `{}` files older than {} in {} of {} of the {what}",
         spec.pattern,
         spec.older_than,
         spec.path,
         cleaned.len(),
-        spec.selector
     );
     if !failed.is_empty() {
         detail.push_str(&format!("; failed: {}", failed.join("; ")));
@@ -208,61 +289,6 @@ async fn clean_logs(kube: &KubeExecutor, act: &Act<'_>, spec: &CleanLogs) -> Res
         detail,
         json!({"pods_cleaned": cleaned.len(), "pods": cleaned, "failed": failed.len(), "argv": argv}),
     ))
-}
-
-/// Runs `argv` in the container and waits for its exit status.
-async fn exec(
-    kube: &KubeExecutor,
-    pods: &Api<Pod>,
-    pod: &str,
-    container: &str,
-    argv: &[String],
-) -> Result<(), ClusterError> {
-    let request = ApiRequest::new(
-        "GET",
-        "get and create",
-        "",
-        "pods/exec",
-        &kube.namespace,
-        Some(pod),
-    );
-    let params = AttachParams::default()
-        .container(container)
-        .stdin(false)
-        .stdout(false)
-        .stderr(true);
-    kube.retrying(&request, kube.exec_timeout, || async {
-        let mut attached = pods
-            .exec(pod, argv.to_vec(), &params)
-            .await
-            .map_err(|e| ClusterError::from_kube(request.clone(), e))?;
-        let status = attached.take_status();
-        let stderr = attached.stderr();
-        // Drain stderr while waiting, or a chatty command would block on a full pipe.
-        let (status, stderr) = tokio::join!(
-            async move {
-                match status {
-                    Some(status) => status.await,
-                    None => None,
-                }
-            },
-            drain(stderr)
-        );
-        let failure = |message: String| ClusterError::Exec {
-            target: format!("pod {pod:?}"),
-            message,
-        };
-        attached.join().await.map_err(|e| failure(e.to_string()))?;
-        match status {
-            Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
-            Some(s) => {
-                let message = s.message.unwrap_or_else(|| "the command failed".to_owned());
-                Err(failure(format!("{message} {}", stderr.trim()).trim().to_owned()))
-            }
-            None => Err(failure("the connection closed without an exit status".to_owned())),
-        }
-    })
-    .await
 }
 
 fn is_running(pod: &Pod) -> bool {
@@ -276,23 +302,6 @@ fn has_container(pod: &Pod, name: &str) -> bool {
         .is_some_and(|s| s.containers.iter().any(|c| c.name == name))
 }
 
-/// Reads a stream to its end, keeping its first bytes.
-async fn drain<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>) -> String {
-    let Some(mut reader) = reader else {
-        return String::new();
-    };
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = reader.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        let room = STDERR_KEPT.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
-    }
-    String::from_utf8_lossy(&kept).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +310,7 @@ mod tests {
     fn argv_matches_find_semantics_and_paths_are_checked() {
         let spec = CleanLogs {
             selector: "app=x".into(),
+            target: None,
             container: None,
             path: "/var/log/app".into(),
             pattern: "*.log".into(),
@@ -341,5 +351,40 @@ mod tests {
             };
             assert!(!s.validate().is_empty(), "selector {bad:?}");
         }
+    }
+
+    #[test]
+    fn targets_from_series_narrow_the_selected_pods() {
+        let spec = CleanLogs {
+            selector: "app=x".into(),
+            target: Some(FromSeries::Owner),
+            container: None,
+            path: "/var/log/app".into(),
+            pattern: "*.log".into(),
+            older_than: default_older_than(),
+        };
+        let owner = |o: &str| BTreeMap::from([("owner".to_owned(), o.to_owned())]);
+        assert_eq!(Action::target(&spec, &owner("pvc/data-0")).unwrap(), "pvc/data-0");
+        assert_eq!(Action::target(&spec, &owner("pod/web-0")).unwrap(), "pod/web-0");
+        assert!(Action::target(&spec, &owner("deployment/web")).is_err());
+        assert!(Action::target(&spec, &BTreeMap::new()).is_err());
+        let fixed = CleanLogs { target: None, ..spec };
+        assert_eq!(
+            Action::target(&fixed, &owner("pvc/data-0")).unwrap(),
+            "pods/app=x"
+        );
+
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0"},
+            "spec": {"containers": [{"name": "app"}],
+                     "volumes": [{"name": "logs", "emptyDir": {}},
+                                 {"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}}]}
+        }))
+        .unwrap();
+        assert!(Scope::of("pvc/data-0").contains(&pod));
+        assert!(!Scope::of("pvc/data-1").contains(&pod));
+        assert!(Scope::of("pod/web-0").contains(&pod));
+        assert!(!Scope::of("pod/web-1").contains(&pod));
+        assert!(Scope::of("pods/app=x").contains(&pod));
     }
 }

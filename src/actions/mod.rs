@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-pub use crate::core::target::Target;
+pub use crate::core::target::{OwnerKind, Target};
 pub use error::ActionError;
 
 use crate::clients::http::{HttpClient, HttpError};
@@ -52,6 +52,12 @@ pub trait Action: Send + Sync {
     /// Whether the target depends on the series (one state per owner) or is fixed.
     fn target_from_series(&self) -> bool {
         false
+    }
+
+    /// What `target: owner` may act on (the signal's [`OwnerKind`]): workloads, unless the
+    /// kind says otherwise.
+    fn owner_kinds(&self) -> &'static [OwnerKind] {
+        &[OwnerKind::Workload]
     }
 
     /// Whether a HorizontalPodAutoscaler owning the target's replicas refuses the action.
@@ -295,11 +301,21 @@ impl ActionSpec {
     /// returned, not just the first.
     pub fn validate(&self, signal: &SignalSpec) -> Vec<String> {
         let mut errors = Vec::new();
-        if self.target_from_series() && !signal.is_pod_signal() {
-            errors.push(format!(
-                "`target: owner` needs a pod signal (pod_oom_killed, pod_crash_loop, pod_restarts), not `{}`",
-                signal.kind()
-            ));
+        if self.target_from_series() {
+            let accepted = self.get().owner_kinds();
+            match signal.owner_kind() {
+                None => errors.push(format!(
+                    "`target: owner` needs a signal whose series name their owner (pod_oom_killed, pod_crash_loop, pod_restarts, or prometheus or alert with a `target`), not `{}`",
+                    signal.kind()
+                )),
+                Some(kind) if !accepted.contains(&kind) => errors.push(format!(
+                    "`target: owner` of `{}` acts on {}, but the signal's series name {}",
+                    self.kind(),
+                    accepted.iter().map(|k| k.describe()).collect::<Vec<_>>().join(" or "),
+                    kind.describe()
+                )),
+                Some(_) => {}
+            }
         }
         errors.extend(self.get().validate(signal));
         errors

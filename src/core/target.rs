@@ -9,6 +9,38 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::core::plan::PlanError;
 use crate::core::values::ValueError;
 
+/// What the `owner` label of a signal's series names, and so what `target: owner` of an
+/// action acts on: a workload (pod signals; `prometheus`/`alert` with `target: owner` or
+/// `deployment/{{label}}`), one pod (`pod/{{pod}}`) or a volume claim
+/// (`pvc/{{persistentvolumeclaim}}`: the pods that mount it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    Workload,
+    Pod,
+    Volume,
+}
+
+impl OwnerKind {
+    /// How rule files and errors name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OwnerKind::Workload => "a workload (`deployment/NAME`, `statefulset/NAME`)",
+            OwnerKind::Pod => "a pod (`pod/NAME`)",
+            OwnerKind::Volume => "a volume claim (`pvc/NAME`)",
+        }
+    }
+
+    /// The kind of an owner string (`deployment/api`, `pod/api-0`, `pvc/data-0`).
+    pub fn of(owner: &str) -> Option<OwnerKind> {
+        match owner.split_once('/')?.0 {
+            "deployment" | "statefulset" => Some(OwnerKind::Workload),
+            "pod" => Some(OwnerKind::Pod),
+            "pvc" => Some(OwnerKind::Volume),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Deployment(String),
@@ -20,9 +52,15 @@ impl Target {
     /// The concrete `kind/name` for a series.
     pub fn resolve(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
         match self {
-            Target::Owner => labels.get("owner").cloned().ok_or_else(|| {
-                PlanError::Target("the series has no `owner` label to resolve `target: owner`".to_owned())
-            }),
+            Target::Owner => match labels.get("owner") {
+                Some(owner) if OwnerKind::of(owner) == Some(OwnerKind::Workload) => Ok(owner.clone()),
+                Some(owner) => Err(PlanError::Target(format!(
+                    "the series' owner `{owner}` is not a workload: `target: owner` of a workload action acts on one"
+                ))),
+                None => Err(PlanError::Target(
+                    "the series has no `owner` label to resolve `target: owner`".to_owned(),
+                )),
+            },
             other => Ok(other.to_string()),
         }
     }
@@ -99,5 +137,11 @@ mod tests {
         let labels = BTreeMap::from([("owner".to_owned(), "deployment/api".to_owned())]);
         assert_eq!(Target::Owner.resolve(&labels).unwrap(), "deployment/api");
         assert!(Target::Owner.resolve(&BTreeMap::new()).is_err());
+        let volume = BTreeMap::from([("owner".to_owned(), "pvc/data-0".to_owned())]);
+        assert!(Target::Owner.resolve(&volume).is_err());
+        assert_eq!(OwnerKind::of("pvc/data-0"), Some(OwnerKind::Volume));
+        assert_eq!(OwnerKind::of("pod/api-0"), Some(OwnerKind::Pod));
+        assert_eq!(OwnerKind::of("statefulset/pg"), Some(OwnerKind::Workload));
+        assert_eq!(OwnerKind::of("job/x"), None);
     }
 }

@@ -24,7 +24,8 @@ pub struct Alert {
     /// Labels the alert must carry, with exactly these values (`{namespace: prod}`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matchers: BTreeMap<String, String>,
-    /// The workload of each alert, from its labels: `deployment/{{deployment}}`; an
+    /// What each alert is about, from its labels, as `prometheus`' `target`: `owner`,
+    /// `deployment/{{deployment}}`, `pod/{{pod}}`, `pvc/{{persistentvolumeclaim}}`…; an
     /// action's `target: owner` acts on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -37,6 +38,10 @@ impl Signal for Alert {
 
     fn has_owner(&self) -> bool {
         self.target.is_some()
+    }
+
+    fn owner_kind(&self) -> Option<super::OwnerKind> {
+        self.target.as_deref().and_then(template::owner_kind)
     }
 
     /// Alertmanager's webhook pushes: a rule reads a new alert at once.
@@ -66,18 +71,8 @@ impl Signal for Alert {
     fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
         Box::pin(async move {
             let now = jiff::Timestamp::now();
-            sources
-                .alerts
-                .matching(&self.name, &self.matchers, now)
-                .into_iter()
-                .map(|(mut labels, value)| {
-                    if let Some(t) = &self.target {
-                        let owner = template::render(t, &labels).map_err(SignalError::Parse)?;
-                        labels.insert("owner".to_owned(), owner);
-                    }
-                    Ok(Series { labels, value })
-                })
-                .collect()
+            let readings = sources.alerts.matching(&self.name, &self.matchers, now);
+            template::attach(sources, self.target.as_deref(), readings).await
         })
     }
 }

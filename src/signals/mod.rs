@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::core::series::Series;
+pub use crate::core::target::OwnerKind;
 pub use error::SignalError;
 pub use needs::{Available, Need};
 pub use sources::Sources;
@@ -50,6 +51,12 @@ pub trait Signal: Send + Sync {
     /// `target: owner`. Such signals are read from the pod watch, which pushes changes.
     fn has_owner(&self) -> bool {
         false
+    }
+
+    /// What the series' `owner` label names: a workload for pod signals; for signals whose
+    /// target is a template, what the template names.
+    fn owner_kind(&self) -> Option<OwnerKind> {
+        self.has_owner().then_some(OwnerKind::Workload)
     }
 
     /// Whether new readings are pushed (the pod watch, Alertmanager's webhook): a push
@@ -144,6 +151,11 @@ impl SignalSpec {
     /// Whether series carry an `owner` label, so a rule may use `target: owner`.
     pub fn is_pod_signal(&self) -> bool {
         self.get().has_owner()
+    }
+
+    /// What the series' `owner` label names, when they carry one.
+    pub fn owner_kind(&self) -> Option<OwnerKind> {
+        self.get().owner_kind()
     }
 
     /// Whether a push (pod watch event, Alertmanager webhook) re-reads this source at once.

@@ -20,6 +20,10 @@ pub struct Sources {
     pub postgres: Option<Arc<PgSource>>,
     /// The pod watch, when a Kubernetes API is configured.
     pub pods: Option<PodSignals>,
+    /// The namespace the automaton acts in, when a Kubernetes API is configured: series of
+    /// other systems (`prometheus`, `alert`) labelled with another namespace are not its to
+    /// act on.
+    pub namespace: Option<String>,
     /// The last `oom_kill` counter of each `memory.events` file.
     pub oom_kills: OomKills,
     /// How long one collection may take: CHECK_INTERVAL, at most 10s.
@@ -38,6 +42,7 @@ impl Sources {
             kafka: None,
             postgres: None,
             pods: None,
+            namespace: None,
             oom_kills: OomKills::default(),
             timeout,
             prometheus_token: None,

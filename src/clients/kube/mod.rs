@@ -3,6 +3,7 @@
 //! engine never sees a kube type.
 
 pub mod error;
+pub mod exec;
 pub mod executor;
 pub mod leader;
 pub mod managers;

@@ -45,6 +45,7 @@ impl Daemon {
             Some(cluster.namespace.clone()),
             push,
         ));
+        self.sources.namespace = Some(cluster.namespace.clone());
         let timing = LeaseTiming::from_duration(self.settings.lease_duration);
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
         // Requests and execs are bounded by ACTION_TIMEOUT, like the whole action.

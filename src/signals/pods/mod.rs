@@ -54,6 +54,7 @@ use watch::{lock, Watch};
 /// Dropping it stops the watch.
 pub struct PodSignals {
     state: Arc<Mutex<PodState>>,
+    owners: Arc<Owners>,
     task: JoinHandle<()>,
 }
 
@@ -63,14 +64,37 @@ impl PodSignals {
     /// crash-loop change, or a list that made the signals known.
     pub fn spawn(client: Client, namespace: Option<String>, trigger: mpsc::Sender<()>) -> PodSignals {
         let state = Arc::new(Mutex::new(PodState::default()));
+        let owners = Arc::new(Owners::new(client.clone()));
         let watch = Watch {
             state: state.clone(),
-            owners: Owners::new(client.clone()),
+            owners: owners.clone(),
             trigger,
         };
         let span = tracing::info_span!("pod_signals", namespace = namespace.as_deref().unwrap_or("*"));
         let task = tokio::spawn(watch.run(client, namespace).instrument(span));
-        PodSignals { state, task }
+        PodSignals { state, owners, task }
+    }
+
+    /// The workload owning the pod `namespace/name`, through its owner chain (the watch's
+    /// answer when it has one, else one cached ReplicaSet read): `Ok(None)` when no such pod
+    /// is watched (deleted since another system saw it), `Ok(Some(None))` when it has no
+    /// workload the automaton acts on. Unknown while the watch is.
+    pub async fn owner_of(&self, namespace: &str, name: &str) -> Result<Option<Option<String>>, SignalError> {
+        let found = {
+            let st = lock(&self.state);
+            st.status(Timestamp::now()).map_err(SignalError::Watch)?;
+            st.find(namespace, name)
+        };
+        match found {
+            None => Ok(None),
+            Some((_, Some(known))) => Ok(Some(known)),
+            Some((controller, None)) => self
+                .owners
+                .resolve(namespace, controller.as_ref())
+                .await
+                .map(Some)
+                .map_err(|e| SignalError::Watch(e.to_string())),
+        }
     }
 
     /// The series of one pod signal at `now`, from memory (no request): `read` picks them

@@ -185,6 +185,24 @@ impl PodState {
         }
     }
 
+    /// A pod by namespace and name: its controlling owner reference and its owner, when
+    /// already resolved. `None`: no such pod is watched (gone, or in another namespace).
+    pub fn find(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(Option<OwnerReference>, Option<Option<String>>)> {
+        let rec = self
+            .pods
+            .values()
+            .find(|r| r.meta.name == name && r.meta.namespace == namespace)?;
+        let known = match &rec.owner {
+            Owner::Known(target) => Some(target.clone()),
+            _ => None,
+        };
+        Some((rec.controller.clone(), known))
+    }
+
     /// Pods whose owner look-up failed: (key, namespace, controlling reference).
     pub fn failed_owners(&self) -> Vec<(String, String, Option<OwnerReference>)> {
         let failed = self.pods.iter().filter(|(_, r)| r.owner == Owner::Failed);

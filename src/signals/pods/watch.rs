@@ -20,7 +20,7 @@ use crate::clients::kube::owners::{Owners, RETRY_AFTER};
 
 pub(super) struct Watch {
     pub state: Arc<Mutex<PodState>>,
-    pub owners: Owners,
+    pub owners: Arc<Owners>,
     pub trigger: mpsc::Sender<()>,
 }
 

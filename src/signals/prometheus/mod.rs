@@ -2,9 +2,10 @@
 //! rule can act on what the monitoring stack already measures: a container's working set
 //! against its limit, a volume's used bytes against its capacity, any recording rule.
 //!
-//! Each series of the result is one reading. `target` names the workload of each series from
-//! its labels (`deployment/{{deployment}}`); the series carries it as `owner`, so a workload
-//! action with `target: owner` acts on it and each workload has its own state and cooldown.
+//! Each series of the result is one reading. `target` names what each series is about from
+//! its labels (`deployment/{{deployment}}`, `pvc/{{persistentvolumeclaim}}`, or `owner`: the
+//! workload owning its `pod`), see [`super::template`]; the series carries it as `owner`, so
+//! an action with `target: owner` acts on it and each has its own state and cooldown.
 //! A series that leaves the result reads as not holding, as an alert that stops firing does
 //! in Prometheus. An error, a timeout, a range vector, a NaN or an infinity is unknown, with
 //! the reason: never a number in its place. The bearer token, when the server wants one, is
@@ -27,9 +28,11 @@ pub struct Prometheus {
     pub url: String,
     /// An instant PromQL query; each series of its result is one reading.
     pub query: String,
-    /// The workload of each series, from its labels: `deployment/{{deployment}}` or
-    /// `statefulset/{{statefulset}}`; an action's `target: owner` acts on it. Absent: the
-    /// action names its own target, and the deepest series decides.
+    /// What each series is about, from its labels: `owner` (the workload owning its `pod`,
+    /// through the owner chain), `deployment/{{deployment}}`, `statefulset/{{statefulset}}`,
+    /// `pod/{{pod}}` or `pvc/{{persistentvolumeclaim}}`; an action's `target: owner` acts on
+    /// it, and series of another namespace are dropped. Absent: the action names its own
+    /// target, and the deepest series decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// How long the query may take (default: CHECK_INTERVAL, at most 10 s).
@@ -48,6 +51,10 @@ impl Signal for Prometheus {
 
     fn has_owner(&self) -> bool {
         self.target.is_some()
+    }
+
+    fn owner_kind(&self) -> Option<super::OwnerKind> {
+        self.target.as_deref().and_then(template::owner_kind)
     }
 
     /// Read at every tick, not at every pod watch event.
@@ -76,20 +83,8 @@ impl Signal for Prometheus {
             let samples = api::query(&sources.http, &self.url, &self.query, token, timeout)
                 .await
                 .map_err(|e| SignalError::Rpc(format!("query {}: {e}", redacted(&self.url))))?;
-            samples
-                .into_iter()
-                .map(|s| {
-                    let mut labels = s.labels;
-                    if let Some(template) = &self.target {
-                        let owner = template::render(template, &labels).map_err(SignalError::Parse)?;
-                        labels.insert("owner".to_owned(), owner);
-                    }
-                    Ok(Series {
-                        labels,
-                        value: s.value,
-                    })
-                })
-                .collect()
+            let readings = samples.into_iter().map(|s| (s.labels, s.value)).collect();
+            template::attach(sources, self.target.as_deref(), readings).await
         })
     }
 }
@@ -118,13 +113,13 @@ mod tests {
             Some("deployment/{{deployment}}"),
         );
         assert_eq!(good.validate(&ctx), Vec::<String>::new());
-        let bad = spec("prometheus:9090", " ", Some("pod/{{pod"));
+        let bad = spec("prometheus:9090", " ", Some("job/{{pod"));
         let errors = bad.validate(&ctx);
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].starts_with("`url`"), "{errors:?}");
         assert!(errors[1].contains("`query`"), "{errors:?}");
         assert!(errors[2].contains("without"), "{errors:?}");
-        assert!(errors[3].contains("must name a workload"), "{errors:?}");
+        assert!(errors[3].contains("must be `owner` or name"), "{errors:?}");
         let fixed = spec("http://p:9090", "x", Some("deployment/api"));
         assert!(fixed.validate(&ctx)[0].contains("names no label"));
         let weird = spec("http://p:9090", "x", Some("deployment/{{1x}}"));
