@@ -842,20 +842,29 @@ fn kubectl_kustomize_builds_the_base_the_packs_and_the_production_overlay() {
     assert_eq!(keys, ["pods.yaml"], "the base ships the pod pack only");
 
     // Each pack is one line of an overlay, merges its rule file into the one ConfigMap and
-    // grants nothing it should not; only the disk pack (clean_logs) brings pods/exec.
-    for (pack, file) in [
-        ("kafka", "kafka.yaml"),
-        ("postgres", "postgres.yaml"),
-        ("disk", "disk.yaml"),
-        ("memory", "memory.yaml"),
-        ("clean-logs", ""),
+    // grants nothing it should not; only the disk pack (clean_logs) brings pods/exec, the
+    // volume pack (clean_logs too) is used with it or with clean-logs.
+    for (packs, files, exec) in [
+        (&["kafka"][..], &["kafka.yaml"][..], false),
+        (&["postgres"], &["postgres.yaml"], false),
+        (&["disk"], &["disk.yaml"], true),
+        (&["memory"], &["memory.yaml"], false),
+        (&["volumes"], &["volumes.yaml"], false),
+        (&["volumes", "clean-logs"], &["volumes.yaml"], true),
+        (&["disk", "volumes"], &["disk.yaml", "volumes.yaml"], true),
+        (&["clean-logs"], &[], true),
     ] {
+        let pack = packs.join("+");
         let overlay = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
         let to_deploy = relative(overlay.path(), &deploy());
+        let components: Vec<String> = packs
+            .iter()
+            .map(|p| to_deploy.join("components").join(p).display().to_string())
+            .collect();
         let text = format!(
             "resources: [{}]\ncomponents: [{}]\n",
             to_deploy.join("base").display(),
-            to_deploy.join("components").join(pack).display()
+            components.join(", ")
         );
         std::fs::write(overlay.path().join("kustomization.yaml"), text).expect("write the overlay");
         let built = kubectl_kustomize(overlay.path()).expect("kubectl ran once already");
@@ -868,9 +877,9 @@ fn kubectl_kustomize_builds_the_base_the_packs_and_the_production_overlay() {
             rules.get("pods.yaml"),
             Some(&read(&repo().join("rules/pods.yaml")))
         );
-        if !file.is_empty() {
+        for file in files {
             assert_eq!(
-                rules.get(file),
+                rules.get(*file),
                 Some(&read(&repo().join("rules").join(file))),
                 "{pack}: {file} merged into {RULES_CONFIG_MAP}"
             );
@@ -880,8 +889,11 @@ fn kubectl_kustomize_builds_the_base_the_packs_and_the_production_overlay() {
             "no hash suffix"
         );
         let granted = objects.rules();
-        let exec = can_i(&granted, "create", "", "pods/exec", None);
-        assert_eq!(exec, pack == "disk" || pack == "clean-logs", "{pack}: pods/exec");
+        assert_eq!(
+            can_i(&granted, "create", "", "pods/exec", None),
+            exec,
+            "{pack}: pods/exec"
+        );
         assert!(can_i(&granted, "patch", "apps", "deployments", None));
         assert_eq!(never_granted(&granted), Vec::<String>::new());
     }

@@ -6,99 +6,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use automaton::signals::{Prometheus, Signal, Sources};
+use common::prometheus::{Exporter, Prometheus as Server};
 use common::scenario::deployments;
-use common::{eventually, free_port, http_get, Automaton, FakeKube};
+use common::{eventually, free_port, Automaton, FakeKube};
 
-/// The exporter's gauges: `app_memory_used_percent{deployment=…}`.
-type Gauges = Arc<Mutex<Vec<(String, f64)>>>;
-
-fn exporter(gauges: Gauges) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                line.clear();
-            }
-            let mut body = String::from("# TYPE app_memory_used_percent gauge\n");
-            for (deployment, v) in gauges.lock().expect("lock").iter() {
-                body.push_str(&format!(
-                    "app_memory_used_percent{{deployment=\"{deployment}\"}} {v}\n"
-                ));
-            }
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
-/// A Prometheus scraping the exporter every second, until dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(exporter: u16) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{exporter}']}}]\n"
-            ),
-        )
-        .expect("config");
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
-            .spawn()
-            .expect("prometheus runs (scripts/deps.sh installs it)");
-        let server = Server {
-            child,
-            port,
-            _dir: dir,
-        };
-        eventually("Prometheus ready", Duration::from_secs(30), || {
-            http_get(port, "/-/ready")
-                .filter(|(code, _)| *code == 200)
-                .map(drop)
-        });
-        server
+/// The exposition of `app_memory_used_percent{deployment=…}` gauges.
+fn gauges(values: &[(&str, f64)]) -> String {
+    let mut body = String::from("# TYPE app_memory_used_percent gauge\n");
+    for (deployment, v) in values {
+        body.push_str(&format!(
+            "app_memory_used_percent{{deployment=\"{deployment}\"}} {v}\n"
+        ));
     }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    body
 }
 
 fn spec(url: &str, query: &str) -> Prometheus {
@@ -110,8 +33,8 @@ fn spec(url: &str, query: &str) -> Prometheus {
 
 #[tokio::test]
 async fn series_become_readings_and_errors_become_reasons() {
-    let gauges: Gauges = Arc::new(Mutex::new(vec![("api".into(), 91.0), ("web".into(), 10.0)]));
-    let prometheus = Server::start(exporter(gauges));
+    let exporter = Exporter::start(&gauges(&[("api", 91.0), ("web", 10.0)]));
+    let prometheus = Server::start(&exporter);
     let sources = Sources::new(Duration::from_secs(5), reqwest::Client::new());
     let signal = spec(&prometheus.url(), "app_memory_used_percent");
     let series = eventually_async(&sources, &signal).await;
@@ -167,8 +90,8 @@ async fn eventually_async(sources: &Sources, signal: &Prometheus) -> Vec<automat
 
 #[test]
 fn a_series_over_its_threshold_in_prometheus_scales_its_workload_once() {
-    let gauges: Gauges = Arc::new(Mutex::new(vec![("api".into(), 91.0), ("web".into(), 10.0)]));
-    let prometheus = Server::start(exporter(gauges.clone()));
+    let exporter = Exporter::start(&gauges(&[("api", 91.0), ("web", 10.0)]));
+    let prometheus = Server::start(&exporter);
     let fake = FakeKube::start(&deployments(&["api", "web"]));
     let rules = fake.dir.path().join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
@@ -194,7 +117,7 @@ fn a_series_over_its_threshold_in_prometheus_scales_its_workload_once() {
 
     // web crosses its threshold in Prometheus: from the exporter's change to the request.
     let crossed = Instant::now();
-    gauges.lock().expect("lock")[1].1 = 97.0;
+    exporter.set(&gauges(&[("api", 91.0), ("web", 97.0)]));
     fake.wait_for("the scale of web", Duration::from_secs(30), patch_of("web"));
     let latency = crossed.elapsed();
     eprintln!(

@@ -44,7 +44,7 @@ fn timeline_expecting(dir: &Path, name: &str, expect: &str) -> String {
 
 #[test]
 fn every_shipped_pack_passes_its_timeline() {
-    let files: Vec<String> = ["seed", "pods", "postgres", "disk", "memory"]
+    let files: Vec<String> = ["seed", "pods", "postgres", "disk", "memory", "volumes"]
         .iter()
         .map(|f| repo(&format!("tests/timelines/{f}.yaml")))
         .collect();
@@ -54,7 +54,7 @@ fn every_shipped_pack_passes_its_timeline() {
     args.extend(files.iter().map(String::as_str));
     let (code, out, err) = automaton(&args, &[]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("5 of 5 files passed"), "{out}");
+    assert!(out.contains("6 of 6 files passed"), "{out}");
 }
 
 #[test]

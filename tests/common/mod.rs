@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod prometheus;
 pub mod proxy;
 pub mod scenario;
 
