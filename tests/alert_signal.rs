@@ -3,13 +3,15 @@
 //! and the rule on it scales the alert's Deployment through the fake API server, once;
 //! resolved, the rule is inactive. The receiver refuses requests without the token, bodies
 //! that are not webhooks or are too large; a rule on `alert` without ALERTMANAGER_TOKEN is
-//! refused at load.
+//! refused at load. And the whole chain: a Prometheus alerting rule over a scraped series,
+//! sent to Alertmanager, routed to the binary, heals once and goes inactive once resolved.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::alertmanager::Alertmanager;
+use common::prometheus::{Exporter, Prometheus};
 use common::scenario::deployments;
 use common::{eventually, free_port, run_automaton, Automaton, FakeKube};
 use serde_json::{json, Value};
@@ -71,6 +73,28 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
     )
 }
 
+fn status(a: &Automaton) -> Value {
+    serde_json::from_str(&a.get("/status").expect("status").1).expect("json")
+}
+
+/// Waits until every target of `rule` is inactive in `/status`.
+fn wait_inactive(a: &Automaton, rule: &str) {
+    eventually(&format!("{rule} inactive"), Duration::from_secs(30), || {
+        let st = status(a);
+        let rule = st["rules"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == rule)?
+            .clone();
+        let states: Vec<Value> = rule["targets"]
+            .as_array()?
+            .iter()
+            .map(|t| t["state"].clone())
+            .collect();
+        (!states.is_empty() && states.iter().all(|s| s == "inactive")).then_some(())
+    });
+}
+
 fn alert(ends_in: i64) -> String {
     let now = jiff::Timestamp::now();
     let ends = now + jiff::SignedDuration::from_secs(ends_in);
@@ -122,12 +146,12 @@ fn an_alert_routed_by_alertmanager_scales_its_deployment_once_and_resolves() {
         "pushed, not polled: {latency:?}"
     );
     assert_eq!(patch["body"]["spec"], json!({"replicas": 2}), "{patch}");
-    let status = |a: &Automaton| -> Value {
-        serde_json::from_str(&a.get("/status").expect("status").1).expect("json")
-    };
-    let shown = status(&a)["alerts"].clone();
+    // `/status` is published at the end of the tick that wrote the PATCH.
+    let shown = eventually("the alert in /status", Duration::from_secs(10), || {
+        let alerts = status(&a)["alerts"].clone();
+        (alerts[0]["status"] == "firing").then_some(alerts)
+    });
     assert_eq!(shown[0]["labels"]["deployment"], "api", "{shown}");
-    assert_eq!(shown[0]["status"], "firing", "{shown}");
 
     // Resolved in Alertmanager: it tells the receiver, the rule goes inactive.
     let (code, _) = request(am.port, "POST", "/api/v2/alerts", &[], &alert(0));
@@ -135,24 +159,76 @@ fn an_alert_routed_by_alertmanager_scales_its_deployment_once_and_resolves() {
     eventually("the alert resolved in /status", Duration::from_secs(30), || {
         (status(&a)["alerts"][0]["status"] == "resolved").then_some(())
     });
-    eventually("the rule inactive", Duration::from_secs(30), || {
-        let st = status(&a);
-        let rule = st["rules"]
-            .as_array()?
-            .iter()
-            .find(|r| r["name"] == "memory-alert")?
-            .clone();
-        let states: Vec<Value> = rule["targets"]
-            .as_array()?
-            .iter()
-            .map(|t| t["state"].clone())
-            .collect();
-        states.iter().all(|s| s == "inactive").then_some(())
-    });
+    wait_inactive(&a, "memory-alert");
     let patches = fake
         .requests()
         .iter()
         .filter(|r| r["method"] == "PATCH" && r["path"] == path)
         .count();
     assert_eq!(patches, 1, "one alert, one scale");
+}
+
+/// A Prometheus alerting rule firing above 85% of a scraped gauge, as teams write them.
+const PROMETHEUS_RULES: &str = "groups:\n  - name: app\n    rules:\n      - alert: VolumeFilling\n        expr: app_volume_used_percent > 85\n        labels: {severity: warning}\n        annotations: {summary: 'volume of {{ $labels.deployment }} filling up'}\n";
+
+fn volume(api: f64) -> String {
+    format!("# TYPE app_volume_used_percent gauge\napp_volume_used_percent{{deployment=\"api\"}} {api}\napp_volume_used_percent{{deployment=\"web\"}} 20\n")
+}
+
+#[test]
+fn a_prometheus_alerting_rule_through_alertmanager_heals_once_and_resolves() {
+    let fake = FakeKube::start(&deployments(&["api", "web"]));
+    let rules = fake.dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("alert.yaml"),
+        "rules:\n  - name: volume-alert\n    priority: critical\n    signal:\n      alert: {name: VolumeFilling, matchers: {severity: warning}, target: \"deployment/{{deployment}}\"}\n    when: \"> 0\"\n    action: {scale: {target: owner, step: 1, max: 5}}\n    cooldown: 1h\n",
+    )
+    .expect("rules");
+    let a = Automaton::start(
+        &fake.kubeconfig,
+        &rules,
+        "automaton-a",
+        &[("ALERTMANAGER_TOKEN", TOKEN), ("CHECK_INTERVAL", "5s")],
+    );
+    let am = alertmanager(&format!("http://127.0.0.1:{}/alertmanager", a.port));
+    let exporter = Exporter::start(&volume(50.0));
+    let prometheus = Prometheus::with_rules(&exporter, Some(PROMETHEUS_RULES), Some(am.port));
+    prometheus.wait_for_series("app_volume_used_percent", 2);
+    eventually("the daemon serves", Duration::from_secs(30), || {
+        a.get("/status").map(drop)
+    });
+
+    // The series crosses the rule's threshold: scraped, evaluated, sent, routed, pushed.
+    let crossed = Instant::now();
+    exporter.set(&volume(92.0));
+    let path = "/apis/apps/v1/namespaces/prod/deployments/api";
+    let patch = fake.wait_for("the scale of api", Duration::from_secs(30), |r| {
+        r["method"] == "PATCH" && r["path"] == path
+    });
+    eprintln!(
+        "series over the alerting rule's threshold in the exporter → the PATCH: {:?} (scrape and evaluation 1 s, group_wait 0s, CHECK_INTERVAL 5s)",
+        crossed.elapsed()
+    );
+    assert_eq!(patch["body"]["spec"], json!({"replicas": 2}), "{patch}");
+    let shown = eventually("the alert in /status", Duration::from_secs(10), || {
+        let alerts = status(&a)["alerts"].clone();
+        (alerts[0]["status"] == "firing").then_some(alerts)
+    });
+    assert_eq!(shown[0]["labels"]["alertname"], "VolumeFilling", "{shown}");
+    assert_eq!(shown[0]["labels"]["deployment"], "api", "{shown}");
+
+    // Back under the threshold: Prometheus resolves the alert, Alertmanager says so.
+    exporter.set(&volume(50.0));
+    wait_inactive(&a, "volume-alert");
+    let patches: Vec<Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "PATCH" && r["path"].as_str().is_some_and(|p| p.contains("/deployments/")))
+        .collect();
+    assert_eq!(
+        patches.len(),
+        1,
+        "one alert, one scale, web untouched: {patches:?}"
+    );
 }
