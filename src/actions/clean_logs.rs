@@ -276,11 +276,12 @@ async fn clean_logs(
         });
     }
     let mut detail = format!(
-        "deleted `{}` files older than {} in {} of {} of the {what}",
+        "deleted `{}` files older than {} in {} in {} of {} running pod(s) ({what})",
         spec.pattern,
         spec.older_than,
         spec.path,
         cleaned.len(),
+        cleaned.len() + failed.len(),
     );
     if !failed.is_empty() {
         detail.push_str(&format!("; failed: {}", failed.join("; ")));

@@ -1,8 +1,11 @@
-//! The shipped Prometheus packs end to end through the binary: a real Prometheus scraping
-//! what the kubelet, cAdvisor and kube-state-metrics would expose (served here), the shipped
-//! rule file (only its `for: 5m` shortened; the timelines in tests/timelines pin the hold),
-//! and the fake API server with scripted `pods/exec`.
+//! The shipped packs end to end through the binary: the shipped rule file (only its
+//! `for: 5m` shortened; the timelines in tests/timelines pin the hold), the fake API server
+//! with scripted `pods/exec`, and for the Prometheus packs a real Prometheus scraping what
+//! the kubelet, cAdvisor and kube-state-metrics would expose (served here).
 //!
+//! - disk (rules/disk.yaml): the log volume mounted at DISK_PATH over its threshold cleans
+//!   old logs in every labelled pod with the shipped argv, once; a pod whose `find` exits 1
+//!   is reported as failed beside the one cleaned.
 //! - volumes (rules/volumes.yaml): a claim over DISK_SPACE_THRESHOLD% gets old logs cleaned
 //!   in the labelled pods that mount it, with exactly the shipped argv, once per claim; a
 //!   command that exits 1 is a failed action with its stderr, never a success.
@@ -83,6 +86,61 @@ fn execs(fake: &FakeKube) -> Vec<(String, Value)> {
             Some((pod, argv))
         })
         .collect()
+}
+
+#[test]
+fn the_disk_pack_cleans_logs_in_every_labelled_pod_once() {
+    let mut scenario = String::from("namespace: prod\nclock: start\nobjects:\n");
+    scenario.push_str(&pod("web-0", "data-web-0", true));
+    scenario.push_str(&pod("web-1", "data-web-1", true));
+    scenario.push_str(&pod("backup-0", "data-web-0", false));
+    scenario
+        .push_str("exec:\n  web-1: {stderr: \"find: '/var/log/app': Permission denied\\n\", exit_code: 1}\n");
+    let fake = FakeKube::start(&scenario);
+    let rules = shipped_rules(fake.dir.path(), "disk.yaml");
+    // The "log volume": a directory of this machine, which holds something, so its usage is
+    // over a threshold of 0%.
+    let volume = fake.dir.path().display().to_string();
+    let a = Automaton::start(
+        &fake.kubeconfig,
+        &rules,
+        "automaton-a",
+        &[("DISK_PATH", volume.as_str()), ("DISK_SPACE_THRESHOLD", "0")],
+    );
+    let done =
+        r#"healing_actions_total{action="clean_logs",dry_run="false",rule="disk-space",success="true"}"#;
+    eventually("the clean recorded", Duration::from_secs(60), || {
+        a.metric(done).filter(|n| *n >= 1.0)
+    });
+    let logs = a.logs();
+    assert!(
+        logs.contains("in /var/log/app in 1 of 2 running pod(s) (pods matching `automaton.dev/heal=true`)"),
+        "one cleaned, one failed: {logs}"
+    );
+    assert!(
+        logs.contains("web-1: ") && logs.contains("Permission denied"),
+        "{logs}"
+    );
+
+    let checks = || {
+        a.metric(r#"healing_checks_total{rule="disk-space"}"#)
+            .unwrap_or(0.0)
+    };
+    let seen = checks();
+    eventually("three more ticks", Duration::from_secs(30), || {
+        (checks() >= seen + 3.0).then_some(())
+    });
+    let mut seen_execs = execs(&fake);
+    seen_execs.sort_by(|a, b| a.0.cmp(&b.0));
+    let pods: Vec<&str> = seen_execs.iter().map(|(pod, _)| pod.as_str()).collect();
+    assert_eq!(
+        pods,
+        ["web-0", "web-1"],
+        "every labelled pod once, within the cooldown"
+    );
+    for (pod, argv) in &seen_execs {
+        assert_eq!(*argv, serde_json::json!(ARGV), "{pod}");
+    }
 }
 
 #[test]
