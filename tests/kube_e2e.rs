@@ -71,6 +71,16 @@ fn an_oom_kill_on_the_watch_raises_memory_once_with_an_event() {
         "{}",
         a.logs()
     );
+    // The API server filtered: the pod list and watch asked for the rule's selector only.
+    let pod_reads: Vec<serde_json::Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "GET" && r["path"] == "/api/v1/namespaces/prod/pods")
+        .collect();
+    assert!(pod_reads.len() >= 2, "a list and a watch: {pod_reads:?}");
+    for r in &pod_reads {
+        assert_eq!(r["query"]["labelSelector"], "automaton.dev/heal=true", "{r}");
+    }
 }
 
 #[test]

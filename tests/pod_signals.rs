@@ -231,12 +231,19 @@ impl ApiServer {
     /// A pod list as kube's watcher sends it: pages of 500, the most recent data (no
     /// resourceVersion), every pod (no labelSelector: the selectors apply in memory).
     async fn expect_list(&mut self, namespace: Option<&str>) -> Reply {
+        self.expect_list_selecting(namespace, None).await
+    }
+
+    /// A pod list filtered by the API server (`labelSelector`, URL-encoded as sent).
+    async fn expect_list_selecting(&mut self, namespace: Option<&str>, selector: Option<&str>) -> Reply {
         let (req, reply) = self.next("a pod list").await;
         assert_eq!(
             (req.method().as_str(), req.uri().path()),
             ("GET", &*pods_path(namespace))
         );
-        assert_eq!(query(&req), pairs(&[("limit", "500")]), "{}", req.uri());
+        let mut want = vec![("limit", "500")];
+        want.extend(selector.map(|s| ("labelSelector", s)));
+        assert_eq!(query(&req), pairs(&want), "{}", req.uri());
         reply
     }
 
@@ -321,7 +328,7 @@ fn start(namespace: Option<&str>) -> (PodSignals, ApiServer, mpsc::Receiver<()>)
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "prod");
     let (trigger, woken) = mpsc::channel(16);
-    let pods = PodSignals::spawn(client, namespace.map(str::to_owned), trigger);
+    let pods = PodSignals::spawn(client, namespace.map(str::to_owned), String::new(), trigger);
     (pods, ApiServer(handle), woken)
 }
 
@@ -744,4 +751,122 @@ fn a_bad_selector_is_a_rule_file_error() {
           `app in (web`: at column 12: missing `)` to close `in (`"
         ]
     );
+}
+
+#[tokio::test]
+async fn the_api_server_filters_by_the_shared_selector_and_a_new_one_lists_again() {
+    let ns = Some("mockNamespace");
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "prod");
+    let (trigger, mut rx) = mpsc::channel(16);
+    let pods = PodSignals::spawn(
+        client,
+        ns.map(str::to_owned),
+        "automaton.dev/heal=true".into(),
+        trigger,
+    );
+    assert_eq!(pods.selector(), "automaton.dev/heal=true");
+    // The pod in CrashLoopBackOff, as the filtered list returns it.
+    let crashing = oom_stream()[2]["object"].clone();
+    let verifier = verify(ApiServer(handle), move |mut api| async move {
+        let heal = Some("automaton.dev%2Fheal%3Dtrue");
+        let reply = api.expect_list_selecting(ns, heal).await;
+        let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "100"},
+                          "items": [crashing]});
+        respond(reply, 200, list.to_string());
+        let (req, parked) = api.next("the filtered watch").await;
+        let q = query(&req);
+        assert_eq!(q.get("labelSelector").map(String::as_str), heal, "{}", req.uri());
+        assert_eq!(q.get("watch").map(String::as_str), Some("true"));
+        (api, parked)
+    });
+    woken(&mut rx).await;
+    let (api, _parked) = done(verifier).await;
+    assert_eq!(pods.collect(&crash(""), Timestamp::now()).map(|s| s.len()), Ok(1));
+
+    // The rules changed: the same selector again is nothing new; another lists again, and
+    // the pod it leaves out is forgotten at the list's end.
+    pods.narrow("automaton.dev/heal=true".into());
+    pods.narrow("app=web".into());
+    assert_eq!(pods.selector(), "app=web");
+    let verifier = verify(api, move |mut api| async move {
+        let reply = api.expect_list_selecting(ns, Some("app%3Dweb")).await;
+        let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "200"},
+                          "items": []});
+        respond(reply, 200, list.to_string());
+        let (req, parked) = api.next("the watch with the new selector").await;
+        assert_eq!(
+            query(&req).get("labelSelector").map(String::as_str),
+            Some("app%3Dweb")
+        );
+        (api, parked)
+    });
+    let (_api, _parked) = done(verifier).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pods.collect(&crash(""), Timestamp::now()).map(|s| s.len()) != Ok(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod is still remembered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_owner_of_a_pod_outside_the_watch_is_read_once() {
+    let ns = Some("mockNamespace");
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "prod");
+    let (trigger, mut rx) = mpsc::channel(16);
+    let pods = PodSignals::spawn(
+        client,
+        ns.map(str::to_owned),
+        "automaton.dev/heal=true".into(),
+        trigger,
+    );
+    let verifier = verify(ApiServer(handle), move |mut api| async move {
+        let reply = api
+            .expect_list_selecting(ns, Some("automaton.dev%2Fheal%3Dtrue"))
+            .await;
+        let list =
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []});
+        respond(reply, 200, list.to_string());
+        let (_, parked) = api.next("the watch").await;
+        // A series names web-1, which did not opt in: its metadata, then its ReplicaSet's.
+        let (req, reply) = api.next("GET pod web-1").await;
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/mockNamespace/pods/web-1");
+        let owner = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f7",
+                           "uid": "1", "controller": true});
+        let body = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                          "metadata": {"name": "web-1", "namespace": "mockNamespace", "ownerReferences": [owner]}});
+        respond(reply, 200, body.to_string());
+        api.get_replicaset("mockNamespace", "web-5d8f7", "web").await;
+        // A pod that is gone: 404, no owner, nothing to act on.
+        let (req, reply) = api.next("GET pod gone-0").await;
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/mockNamespace/pods/gone-0");
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                            "message": "pods \"gone-0\" not found", "code": 404});
+        respond(reply, 404, status.to_string());
+        (api, parked)
+    });
+    woken(&mut rx).await;
+    let owner = pods.owner_of("mockNamespace", "web-1").await.expect("read");
+    assert_eq!(owner, Some(Some("deployment/web".to_owned())));
+    assert_eq!(
+        pods.owner_of("mockNamespace", "gone-0").await.expect("read"),
+        None
+    );
+    let (_api, _parked) = done(verifier).await;
+    // Both answers are reused: no request (nobody answers one now: it would time out).
+    let cached = |name: &'static str| {
+        let pods = &pods;
+        async move {
+            tokio::time::timeout(Duration::from_secs(2), pods.owner_of("mockNamespace", name))
+                .await
+                .expect("answered from the cache, without a request")
+                .expect("cached")
+        }
+    };
+    assert_eq!(cached("web-1").await, Some(Some("deployment/web".to_owned())));
+    assert_eq!(cached("gone-0").await, None);
 }

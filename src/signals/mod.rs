@@ -53,6 +53,12 @@ pub trait Signal: Send + Sync {
         false
     }
 
+    /// The label selector of the pods a pod signal reads from the pod watch, which asks the
+    /// API server only for the pods every such selector selects.
+    fn pod_selector(&self) -> Option<&str> {
+        None
+    }
+
     /// What the series' `owner` label names: a workload for pod signals; for signals whose
     /// target is a template, what the template names.
     fn owner_kind(&self) -> Option<OwnerKind> {
@@ -151,6 +157,11 @@ impl SignalSpec {
     /// Whether series carry an `owner` label, so a rule may use `target: owner`.
     pub fn is_pod_signal(&self) -> bool {
         self.get().has_owner()
+    }
+
+    /// The selector of the pods a pod signal reads.
+    pub fn pod_selector(&self) -> Option<&str> {
+        self.get().pod_selector()
     }
 
     /// What the series' `owner` label names, when they carry one.

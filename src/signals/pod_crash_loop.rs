@@ -41,6 +41,10 @@ impl Signal for PodCrashLoop {
         true
     }
 
+    fn pod_selector(&self) -> Option<&str> {
+        Some(&self.selector)
+    }
+
     fn validate(&self, _rule: &RuleContext) -> Vec<String> {
         selector_error("pod_crash_loop", &self.selector)
             .into_iter()

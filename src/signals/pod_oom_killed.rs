@@ -53,6 +53,10 @@ impl Signal for PodOomKilled {
         true
     }
 
+    fn pod_selector(&self) -> Option<&str> {
+        Some(&self.selector)
+    }
+
     fn validate(&self, rule: &RuleContext) -> Vec<String> {
         let mut errors = Vec::new();
         if self.window.0.is_zero() || self.window.0 > super::pods::KILL_LOG_KEEP {

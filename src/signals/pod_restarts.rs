@@ -45,6 +45,10 @@ impl Signal for PodRestarts {
         true
     }
 
+    fn pod_selector(&self) -> Option<&str> {
+        Some(&self.selector)
+    }
+
     fn validate(&self, _rule: &RuleContext) -> Vec<String> {
         selector_error("pod_restarts", &self.selector)
             .into_iter()

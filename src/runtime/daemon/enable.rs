@@ -21,6 +21,17 @@ impl Daemon {
         }
     }
 
+    /// What the pod watch asks the API server for: the requirements every loaded pod rule's
+    /// selector shares (all pods when they share none).
+    pub(super) fn pod_watch_selector(&self) -> String {
+        crate::signals::pods::watch_selector(
+            self.loaded
+                .rules
+                .iter()
+                .filter_map(|r| r.spec.signal.pod_selector()),
+        )
+    }
+
     /// Hands the engine the runnable part of the loaded set. Cooldowns and progress of
     /// rules that stay carry over (`Engine::replace_rules`).
     pub(super) fn install_rules(&mut self) {
@@ -35,6 +46,9 @@ impl Daemon {
         self.metrics.rule_state.reset();
         self.metrics.quarantined.reset();
         self.engine.replace_rules(Arc::new(enabled));
+        if let Some(pods) = &self.sources.pods {
+            pods.narrow(self.pod_watch_selector());
+        }
         let now = self.clock.now();
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
         status.disabled_rules = disabled;

@@ -43,6 +43,7 @@ impl Daemon {
         self.sources.pods = Some(PodSignals::spawn(
             cluster.client.clone(),
             Some(cluster.namespace.clone()),
+            self.pod_watch_selector(),
             push,
         ));
         self.sources.namespace = Some(cluster.namespace.clone());
@@ -59,7 +60,13 @@ impl Daemon {
         self.guard_store = Some(super::durable::GuardStore::new(state, cluster.identity.clone()));
         self.engine.set_executable(self.writer.executors.executable());
         self.engine.set_leader(false);
-        info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, "Kubernetes attached");
+        let pod_selector = self
+            .sources
+            .pods
+            .as_ref()
+            .map(|p| p.selector())
+            .unwrap_or_default();
+        info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, %pod_selector, "Kubernetes attached");
         self.kube = Some(Kube {
             cluster,
             leader,

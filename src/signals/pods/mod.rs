@@ -1,5 +1,7 @@
 //! Pod signals, event-driven: one pod watch (list once, then watch; no polling) keeps a
-//! compact in-memory view, and each tick reads it without any request.
+//! compact in-memory view, and each tick reads it without any request. The API server
+//! filters the watch by what every pod rule's selector shares ([`watch_selector`]; the
+//! daemon narrows it again when a reload changes the rules).
 //!
 //! Every series carries `pod`, `container` and `namespace`, and `owner` (`deployment/NAME`,
 //! `statefulset/NAME`, see [`crate::clients::kube::owners`]) when the pod belongs to a workload the
@@ -31,10 +33,19 @@
 //! instead of at the next tick.
 
 mod observe;
+mod scope;
 mod state;
 mod watch;
 
-use std::sync::{Arc, Mutex};
+pub use scope::watch_selector;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use tokio::sync::watch as channel;
 
 use jiff::Timestamp;
 use kube::Client;
@@ -55,30 +66,78 @@ use watch::{lock, Watch};
 pub struct PodSignals {
     state: Arc<Mutex<PodState>>,
     owners: Arc<Owners>,
+    client: Client,
+    /// The label selector the watch asks the API server for ([`watch_selector`]).
+    selector: channel::Sender<String>,
+    /// Owners of pods outside the watch (another system's series name them), by
+    /// namespace/name, for [`UNWATCHED_TTL`].
+    unwatched: Mutex<Unwatched>,
     task: JoinHandle<()>,
 }
 
+/// Owners of pods outside the watch by (namespace, name): the answer and when it was read.
+type Unwatched = HashMap<(String, String), (Option<Option<String>>, Instant)>;
+
+/// How long the owner of a pod outside the watch is reused before it is read again. A pod's
+/// owner never changes; a deleted pod is forgotten this much later.
+const UNWATCHED_TTL: Duration = Duration::from_secs(300);
+/// Pods outside the watch remembered at most; beyond, all are forgotten at once.
+const UNWATCHED_MAX: usize = 4096;
+
 impl PodSignals {
-    /// Starts the pod watch in a task of the current Tokio runtime. `namespace: None`
-    /// watches all namespaces. `trigger` is woken (`try_send`) after a new OOM kill, a
-    /// crash-loop change, or a list that made the signals known.
-    pub fn spawn(client: Client, namespace: Option<String>, trigger: mpsc::Sender<()>) -> PodSignals {
+    /// Starts the pod watch in a task of the current Tokio runtime, asking for the pods
+    /// `selector` matches (`""`: all). `namespace: None` watches all namespaces. `trigger` is
+    /// woken (`try_send`) after a new OOM kill, a crash-loop change, or a list that made the
+    /// signals known.
+    pub fn spawn(
+        client: Client,
+        namespace: Option<String>,
+        selector: String,
+        trigger: mpsc::Sender<()>,
+    ) -> PodSignals {
         let state = Arc::new(Mutex::new(PodState::default()));
         let owners = Arc::new(Owners::new(client.clone()));
+        let (selector, selected) = channel::channel(selector);
         let watch = Watch {
             state: state.clone(),
             owners: owners.clone(),
             trigger,
         };
         let span = tracing::info_span!("pod_signals", namespace = namespace.as_deref().unwrap_or("*"));
-        let task = tokio::spawn(watch.run(client, namespace).instrument(span));
-        PodSignals { state, owners, task }
+        let task = tokio::spawn(watch.run(client.clone(), namespace, selected).instrument(span));
+        PodSignals {
+            state,
+            owners,
+            client,
+            selector,
+            unwatched: Mutex::default(),
+            task,
+        }
+    }
+
+    /// Asks the watch for the pods `selector` matches from now on (the rules changed): a
+    /// different selector lists again, and pods the new one leaves out are forgotten.
+    pub fn narrow(&self, selector: String) {
+        self.selector.send_if_modified(|current| {
+            let changed = *current != selector;
+            if changed {
+                tracing::info!(from = %current, to = %selector, "pod watch selector changes; listing again");
+                *current = selector;
+            }
+            changed
+        });
+    }
+
+    /// The label selector the watch asks for (`""`: all pods).
+    pub fn selector(&self) -> String {
+        self.selector.borrow().clone()
     }
 
     /// The workload owning the pod `namespace/name`, through its owner chain (the watch's
-    /// answer when it has one, else one cached ReplicaSet read): `Ok(None)` when no such pod
-    /// is watched (deleted since another system saw it), `Ok(Some(None))` when it has no
-    /// workload the automaton acts on. Unknown while the watch is.
+    /// answer when it has one, else one cached ReplicaSet read; a pod the watch's selector
+    /// leaves out is read once, see [`UNWATCHED_TTL`]): `Ok(None)` when no such pod exists
+    /// (deleted since another system saw it), `Ok(Some(None))` when it has no workload the
+    /// automaton acts on. Unknown while the watch is.
     pub async fn owner_of(&self, namespace: &str, name: &str) -> Result<Option<Option<String>>, SignalError> {
         let found = {
             let st = lock(&self.state);
@@ -86,7 +145,7 @@ impl PodSignals {
             st.find(namespace, name)
         };
         match found {
-            None => Ok(None),
+            None => self.owner_of_unwatched(namespace, name).await,
             Some((_, Some(known))) => Ok(Some(known)),
             Some((controller, None)) => self
                 .owners
@@ -95,6 +154,42 @@ impl PodSignals {
                 .map(Some)
                 .map_err(|e| SignalError::Watch(e.to_string())),
         }
+    }
+
+    async fn owner_of_unwatched(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Option<String>>, SignalError> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let cached = self.unwatched_cache().get(&key).cloned();
+        if let Some((owner, at)) = cached {
+            if at.elapsed() < UNWATCHED_TTL {
+                return Ok(owner);
+            }
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let owner = match pods.get_metadata_opt(name).await {
+            Ok(None) => None,
+            Ok(Some(pod)) => Some(
+                self.owners
+                    .resolve_pod(&pod.metadata)
+                    .await
+                    .map_err(|e| SignalError::Watch(e.to_string()))?,
+            ),
+            Err(e) => return Err(SignalError::Watch(format!("GET pod {namespace}/{name}: {e}"))),
+        };
+        let mut cache = self.unwatched_cache();
+        if cache.len() >= UNWATCHED_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (owner.clone(), Instant::now()));
+        Ok(owner)
+    }
+
+    fn unwatched_cache(&self) -> MutexGuard<'_, Unwatched> {
+        // A panic elsewhere while holding the lock leaves a valid map.
+        self.unwatched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The series of one pod signal at `now`, from memory (no request): `read` picks them

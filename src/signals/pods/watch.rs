@@ -11,7 +11,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::observe::{pod_key, PodObs};
@@ -31,7 +31,7 @@ pub(super) fn lock(state: &Mutex<PodState>) -> MutexGuard<'_, PodState> {
 }
 
 impl Watch {
-    pub async fn run(self, client: Client, namespace: Option<String>) {
+    pub async fn run(self, client: Client, namespace: Option<String>, mut selector: watch::Receiver<String>) {
         // `DeserializeGuard`: one pod that does not parse is skipped, never ends the stream.
         let api: Api<DeserializeGuard<Pod>> = match &namespace {
             Some(ns) => Api::namespaced(client, ns),
@@ -43,10 +43,17 @@ impl Watch {
         loop {
             // A watch that broke is started again from a fresh list, not resumed: the list's
             // end (InitDone) is the proof that the pods are known again, which a resumed
-            // watch in a quiet namespace would give only at the next pod change.
-            let stream = watcher(api.clone(), watcher::Config::default())
-                .backoff(crate::clients::backoff::Reconnect::default());
+            // watch in a quiet namespace would give only at the next pod change. The API
+            // server filters: only the pods some pod rule could read are sent.
+            let labels = selector.borrow_and_update().clone();
+            let config = if labels.is_empty() {
+                watcher::Config::default()
+            } else {
+                watcher::Config::default().labels(&labels)
+            };
+            let stream = watcher(api.clone(), config).backoff(crate::clients::backoff::Reconnect::default());
             let mut stream = std::pin::pin!(stream);
+            let mut reselected = false;
             loop {
                 tokio::select! {
                     item = stream.next() => match item {
@@ -66,7 +73,20 @@ impl Watch {
                         }
                     },
                     _ = retry.tick() => self.retry_owners().await,
+                    // The rules changed what to watch: list again with the new selector
+                    // (the list's end forgets the pods it no longer holds). Closed: the
+                    // signals were dropped, and the task with them.
+                    changed = selector.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        reselected = true;
+                        break;
+                    }
                 }
+            }
+            if reselected {
+                continue;
             }
             tokio::time::sleep(relists.next().unwrap_or(RETRY_AFTER)).await;
         }

@@ -61,6 +61,11 @@ impl Selector {
         Parser::new(input)?.selector()
     }
 
+    /// The selector holding exactly these requirements.
+    pub fn from_requirements(requirements: Vec<Requirement>) -> Self {
+        Selector { requirements }
+    }
+
     pub fn requirements(&self) -> &[Requirement] {
         &self.requirements
     }
