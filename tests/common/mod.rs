@@ -88,6 +88,12 @@ pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Opt
 }
 
 fn spawn_fakekube(dir: &Path, port: u16, scenario: &str) -> Child {
+    spawn_fakekube_within(dir, port, scenario, Duration::from_secs(20))
+}
+
+/// `limit`: how long the fake may take to load its scenario (tens of thousands of pods take
+/// it more than 20 s).
+fn spawn_fakekube_within(dir: &Path, port: u16, scenario: &str, limit: Duration) -> Child {
     let scenario_path = dir.join("scenario.yaml");
     std::fs::write(&scenario_path, scenario).expect("write scenario");
     let kubeconfig = dir.join("kubeconfig");
@@ -104,7 +110,7 @@ fn spawn_fakekube(dir: &Path, port: u16, scenario: &str) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 runs fakekube.py");
-    eventually("fakekube's kubeconfig", Duration::from_secs(20), || {
+    eventually("fakekube's kubeconfig", limit, || {
         std::fs::metadata(&kubeconfig)
             .ok()
             .filter(|m| m.len() > 0)
@@ -115,8 +121,13 @@ fn spawn_fakekube(dir: &Path, port: u16, scenario: &str) -> Child {
 
 impl FakeKube {
     pub fn start(scenario: &str) -> FakeKube {
+        FakeKube::start_within(scenario, Duration::from_secs(20))
+    }
+
+    /// A fake that may take up to `limit` to load a large scenario.
+    pub fn start_within(scenario: &str, limit: Duration) -> FakeKube {
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = spawn_fakekube(dir.path(), 0, scenario);
+        let child = spawn_fakekube_within(dir.path(), 0, scenario, limit);
         FakeKube {
             child,
             kubeconfig: dir.path().join("kubeconfig"),

@@ -1,0 +1,158 @@
+//! Scripted measurement (not criterion: each sample is a whole binary against a whole fake
+//! cluster): N pods in one namespace, 1 % of them opted in (`automaton.dev/heal=true`), one
+//! OOM kill of an opted-in pod. Reported per N: peak RSS of the automaton (VmHWM), time from
+//! start to `/readyz` 200, from the kill (the fake's timeline step) to the first API request
+//! and to the PATCH, and the number of writes (exactly one). Each N runs twice: with the
+//! shipped pod rules (every selector shares `automaton.dev/heal=true`, so the API server
+//! filters) and with two rules whose selectors share nothing (every pod is listed and
+//! watched, as before server-side filtering).
+//!
+//! `cargo bench --bench pod_scale` measures 1 000, 10 000 and 20 000 pods (or the counts
+//! given after `--`); under `cargo test` it checks the harness on 300.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use common::scenario::oom_scenario;
+use common::{http_get, Automaton, FakeKube};
+
+/// The shipped pod pack's shape: every selector is the opt-in label.
+const FILTERED: &str = r#"rules:
+  - name: oom
+    priority: critical
+    signal: {pod_oom_killed: {selector: "automaton.dev/heal=true"}}
+    when: "> 0"
+    action: {raise_memory: {target: owner}}
+    cooldown: 10m
+  - name: crash
+    priority: critical
+    signal: {pod_crash_loop: {selector: "automaton.dev/heal=true"}}
+    when: "> 0"
+    action: {restart: {target: owner}}
+    cooldown: 30m
+"#;
+
+/// The same OOM rule beside one whose selector shares nothing with it: no filter.
+const UNFILTERED: &str = r#"rules:
+  - name: oom
+    priority: critical
+    signal: {pod_oom_killed: {selector: "automaton.dev/heal=true"}}
+    when: "> 0"
+    action: {raise_memory: {target: owner}}
+    cooldown: 10m
+  - name: crash
+    priority: critical
+    signal: {pod_crash_loop: {selector: "tier=web"}}
+    when: "> 0"
+    action: {restart: {target: owner}}
+    cooldown: 30m
+"#;
+
+/// `n` pods: `n / 100` opted-in Deployments of one pod each (the first is OOM killed
+/// `kill_at` seconds after the first watch), the rest pods of 50 other ReplicaSets, each
+/// with a container, its resources, a node and a running status.
+fn scenario(n: usize, kill_at: f64) -> String {
+    let heal = (n / 100).max(1);
+    let base = oom_scenario(heal, kill_at, 1e6);
+    let (objects, events) = base.split_once("events:\n").expect("oom_scenario has events");
+    let started = common::rfc3339_ago(3600);
+    let mut bulk = String::with_capacity(n * 700);
+    for i in 0..n - heal {
+        let g = i % 50;
+        let _ = writeln!(
+            bulk,
+            r#"  - {{apiVersion: v1, kind: Pod, metadata: {{name: bulk-{g}-7c9d8-{i:05}, labels: {{app: bulk-{g}, pod-template-hash: 7c9d8}}, ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: bulk-{g}-7c9d8, uid: 20000000-0000-0000-0000-{g:012}, controller: true}}]}}, spec: {{nodeName: node-{node}, containers: [{{name: app, image: "registry.example/bulk-{g}:1.0", resources: {{requests: {{memory: 256Mi, cpu: 100m}}, limits: {{memory: 512Mi}}}}}}]}}, status: {{phase: Running, podIP: 10.1.{a}.{b}, containerStatuses: [{{name: app, ready: true, restartCount: 0, image: "registry.example/bulk-{g}:1.0", imageID: "", state: {{running: {{startedAt: "{started}"}}}}}}]}}}}"#,
+            node = i % 40,
+            a = i / 250,
+            b = i % 250,
+        );
+    }
+    format!("{objects}{bulk}events:\n{events}")
+}
+
+struct Figures {
+    rss_mib: f64,
+    ready_s: f64,
+    first_ms: f64,
+    patch_ms: f64,
+    writes: usize,
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn run(n: usize, rules: &str, kill_at: f64) -> Figures {
+    let fake = FakeKube::start_within(&scenario(n, kill_at), Duration::from_secs(600));
+    let dir = fake.dir.path().join("rules");
+    std::fs::create_dir_all(&dir).expect("rules dir");
+    std::fs::write(dir.join("pods.yaml"), rules).expect("rules");
+    let started = Instant::now();
+    let env = [("CHECK_INTERVAL", "30s"), ("RUST_LOG", "warn")];
+    let automaton = Automaton::start(&fake.kubeconfig, &dir, "bench", &env);
+    common::eventually("ready", Duration::from_secs(300), || {
+        http_get(automaton.port, "/readyz")
+            .filter(|(c, _)| *c == 200)
+            .map(drop)
+    });
+    let ready_s = started.elapsed().as_secs_f64();
+    let target = "/apis/apps/v1/namespaces/prod/deployments/app-0";
+    let patched = |r: &serde_json::Value| r["method"] == "PATCH" && r["path"] == target;
+    common::eventually("the kill healed", Duration::from_secs(300), || {
+        fake.requests().iter().any(patched).then_some(())
+    });
+    // A few more seconds: a second write would show now.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_mib = vm_hwm_kib(automaton.child.id()).unwrap_or(f64::NAN) / 1024.0;
+    let log = fake.requests();
+    let killed = log
+        .iter()
+        .find(|r| r["timeline"].is_string() && r["object"] == "pods/prod/app-0-5d8f7-x0")
+        .and_then(|r| r["t"].as_f64())
+        .expect("the kill step is logged");
+    let first_after = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        log.iter()
+            .filter(|r| r["path"] == target && r["t"].as_f64().is_some_and(|t| t >= killed) && pred(r))
+            .filter_map(|r| r["t"].as_f64())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let writes = log
+        .iter()
+        .filter(|r| matches!(r["method"].as_str(), Some("PATCH" | "PUT" | "POST" | "DELETE")))
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/deployments/")))
+        .count();
+    Figures {
+        rss_mib,
+        ready_s,
+        first_ms: (first_after(&|_| true) - killed) * 1000.0,
+        patch_ms: (first_after(&|r| r["method"] == "PATCH") - killed) * 1000.0,
+        writes,
+    }
+}
+
+fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let given: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    let counts = match (measuring, given.is_empty()) {
+        (false, _) => vec![300],
+        (true, true) => vec![1_000, 10_000, 20_000],
+        (true, false) => given,
+    };
+    println!("pods    watch       peak RSS  ready    kill->1st request  kill->PATCH  writes");
+    for n in counts {
+        for (name, rules) in [("filtered", FILTERED), ("all pods", UNFILTERED)] {
+            // Late enough that the list of 20 000 pods is done before the kill.
+            let f = run(n, rules, if measuring { 8.0 } else { 2.0 });
+            println!(
+                "{n:>6}  {name:<9} {:>6.1} MiB  {:>5.1} s  {:>10.1} ms  {:>8.1} ms  {}",
+                f.rss_mib, f.ready_s, f.first_ms, f.patch_ms, f.writes
+            );
+            assert_eq!(f.writes, 1, "exactly one write for one kill");
+        }
+    }
+}
