@@ -207,10 +207,14 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("list", "", "pods"),
         ("watch", "", "pods"),
         ("get", "apps", "deployments"),
+        ("list", "apps", "deployments"),
+        ("watch", "apps", "deployments"),
         ("patch", "apps", "deployments"),
+        ("watch", "apps", "statefulsets"),
         ("patch", "apps", "statefulsets"),
         ("get", "apps", "replicasets"),
         ("list", "autoscaling", "horizontalpodautoscalers"),
+        ("watch", "autoscaling", "horizontalpodautoscalers"),
         ("get", "batch", "cronjobs"),
         ("create", "batch", "jobs"),
         ("create", "", "events"),
@@ -242,7 +246,7 @@ fn assert_base_promises(rules: &[PolicyRule]) {
         ("get", "", "configmaps"),
         ("update", "", "configmaps"),
         ("patch", "apps", "deployments/scale"),
-        ("watch", "autoscaling", "horizontalpodautoscalers"),
+        ("watch", "apps", "replicasets"),
         ("patch", "autoscaling", "horizontalpodautoscalers"),
     ] {
         assert!(
@@ -522,10 +526,10 @@ fn base_rbac_is_least_privilege() {
     // Exactly these, nothing more: each (verb, group/resource) the Role grants.
     let expected: BTreeSet<String> = [
         ("", "pods", &["get", "list", "watch"][..]),
-        ("apps", "deployments", &["get", "patch"]),
-        ("apps", "statefulsets", &["get", "patch"]),
+        ("apps", "deployments", &["get", "list", "watch", "patch"]),
+        ("apps", "statefulsets", &["get", "list", "watch", "patch"]),
         ("apps", "replicasets", &["get"]),
-        ("autoscaling", "horizontalpodautoscalers", &["list"]),
+        ("autoscaling", "horizontalpodautoscalers", &["list", "watch"]),
         ("batch", "cronjobs", &["get", "list"]),
         ("batch", "jobs", &["list", "create"]),
         ("", "events", &["create", "patch"]),

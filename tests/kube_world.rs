@@ -1,13 +1,14 @@
 //! The planning world read from real objects: `automaton.dev/paused`, Argo CD and Flux
 //! marks, and HorizontalPodAutoscalers become the `Workload` the engine plans against, and
 //! the engine skips with the right reason. The daemon's `refresh_world` joins exactly these
-//! pieces (`LiveWorkload::to_world`, `managers::list_hpas`, `managers::hpa_for`).
+//! pieces (`LiveWorkload::to_world` and `managers::hpa_for` over what the reflectors hold,
+//! tests/kube_reflect.rs).
 
 mod kube_support;
 
 use std::time::Duration;
 
-use automaton::clients::kube::managers::{hpa_for, list_hpas};
+use automaton::clients::kube::managers::hpa_for;
 use automaton::clients::kube::workload::LiveWorkload;
 use automaton::core::decision::{Decision, SkipReason, Verdict};
 use automaton::core::engine::EngineConfig;
@@ -17,7 +18,6 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube_support::*;
 
 const TARGET: &str = "deployment/nginx-deployment";
-const HPAS: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
 
 /// The world `refresh_world` builds from a Deployment fixture and the HPA list fixture.
 fn world_of(deployment: &str, with_hpas: bool) -> Workload {
@@ -145,38 +145,5 @@ fn an_hpa_on_the_workload_skips_scale_but_not_other_actions() {
         d.decision,
         Verdict::Act,
         "the HPA owns replicas, not memory: {d:#?}"
-    );
-}
-
-#[tokio::test]
-async fn the_hpa_list_is_one_namespaced_autoscaling_v2_request() {
-    let (client, server) = client(vec![
-        get(HPAS).reply(200, &fixture("hpa-autoscaling-v2-list.yaml"))
-    ]);
-    let hpas = list_hpas(&client, NS).await.expect("listed");
-    drop(client);
-    server.await.expect("the API server script failed");
-    let names: Vec<_> = hpas.iter().filter_map(|h| h.metadata.name.as_deref()).collect();
-    assert_eq!(names, ["php-apache", "nginx"]);
-    assert_eq!(
-        hpa_for(&hpas, &"deployment/php-apache".parse().unwrap()).as_deref(),
-        Some("php-apache")
-    );
-    assert_eq!(hpa_for(&hpas, &"statefulset/php-apache".parse().unwrap()), None);
-}
-
-#[tokio::test]
-async fn a_forbidden_hpa_list_names_the_missing_grant() {
-    let (client, server) = client(vec![get(HPAS).fail(failure("derived/403-forbidden-rbac"))]);
-    let err = list_hpas(&client, NS).await.expect_err("forbidden");
-    drop(client);
-    server.await.expect("the API server script failed");
-    assert!(!err.is_transient());
-    assert!(
-        err.to_string().starts_with(
-            "GET horizontalpodautoscalers.autoscaling in namespace \"default\": forbidden: the \
-             automaton's Role lacks `list` on horizontalpodautoscalers.autoscaling — see deploy/base/role.yaml"
-        ),
-        "{err}"
     );
 }

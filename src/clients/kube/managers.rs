@@ -6,10 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::ListParams;
-use kube::{Api, Client};
 
-use super::error::{ApiRequest, ClusterError};
 use super::workload::WorkloadRef;
 
 /// `"true"` on a workload: an operator said hands off.
@@ -66,27 +63,6 @@ pub fn hpa_for(hpas: &[HorizontalPodAutoscaler], target: &WorkloadRef) -> Option
         .collect();
     names.sort_unstable();
     (!names.is_empty()).then(|| names.join(", "))
-}
-
-/// Lists the namespace's HorizontalPodAutoscalers (autoscaling/v2). One request, not
-/// retried: the daemon reads again at its next tick.
-pub async fn list_hpas(
-    client: &Client,
-    namespace: &str,
-) -> Result<Vec<HorizontalPodAutoscaler>, ClusterError> {
-    let request = ApiRequest::new(
-        "GET",
-        "list",
-        "autoscaling",
-        "horizontalpodautoscalers",
-        namespace,
-        None,
-    );
-    Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .map(|list| list.items)
-        .map_err(|e| ClusterError::from_kube(request, e))
 }
 
 #[cfg(test)]

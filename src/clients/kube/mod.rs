@@ -9,6 +9,7 @@ pub mod leader;
 pub mod managers;
 pub mod memory;
 pub mod owners;
+pub mod reflect;
 pub mod rollback;
 pub mod state;
 pub mod workload;

@@ -1,34 +1,31 @@
 //! The daemon's Kubernetes side: the pod watch, the Lease, the workload executor, and the
 //! world the engine plans against (the live state of the workloads it may act on).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::future::{join, join_all};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Daemon;
-use crate::clients::kube::error::ClusterError;
 use crate::clients::kube::executor::KubeExecutor;
 use crate::clients::kube::leader::{self, Campaign, LeaseTiming};
 use crate::clients::kube::managers;
+use crate::clients::kube::reflect::Workloads;
 use crate::clients::kube::state::StateObject;
-use crate::clients::kube::workload::{self, WorkloadRef};
+use crate::clients::kube::workload::WorkloadRef;
 use crate::clients::kube::Cluster;
 use crate::core::world::SimWorld;
 use crate::runtime::writer::Lease;
 use crate::signals::pods::PodSignals;
 
 pub(super) struct Kube {
-    pub cluster: Cluster,
     pub leader: Campaign,
-    /// Workloads as last read, for planning; the executor re-reads before writing.
+    /// The workloads the engine may plan for, this tick, from `workloads`; the executor
+    /// re-reads before writing.
     pub world: SimWorld,
-    /// When each workload of `world` was read: it is read again after CHECK_INTERVAL, so
-    /// a burst of watch events costs one read per new workload, not one per workload.
-    pub read_at: HashMap<String, Instant>,
+    /// The namespace's Deployments, StatefulSets and HPAs, kept by reflectors.
+    pub workloads: Workloads,
     /// The last failure to list HorizontalPodAutoscalers, so it is logged once, not per tick.
     pub hpa_error: Option<String>,
 }
@@ -67,11 +64,11 @@ impl Daemon {
             .map(|p| p.selector())
             .unwrap_or_default();
         info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, %pod_selector, "Kubernetes attached");
+        let workloads = Workloads::spawn(cluster.client.clone(), &cluster.namespace);
         self.kube = Some(Kube {
-            cluster,
             leader,
             world: SimWorld::default(),
-            read_at: HashMap::new(),
+            workloads,
             hpa_error: None,
         });
         self.install_rules();
@@ -86,15 +83,14 @@ impl Daemon {
         leading
     }
 
-    /// Reads the workloads the engine may plan for: the rules' fixed workload targets and
-    /// the owners of this tick's pod series, each at most once per CHECK_INTERVAL, with the
-    /// namespace's HorizontalPodAutoscalers. Nothing is guessed: a workload whose read
-    /// failed, all those read while the HPA list failed, and all that are due while the
-    /// Kubernetes circuit is open are left out, so a plan that needs them says "unknown".
-    /// The reads go through the `kubernetes` breaker: they count as a failure only when no
-    /// request was answered (a 403 or 404 is an answer).
-    pub(super) async fn refresh_world(&mut self, owners: Vec<String>) {
-        let max_age = self.settings.check_interval;
+    /// Builds the world the engine plans against from the reflectors' stores: the rules'
+    /// fixed workload targets and the owners of this tick's pod series, each with the
+    /// HorizontalPodAutoscalers over it. No request: the stores follow the API server by
+    /// watch. Nothing is guessed: while a store cannot be trusted (not listed yet, or its
+    /// watch failing) the workloads it holds are left out, so a plan that needs them says
+    /// "unknown". A watch that gets no answer from the API server counts as a failure of
+    /// the `kubernetes` breaker, a working one as a success, as the reads it replaces did.
+    pub(super) fn refresh_world(&mut self, owners: Vec<String>) {
         let breakers = Arc::clone(&self.breakers);
         let Some(k) = &mut self.kube else { return };
         let mut wanted: Vec<&str> = self
@@ -107,58 +103,33 @@ impl Daemon {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        k.world.0.retain(|t, _| wanted.binary_search(&t.as_str()).is_ok());
-        k.read_at.retain(|t, _| wanted.binary_search(&t.as_str()).is_ok());
-        let stale: Vec<WorkloadRef> = wanted
-            .iter()
-            .filter(|t| k.read_at.get(**t).is_none_or(|at| at.elapsed() >= max_age))
-            .filter_map(|t| t.parse().ok())
-            .collect();
-        if stale.is_empty() {
-            return;
+        k.world.0.clear();
+        match k.workloads.unreachable() {
+            Some(why) => breakers.record(KUBERNETES, Err(&why)),
+            None => breakers.record(KUBERNETES, Ok(())),
         }
-        if let Err(why) = breakers.admit(KUBERNETES) {
-            debug!(error = %why, "workloads not read for planning");
-            k.forget(&stale);
-            return;
-        }
-        let (client, ns) = (&k.cluster.client, k.cluster.namespace.as_str());
-        let (reads, hpas) = join(
-            join_all(stale.iter().map(|t| workload::get(client, ns, t))),
-            managers::list_hpas(client, ns),
-        )
-        .await;
-        let down = dependency_down(&reads, &hpas);
-        breakers.record(KUBERNETES, down.as_deref().map_or(Ok(()), Err));
-        let hpas = match hpas {
+        let hpas = match k.workloads.hpas() {
             Ok(hpas) => {
                 k.hpa_error = None;
                 hpas
             }
-            Err(e) => {
-                let error = e.to_string();
+            Err(error) => {
                 if k.hpa_error.as_ref() != Some(&error) {
-                    warn!(%error, "cannot list HorizontalPodAutoscalers: the workloads read now are left out of planning rather than assumed free of one");
+                    warn!(%error, "HorizontalPodAutoscalers unknown: workloads are left out of planning rather than assumed free of one");
                 }
                 k.hpa_error = Some(error);
-                k.forget(&stale);
                 return;
             }
         };
-        for (target, read) in stale.iter().zip(reads) {
-            let key = target.to_string();
-            match read {
-                Ok(live) => {
+        for target in wanted.iter().filter_map(|t| t.parse::<WorkloadRef>().ok()) {
+            match k.workloads.get(&target) {
+                Ok(Some(live)) => {
                     let mut world = live.to_world();
-                    world.hpa = managers::hpa_for(&hpas, target);
-                    k.world.0.insert(key.clone(), world);
-                    k.read_at.insert(key, Instant::now());
+                    world.hpa = managers::hpa_for(&hpas, &target);
+                    k.world.0.insert(target.to_string(), world);
                 }
-                Err(e) => {
-                    debug!(target = %target, error = %e, "cannot read workload for planning");
-                    k.world.0.remove(&key);
-                    k.read_at.remove(&key);
-                }
+                Ok(None) => debug!(target = %target, "workload not found: left out of planning"),
+                Err(why) => debug!(target = %target, %why, "workload unknown: left out of planning"),
             }
         }
     }
@@ -167,77 +138,13 @@ impl Daemon {
     pub(super) fn forget_workload(&mut self, target: &str) {
         if let Some(k) = &mut self.kube {
             k.world.0.remove(target);
-            k.read_at.remove(target);
         }
     }
 }
 
 impl Kube {
-    /// Leaves `targets` out of the planning world until they are read again.
-    fn forget(&mut self, targets: &[WorkloadRef]) {
-        for target in targets {
-            let key = target.to_string();
-            self.world.0.remove(&key);
-            self.read_at.remove(&key);
-        }
-    }
-
     /// Releases the Lease on shutdown.
     pub async fn release(self) {
         self.leader.release().await;
-    }
-}
-
-/// The error that says the API server is down, when no request of a refresh was answered.
-fn dependency_down<T, U>(
-    reads: &[Result<T, ClusterError>],
-    hpas: &Result<U, ClusterError>,
-) -> Option<String> {
-    let errors: Vec<Option<&ClusterError>> = reads
-        .iter()
-        .map(|r| r.as_ref().err())
-        .chain(std::iter::once(hpas.as_ref().err()))
-        .collect();
-    let answered = errors.iter().any(|e| e.is_none_or(|e| !e.is_transient()));
-    (!answered)
-        .then(|| errors.into_iter().flatten().next().map(ToString::to_string))
-        .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use kube::core::Status;
-
-    use super::*;
-    use crate::clients::kube::error::ApiRequest;
-
-    fn get() -> ApiRequest {
-        ApiRequest::new("GET", "get", "apps", "deployments", "prod", Some("web"))
-    }
-
-    fn timeout() -> Result<(), ClusterError> {
-        Err(ClusterError::Timeout {
-            request: Box::new(get()),
-            after: Duration::from_secs(10),
-        })
-    }
-
-    fn answered(code: u16, reason: &str) -> Result<(), ClusterError> {
-        let status = Status::failure("no", reason).with_code(code).boxed();
-        Err(ClusterError::from_kube(get(), kube::Error::Api(status)))
-    }
-
-    #[test]
-    fn the_breaker_fails_only_when_nothing_was_answered() {
-        assert!(dependency_down(&[timeout(), timeout()], &timeout()).is_some());
-        assert_eq!(
-            dependency_down(&[timeout()], &answered(503, "ServiceUnavailable")).as_deref(),
-            Some("GET deployments.apps \"web\" in namespace \"prod\": no answer within 10s")
-        );
-        assert_eq!(dependency_down(&[timeout(), Ok(())], &timeout()), None);
-        assert_eq!(dependency_down(&[answered(404, "NotFound")], &timeout()), None);
-        assert_eq!(dependency_down(&[timeout()], &answered(403, "Forbidden")), None);
     }
 }

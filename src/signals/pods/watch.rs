@@ -17,6 +17,7 @@ use tokio::time::MissedTickBehavior;
 use super::observe::{pod_key, PodObs};
 use super::state::{Changed, Owner, PodState};
 use crate::clients::kube::owners::{Owners, RETRY_AFTER};
+use crate::clients::kube::reflect::broken;
 
 pub(super) struct Watch {
     pub state: Arc<Mutex<PodState>>,
@@ -177,16 +178,6 @@ impl Watch {
                 lock(&self.state).set_owner(&key, controller.as_ref(), target);
             }
         }
-    }
-}
-
-/// Whether the watch itself broke (not its initial list, which the watcher retries, nor a
-/// routine 410 Gone, after which it re-lists by itself).
-fn broken(error: &watcher::Error) -> bool {
-    match error {
-        watcher::Error::WatchStartFailed(_) | watcher::Error::WatchFailed(_) => true,
-        watcher::Error::WatchError(status) => status.code != 410,
-        watcher::Error::InitialListFailed(_) | watcher::Error::NoResourceVersion => false,
     }
 }
 

@@ -1,0 +1,234 @@
+//! The namespace's Deployments, StatefulSets and HorizontalPodAutoscalers as kube-runtime
+//! reflectors keep them: one list and then one watch each, in memory without their
+//! `managedFields` (often half of an object), so planning reads the workloads it may act
+//! on without a request per tick. The executor still reads the live object right before
+//! writing, under its resourceVersion: a store a watch event behind plans, never writes.
+//!
+//! A store is trusted once its first list completed and while its watch works: after an
+//! error, until the next event (a broken watch starts again from a list, whose end is one)
+//! or [`QUIET`] without a new error. Until then planning leaves the workloads out
+//! ("unknown"), as it did when a read failed.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use super::error::{ApiRequest, ClusterError};
+use super::workload::{LiveWorkload, WorkloadKind, WorkloadRef};
+
+/// A watch error not repeated within this long was recovered from (the watcher retries
+/// with its default backoff, at most about a minute apart).
+const QUIET: Duration = Duration::from_secs(90);
+
+#[derive(Default)]
+struct Health {
+    listed: bool,
+    /// The last error, when, and whether the API server answered it (a 403 is an answer; a
+    /// refused connection or a timeout is not).
+    error: Option<(String, Instant, bool)>,
+}
+
+/// Whether a watch broke (not its initial list, which the watcher retries, nor a routine
+/// 410 Gone, after which it lists again by itself): it is then started again from a list.
+pub fn broken(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::WatchStartFailed(_) | watcher::Error::WatchFailed(_) => true,
+        watcher::Error::WatchError(status) => status.code != 410,
+        watcher::Error::InitialListFailed(_) | watcher::Error::NoResourceVersion => false,
+    }
+}
+
+/// The error as the operator needs it: an API server's answer through [`ClusterError`]
+/// (a 403 names the missing grant), anything else as the watcher says it.
+fn describe(error: &watcher::Error, list: &ApiRequest, watch: &ApiRequest) -> String {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) => {
+            ClusterError::from_kube(list.clone(), kube::Error::Api(status.clone())).to_string()
+        }
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => {
+            ClusterError::from_kube(watch.clone(), kube::Error::Api(status.clone())).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Whether the API server answered the request that failed.
+fn answered(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => matches!(e, kube::Error::Api(_)),
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => true,
+    }
+}
+
+/// One reflector: its store, how far it can be trusted, and its task (stopped on drop).
+struct Reflected<K: Resource + Clone + 'static>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    store: Store<K>,
+    health: Arc<Mutex<Health>>,
+    task: JoinHandle<()>,
+}
+
+fn lock(health: &Mutex<Health>) -> MutexGuard<'_, Health> {
+    // A panic elsewhere while holding the lock leaves valid flags.
+    health.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<K> Reflected<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    fn spawn(client: Client, namespace: &str, group: &'static str, what: &'static str) -> Self {
+        let api: Api<K> = Api::namespaced(client, namespace);
+        let request = |verb| ApiRequest::new("GET", verb, group, what, namespace, None);
+        let (list, watch) = (request("list"), request("watch"));
+        let (store, writer) = reflector::store();
+        let health = Arc::new(Mutex::new(Health::default()));
+        let seen = health.clone();
+        let span = tracing::info_span!("reflector", kind = what);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let mut writer = writer;
+                let mut relists = crate::clients::backoff::Reconnect::default();
+                loop {
+                    // A watch that broke starts again from a fresh list, not resumed: the
+                    // list's end is the proof the store is current again, which a resumed
+                    // watch in a quiet namespace would give only at the next change.
+                    let stream = watcher(api.clone(), watcher::Config::default())
+                        .backoff(crate::clients::backoff::Reconnect::default())
+                        .modify(|o| o.managed_fields_mut().clear());
+                    let mut stream = std::pin::pin!(stream);
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok(event) => {
+                                kube::runtime::utils::Backoff::reset(&mut relists);
+                                writer.apply_watcher_event(&event);
+                                let mut h = lock(&seen);
+                                if matches!(event, Event::InitDone) {
+                                    h.listed = true;
+                                }
+                                if !matches!(event, Event::Init) {
+                                    h.error = None;
+                                }
+                            }
+                            Err(e) => {
+                                let mut h = lock(&seen);
+                                if h.error.is_none() {
+                                    tracing::warn!(error = %describe(&e, &list, &watch), "{what} watch fails; the workloads it holds are left out of planning until it lists again");
+                                }
+                                let error = describe(&e, &list, &watch);
+                                h.error = Some((error, Instant::now(), answered(&e)));
+                                if broken(&e) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    tokio::time::sleep(relists.next().unwrap_or(QUIET)).await;
+                }
+            },
+            span,
+        ));
+        Reflected { store, health, task }
+    }
+
+    /// Why the API server does not answer this watch now, if it does not.
+    fn unreachable(&self) -> Option<String> {
+        let h = lock(&self.health);
+        match &h.error {
+            Some((error, at, false)) if at.elapsed() < QUIET => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    /// The store, or why it cannot be trusted now.
+    fn store(&self, what: &str) -> Result<&Store<K>, String> {
+        let h = lock(&self.health);
+        match &h.error {
+            Some((error, at, _)) if at.elapsed() < QUIET => Err(format!("the {what} watch fails: {error}")),
+            _ if !h.listed => Err(format!("the {what} are not listed yet")),
+            _ => Ok(&self.store),
+        }
+    }
+}
+
+impl<K: Resource + Clone + 'static> Drop for Reflected<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The workloads of one namespace and the HorizontalPodAutoscalers over them.
+pub struct Workloads {
+    namespace: String,
+    deployments: Reflected<Deployment>,
+    stateful_sets: Reflected<StatefulSet>,
+    hpas: Reflected<HorizontalPodAutoscaler>,
+}
+
+impl Workloads {
+    /// Starts the three reflectors in tasks of the current Tokio runtime.
+    pub fn spawn(client: Client, namespace: &str) -> Workloads {
+        Workloads {
+            namespace: namespace.to_owned(),
+            deployments: Reflected::spawn(client.clone(), namespace, "apps", "deployments"),
+            stateful_sets: Reflected::spawn(client.clone(), namespace, "apps", "statefulsets"),
+            hpas: Reflected::spawn(client, namespace, "autoscaling", "horizontalpodautoscalers"),
+        }
+    }
+
+    /// The workload as last seen: `Ok(None)` when it does not exist; `Err` (why) while
+    /// its kind's store cannot be trusted.
+    pub fn get(&self, target: &WorkloadRef) -> Result<Option<LiveWorkload>, String> {
+        Ok(match target.kind {
+            WorkloadKind::Deployment => self
+                .deployments
+                .store("deployments")?
+                .get(&ObjectRef::new(&target.name).within(&self.namespace))
+                .map(|d| LiveWorkload::from_deployment(&d)),
+            WorkloadKind::StatefulSet => self
+                .stateful_sets
+                .store("statefulsets")?
+                .get(&ObjectRef::new(&target.name).within(&self.namespace))
+                .map(|s| LiveWorkload::from_stateful_set(&s)),
+        })
+    }
+
+    /// Every HorizontalPodAutoscaler of the namespace, or why they are unknown.
+    pub fn hpas(&self) -> Result<Vec<HorizontalPodAutoscaler>, String> {
+        let store = self.hpas.store("horizontalpodautoscalers")?;
+        Ok(store.state().iter().map(|h| (**h).clone()).collect())
+    }
+
+    /// Why the API server does not answer the watches now, if it does not: what the
+    /// `kubernetes` breaker counts as a failure.
+    pub fn unreachable(&self) -> Option<String> {
+        self.deployments
+            .unreachable()
+            .or_else(|| self.stateful_sets.unreachable())
+            .or_else(|| self.hpas.unreachable())
+    }
+}
