@@ -197,3 +197,42 @@ fn executed(a: &Automaton, deployment: &str) -> bool {
         .lines()
         .any(|l| l.contains("\"message\":\"action executed\"") && l.contains(&target))
 }
+
+#[test]
+fn a_kill_seen_while_standing_by_is_healed_the_moment_the_lease_is_taken() {
+    // Another replica holds the Lease, and stops renewing it; the kill lands 1 s after the
+    // first watch, while this replica stands by. CHECK_INTERVAL is a minute: only taking
+    // the Lease can explain a prompt heal.
+    let mut scenario = oom_scenario(1, 1.0, 0.0);
+    let held = common::rfc3339_ago(0);
+    let lease = format!(
+        "  - apiVersion: coordination.k8s.io/v1\n    kind: Lease\n    metadata: {{name: automaton}}\n    spec: {{holderIdentity: gone-replica, leaseDurationSeconds: 6, acquireTime: \"{held}\", renewTime: \"{held}\", leaseTransitions: 0}}\n"
+    );
+    scenario = scenario.replacen("events:\n", &format!("{lease}events:\n"), 1);
+    let fake = FakeKube::start(&scenario);
+    let rules = rules_dir(&fake);
+    let env = [("LEASE_DURATION", "6"), ("CHECK_INTERVAL", "60s")];
+    let a = Automaton::start(&fake.kubeconfig, &rules, "automaton-a", &env);
+    eventually("the kill seen while standing by", Duration::from_secs(30), || {
+        a.logs().contains("\"reason\":\"not_leader\"").then_some(())
+    });
+    let patch = fake.wait_for("the memory patch", Duration::from_secs(30), |r| {
+        is_patch_of(r, "app-0")
+    });
+    // On the fake's clock: from the request that took the Lease to the heal.
+    let taken = fake
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r["method"] == "PATCH"
+                && r["path"] == "/apis/coordination.k8s.io/v1/namespaces/prod/leases/automaton"
+                && r["body"]["spec"]["holderIdentity"] == "automaton-a"
+                && r["status"] == 200
+        })
+        .expect("the Lease taken");
+    let after = patch["t"].as_f64().unwrap() - taken["t"].as_f64().unwrap();
+    assert!(
+        (0.0..2.0).contains(&after),
+        "healed at the takeover, not at the next tick (CHECK_INTERVAL 60s): {after:.3} s after"
+    );
+}

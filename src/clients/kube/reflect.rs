@@ -223,6 +223,17 @@ impl Workloads {
         Ok(store.state().iter().map(|h| (**h).clone()).collect())
     }
 
+    /// Waits, at most `within`, until every store has completed its first list: the first
+    /// plans after a start then have their workloads instead of waiting a tick.
+    pub async fn listed(&self, within: Duration) {
+        let all = async {
+            let _ = self.deployments.store.wait_until_ready().await;
+            let _ = self.stateful_sets.store.wait_until_ready().await;
+            let _ = self.hpas.store.wait_until_ready().await;
+        };
+        let _ = tokio::time::timeout(within, all).await;
+    }
+
     /// Why the API server does not answer the watches now, if it does not: what the
     /// `kubernetes` breaker counts as a failure.
     pub fn unreachable(&self) -> Option<String> {

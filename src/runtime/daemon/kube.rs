@@ -26,12 +26,18 @@ pub(super) struct Kube {
     pub world: SimWorld,
     /// The namespace's Deployments, StatefulSets and HPAs, kept by reflectors.
     pub workloads: Workloads,
+    /// Whether planning already waited for the reflectors' first lists.
+    pub first_lists_awaited: bool,
     /// The last failure to list HorizontalPodAutoscalers, so it is logged once, not per tick.
     pub hpa_error: Option<String>,
 }
 
 /// The breaker of the Kubernetes API (as `ActionSpec::dependency` and pod signals name it).
 const KUBERNETES: &str = "kubernetes";
+
+/// How long the first plans wait for the workloads' first lists (an API server that does
+/// not answer leaves them unknown after this, as before).
+const FIRST_LISTS: Duration = Duration::from_secs(5);
 
 impl Daemon {
     /// Connects the daemon to a cluster: starts the pod watch (which sends on `push` when a
@@ -69,6 +75,7 @@ impl Daemon {
             leader,
             world: SimWorld::default(),
             workloads,
+            first_lists_awaited: false,
             hpa_error: None,
         });
         self.install_rules();
@@ -90,9 +97,14 @@ impl Daemon {
     /// watch failing) the workloads it holds are left out, so a plan that needs them says
     /// "unknown". A watch that gets no answer from the API server counts as a failure of
     /// the `kubernetes` breaker, a working one as a success, as the reads it replaces did.
-    pub(super) fn refresh_world(&mut self, owners: Vec<String>) {
+    pub(super) async fn refresh_world(&mut self, owners: Vec<String>) {
         let breakers = Arc::clone(&self.breakers);
         let Some(k) = &mut self.kube else { return };
+        if !k.first_lists_awaited {
+            // Once: the first tick after a start comes before the stores have listed.
+            k.workloads.listed(FIRST_LISTS).await;
+            k.first_lists_awaited = true;
+        }
         let mut wanted: Vec<&str> = self
             .engine
             .rules()

@@ -241,6 +241,10 @@ impl Daemon {
         };
         let mut ticker = tokio::time::interval(self.settings.check_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Taking the Lease evaluates at once: a rule that fired while this replica stood by
+        // (at start, the first pod list often lands before the Lease) acts now, not at the
+        // next tick.
+        let mut leading = self.kube.as_ref().map(|k| k.leader.leading.clone());
         loop {
             tokio::select! {
                 biased;
@@ -257,6 +261,12 @@ impl Daemon {
                     // keep their last reading until the next tick.
                     self.collect_and_act(tick::Scope::Pushed).await;
                     continue;
+                }
+                gained = leadership_gained(&mut leading) => {
+                    if !gained {
+                        continue;
+                    }
+                    debug!("leadership gained: evaluating now");
                 }
                 _ = ticker.tick() => {}
             }
@@ -339,4 +349,18 @@ fn action_id_prefix() -> String {
     }
     digits.reverse();
     format!("act-{}", String::from_utf8_lossy(&digits))
+}
+
+/// Waits for the Lease campaign's next verdict: `true` when this replica now leads. Never
+/// ends without a campaign; once the campaign is gone, never again.
+async fn leadership_gained(leading: &mut Option<watch::Receiver<bool>>) -> bool {
+    let Some(rx) = leading.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *leading = None;
+        return false;
+    }
+    let now_leading = *rx.borrow_and_update();
+    now_leading
 }

@@ -38,7 +38,7 @@ impl Daemon {
         let leading = self.update_leadership();
         self.load_guard_state(leading).await;
         if leading {
-            self.refresh_world(collected.owners());
+            self.refresh_world(collected.owners()).await;
         }
         // Not through an open breaker, nor through a dependency that just failed every
         // collection this tick (its breaker may not have counted enough failures yet).
