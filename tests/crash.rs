@@ -31,6 +31,8 @@ const RATE_MAX: usize = 7;
 const COOLDOWN: Duration = Duration::from_secs(2);
 /// The global budget: fewer than the rules could take together (8 × 7).
 const BUDGET: usize = 44;
+/// Longer than the fake's injected write delay (0.3 s, `faults:` below) and its logging.
+const IN_FLIGHT: Duration = Duration::from_millis(600);
 
 const KINDS: [&str; 8] = [
     "scale",
@@ -368,9 +370,18 @@ impl Rig {
             total <= BUDGET,
             "{what}: {total} executions, the budget is {BUDGET}"
         );
-        let scales = runs["scale"].len() as u64;
+        // A scale in flight at the kill lands after its injected delay (the fake applies it
+        // with the client gone) and is logged just after: when the count and the replicas
+        // were read on either side of it, read both again once it has landed.
+        let mut scales = runs["scale"].len() as u64;
+        let mut replicas = self.replicas_of_api();
+        if replicas != 1 + scales {
+            std::thread::sleep(IN_FLIGHT);
+            scales = self.executions()["scale"].len() as u64;
+            replicas = self.replicas_of_api();
+        }
         assert_eq!(
-            self.replicas_of_api(),
+            replicas,
             1 + scales,
             "{what}: every scale added exactly one replica"
         );
