@@ -325,10 +325,15 @@ async fn done<T>(verifier: JoinHandle<T>) -> T {
 // The signals
 
 fn start(namespace: Option<&str>) -> (PodSignals, ApiServer, mpsc::Receiver<()>) {
+    start_selecting(namespace, "")
+}
+
+/// The pod signals with the API server filtering the watch by `selector`.
+fn start_selecting(namespace: Option<&str>, selector: &str) -> (PodSignals, ApiServer, mpsc::Receiver<()>) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "prod");
     let (trigger, woken) = mpsc::channel(16);
-    let pods = PodSignals::spawn(client, namespace.map(str::to_owned), String::new(), trigger);
+    let pods = PodSignals::spawn(client, namespace.map(str::to_owned), selector.to_owned(), trigger);
     (pods, ApiServer(handle), woken)
 }
 
@@ -756,19 +761,11 @@ fn a_bad_selector_is_a_rule_file_error() {
 #[tokio::test]
 async fn the_api_server_filters_by_the_shared_selector_and_a_new_one_lists_again() {
     let ns = Some("mockNamespace");
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "prod");
-    let (trigger, mut rx) = mpsc::channel(16);
-    let pods = PodSignals::spawn(
-        client,
-        ns.map(str::to_owned),
-        "automaton.dev/heal=true".into(),
-        trigger,
-    );
+    let (pods, api, mut rx) = start_selecting(ns, "automaton.dev/heal=true");
     assert_eq!(pods.selector(), "automaton.dev/heal=true");
     // The pod in CrashLoopBackOff, as the filtered list returns it.
     let crashing = oom_stream()[2]["object"].clone();
-    let verifier = verify(ApiServer(handle), move |mut api| async move {
+    let verifier = verify(api, move |mut api| async move {
         let heal = Some("automaton.dev%2Fheal%3Dtrue");
         let reply = api.expect_list_selecting(ns, heal).await;
         let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "100"},
@@ -815,16 +812,8 @@ async fn the_api_server_filters_by_the_shared_selector_and_a_new_one_lists_again
 #[tokio::test]
 async fn the_owner_of_a_pod_outside_the_watch_is_read_once() {
     let ns = Some("mockNamespace");
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "prod");
-    let (trigger, mut rx) = mpsc::channel(16);
-    let pods = PodSignals::spawn(
-        client,
-        ns.map(str::to_owned),
-        "automaton.dev/heal=true".into(),
-        trigger,
-    );
-    let verifier = verify(ApiServer(handle), move |mut api| async move {
+    let (pods, api, mut rx) = start_selecting(ns, "automaton.dev/heal=true");
+    let verifier = verify(api, move |mut api| async move {
         let reply = api
             .expect_list_selecting(ns, Some("automaton.dev%2Fheal%3Dtrue"))
             .await;

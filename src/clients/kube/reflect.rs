@@ -79,6 +79,8 @@ where
     K::DynamicType: std::hash::Hash + Eq + Clone,
 {
     store: Store<K>,
+    /// The resource, as errors name it (`deployments`).
+    what: &'static str,
     health: Arc<Mutex<Health>>,
     task: JoinHandle<()>,
 }
@@ -132,11 +134,11 @@ where
                                 }
                             }
                             Err(e) => {
+                                let error = describe(&e, &list, &watch);
                                 let mut h = lock(&seen);
                                 if h.error.is_none() {
-                                    tracing::warn!(error = %describe(&e, &list, &watch), "{what} watch fails; the workloads it holds are left out of planning until it lists again");
+                                    tracing::warn!(%error, "{what} watch fails; the workloads it holds are left out of planning until it lists again");
                                 }
-                                let error = describe(&e, &list, &watch);
                                 h.error = Some((error, Instant::now(), answered(&e)));
                                 if broken(&e) {
                                     break;
@@ -149,7 +151,12 @@ where
             },
             span,
         ));
-        Reflected { store, health, task }
+        Reflected {
+            store,
+            what,
+            health,
+            task,
+        }
     }
 
     /// Why the API server does not answer this watch now, if it does not.
@@ -162,8 +169,8 @@ where
     }
 
     /// The store, or why it cannot be trusted now.
-    fn store(&self, what: &str) -> Result<&Store<K>, String> {
-        let h = lock(&self.health);
+    fn store(&self) -> Result<&Store<K>, String> {
+        let (h, what) = (lock(&self.health), self.what);
         match &h.error {
             Some((error, at, _)) if at.elapsed() < QUIET => Err(format!("the {what} watch fails: {error}")),
             _ if !h.listed => Err(format!("the {what} are not listed yet")),
@@ -206,12 +213,12 @@ impl Workloads {
         Ok(match target.kind {
             WorkloadKind::Deployment => self
                 .deployments
-                .store("deployments")?
+                .store()?
                 .get(&ObjectRef::new(&target.name).within(&self.namespace))
                 .map(|d| LiveWorkload::from_deployment(&d)),
             WorkloadKind::StatefulSet => self
                 .stateful_sets
-                .store("statefulsets")?
+                .store()?
                 .get(&ObjectRef::new(&target.name).within(&self.namespace))
                 .map(|s| LiveWorkload::from_stateful_set(&s)),
         })
@@ -219,7 +226,7 @@ impl Workloads {
 
     /// Every HorizontalPodAutoscaler of the namespace, or why they are unknown.
     pub fn hpas(&self) -> Result<Vec<HorizontalPodAutoscaler>, String> {
-        let store = self.hpas.store("horizontalpodautoscalers")?;
+        let store = self.hpas.store()?;
         Ok(store.state().iter().map(|h| (**h).clone()).collect())
     }
 
