@@ -141,10 +141,15 @@ pub struct SettingsArgs {
     /// `auto` (use the API when a configuration is found), `on` (require it) or `off`.
     #[arg(long, env = "KUBERNETES", value_name = "MODE", default_value = "auto")]
     pub kubernetes: Option<String>,
-    /// Where pods are watched and workloads acted on [default: the service account's
-    /// namespace, else the kubeconfig context's].
+    /// The automaton's own namespace: its Lease, its guard state, and that of a rule's
+    /// target that names none [default: the service account's namespace, else the
+    /// kubeconfig context's].
     #[arg(long, env = "NAMESPACE", value_name = "NAME")]
     pub namespace: Option<String>,
+    /// Where pods are watched and workloads acted on: a comma-separated list of namespaces,
+    /// or `*` for the whole cluster [default: NAMESPACE].
+    #[arg(long, env = "WATCH_NAMESPACES", value_name = "LIST")]
+    pub watch_namespaces: Option<String>,
     /// This replica's identity in the Lease and in Events [default: HOSTNAME].
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub pod_name: Option<String>,
@@ -250,6 +255,7 @@ impl SettingsArgs {
             ("LOG_FORMAT", &self.log_format),
             ("KUBERNETES", &self.kubernetes),
             ("NAMESPACE", &self.namespace),
+            ("WATCH_NAMESPACES", &self.watch_namespaces),
             ("POD_NAME", &self.pod_name),
             ("LEASE_NAME", &self.lease_name),
             ("LEASE_DURATION", &self.lease_duration),

@@ -371,7 +371,8 @@ fn run_once_prints_one_decision_per_rule_and_target() {
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["rule"], "one");
-    assert_eq!(lines[0]["target"], "deployment/app");
+    // Without a cluster or NAMESPACE, the automaton's own namespace is `default`.
+    assert_eq!(lines[0]["target"], "default/deployment/app");
     assert_eq!(lines[0]["state"], "inactive");
     assert_eq!(lines[0]["decision"], "none");
     assert!(lines[0]["value"].as_f64().unwrap() >= 0.0);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::Metadata;
@@ -43,6 +43,8 @@ struct Objects {
     service_accounts: Vec<ServiceAccount>,
     roles: Vec<Role>,
     role_bindings: Vec<RoleBinding>,
+    cluster_roles: Vec<ClusterRole>,
+    cluster_role_bindings: Vec<ClusterRoleBinding>,
     config_maps: Vec<ConfigMap>,
     deployments: Vec<Deployment>,
     services: Vec<Service>,
@@ -65,6 +67,8 @@ impl Objects {
             "ServiceAccount" => self.service_accounts.push(typed(value).map_err(wrap)?),
             "Role" => self.roles.push(typed(value).map_err(wrap)?),
             "RoleBinding" => self.role_bindings.push(typed(value).map_err(wrap)?),
+            "ClusterRole" => self.cluster_roles.push(typed(value).map_err(wrap)?),
+            "ClusterRoleBinding" => self.cluster_role_bindings.push(typed(value).map_err(wrap)?),
             "ConfigMap" => self.config_maps.push(typed(value).map_err(wrap)?),
             "Deployment" => self.deployments.push(typed(value).map_err(wrap)?),
             "Service" => self.services.push(typed(value).map_err(wrap)?),
@@ -90,6 +94,8 @@ impl Objects {
             each("ServiceAccount", &self.service_accounts),
             each("Role", &self.roles),
             each("RoleBinding", &self.role_bindings),
+            each("ClusterRole", &self.cluster_roles),
+            each("ClusterRoleBinding", &self.cluster_role_bindings),
             each("ConfigMap", &self.config_maps),
             each("Deployment", &self.deployments),
             each("Service", &self.services),
@@ -342,6 +348,8 @@ fn kustomization_dirs() -> Vec<PathBuf> {
     dirs.push(deploy().join("components/solana"));
     dirs.push(deploy().join("components/monitoring"));
     dirs.push(deploy().join("overlays/production"));
+    dirs.push(deploy().join("overlays/namespaces"));
+    dirs.push(deploy().join("overlays/cluster-wide"));
     dirs.sort();
     dirs
 }

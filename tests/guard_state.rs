@@ -249,3 +249,45 @@ fn an_intent_carries_only_its_own_actions_marks_not_those_of_the_tick_still_to_r
     let t = tick(&mut next, 1, 100.0);
     assert_eq!(acted(&t), ["other", "verified"], "{t:?}");
 }
+
+#[test]
+fn a_state_written_before_targets_named_their_namespace_keeps_its_cooldowns() {
+    let rules = r#"rules:
+  - name: scale-app
+    priority: critical
+    signal: {kafka_lag: {group: g, topic: t}}
+    when: "> 10"
+    action: {scale: {target: deployment/app, replicas: 3}}
+    cooldown: 10m
+"#;
+    // As the daemon installs them: the rule's target in the automaton's namespace.
+    let installed = rules::load_texts(&[(Path::new("r.yaml"), rules)], &|_| None)
+        .expect("valid")
+        .in_namespace("prod");
+    assert_eq!(
+        installed.rules[0].fixed_target.as_deref(),
+        Some("prod/deployment/app")
+    );
+    // What an earlier version wrote: the unqualified target, acted on at T0.
+    let old: Durable = serde_json::from_value(serde_json::json!({"rules": {"scale-app": {
+        "keep": 600_000, "targets": {"deployment/app": {"last_act": T0 * 1000}}}}}))
+    .expect("an old state document");
+    let mut next = Engine::new(Arc::new(installed), EngineConfig::default());
+    next.restore(&old.in_namespace("prod"));
+    let world: automaton::core::world::SimWorld =
+        serde_yaml::from_str("prod/deployment/app: {replicas: 1}").expect("a world");
+    next.observe(
+        0,
+        Reading {
+            at: at(60),
+            result: Ok(vec![Series::single(100.0)]),
+        },
+    );
+    let d = next.evaluate(at(60), &world);
+    assert_eq!(
+        (d[0].decision, d[0].reason),
+        (Verdict::Skip, Some(SkipReason::Cooldown)),
+        "{d:#?}"
+    );
+    assert_eq!(&*d[0].target, "prod/deployment/app");
+}

@@ -28,7 +28,7 @@ async fn scale_patches_replicas_and_the_annotation_in_one_guarded_patch_and_reco
     assert_eq!(outcome.change, Some(json!({"replicas": [1, 6]})));
     assert_eq!(
         outcome.detail,
-        "deployment/hello-world scaled from 1 to 6 replicas"
+        "default/deployment/hello-world scaled from 1 to 6 replicas"
     );
 }
 
@@ -72,7 +72,10 @@ async fn scale_already_at_the_target_is_bound_and_writes_nothing() {
     let script = vec![get(DEPLOYMENT).reply(200, &deployment().replicas(6).json())];
     let outcome = execute(script, &scale_to(6, 1)).await.expect("a skip");
     assert_eq!(outcome.skipped, Some(SkipReason::Bound));
-    assert_eq!(outcome.detail, "deployment/hello-world already has 6 replicas");
+    assert_eq!(
+        outcome.detail,
+        "default/deployment/hello-world already has 6 replicas"
+    );
     assert_eq!(outcome.change, None);
 }
 
@@ -84,7 +87,7 @@ async fn a_scale_up_planned_on_a_stale_world_never_scales_down_what_someone_adde
     assert_eq!(outcome.skipped, Some(SkipReason::Bound));
     assert_eq!(
         outcome.detail,
-        "deployment/hello-world now has 8 replicas: setting 6 would go against the rule's direction"
+        "default/deployment/hello-world now has 8 replicas: setting 6 would go against the rule's direction"
     );
 }
 
@@ -120,7 +123,7 @@ async fn a_restarted_daemon_inside_the_cooldown_reads_it_from_the_annotation_and
     assert_eq!(outcome.skipped, Some(SkipReason::Cooldown));
     assert_eq!(
         outcome.detail,
-        "deployment/hello-world: rule kafka-consumer-lag last acted at 2025-06-01T11:59:00Z \
+        "default/deployment/hello-world: rule kafka-consumer-lag last acted at 2025-06-01T11:59:00Z \
          (automaton.dev/last-action-kafka-consumer-lag); 240s of cooldown left"
     );
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::scenario::{oom_scenario, OOM_RULES};
@@ -192,7 +193,7 @@ fn two_replicas_one_leader_acts_and_the_other_takes_over() {
 
 /// Whether the replica's log says it executed an action on the Deployment.
 fn executed(a: &Automaton, deployment: &str) -> bool {
-    let target = format!("\"target\":\"deployment/{deployment}\"");
+    let target = format!("\"target\":\"prod/deployment/{deployment}\"");
     a.logs()
         .lines()
         .any(|l| l.contains("\"message\":\"action executed\"") && l.contains(&target))
@@ -235,4 +236,92 @@ fn a_kill_seen_while_standing_by_is_healed_the_moment_the_lease_is_taken() {
         (0.0..2.0).contains(&after),
         "healed at the takeover, not at the next tick (CHECK_INTERVAL 60s): {after:.3} s after"
     );
+}
+
+/// `oom_scenario(1, …)` in `namespace`: the same names, other uids.
+fn in_namespace(objects: &str, namespace: &str, tag: char) -> String {
+    objects
+        .replace(
+            "metadata: {name:",
+            &format!("metadata: {{namespace: {namespace}, name:"),
+        )
+        .replace(
+            "metadata:\n      name:",
+            &format!("metadata:\n      namespace: {namespace}\n      name:"),
+        )
+        .replace("0000-0000-0000-", &format!("0000-0000-000{tag}-"))
+}
+
+#[test]
+fn watched_namespaces_heal_the_same_name_in_its_own_namespace_only() {
+    // app-0 in team-a and in team-b; the automaton itself in prod (its Lease, its state).
+    let base = oom_scenario(1, 2.0, 0.0);
+    let (objects, events) = base.split_once("events:\n").expect("events");
+    let (head, objects) = objects.split_once("objects:\n").expect("objects");
+    let events = events.replace("    kind: Pod\n", "    kind: Pod\n    namespace: team-b\n");
+    let scenario = format!(
+        "{head}objects:\n{}{}events:\n{events}",
+        in_namespace(objects, "team-a", 'a'),
+        in_namespace(objects, "team-b", 'b')
+    );
+    let fake = FakeKube::start(&scenario);
+    let rules = rules_dir(&fake);
+    let a = Automaton::start(
+        &fake.kubeconfig,
+        &rules,
+        "automaton-a",
+        &[("WATCH_NAMESPACES", "team-b,team-a")],
+    );
+    let patch_in = |ns: &str| {
+        let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/app-0");
+        move |r: &Value| r["method"] == "PATCH" && r["path"] == path
+    };
+    fake.wait_for(
+        "team-b's memory patch",
+        Duration::from_secs(60),
+        patch_in("team-b"),
+    );
+    let event = fake.wait_for("the Event in team-b", Duration::from_secs(10), |r| {
+        r["method"] == "POST" && r["path"] == "/apis/events.k8s.io/v1/namespaces/team-b/events"
+    });
+    assert_eq!(event["body"]["regarding"]["namespace"], "team-b", "{event}");
+    let checks = |a: &Automaton| a.metric(r#"healing_checks_total{rule="oom"}"#).unwrap_or(0.0);
+    let seen = checks(&a);
+    eventually("three more ticks", Duration::from_secs(30), || {
+        (checks(&a) >= seen + 3.0).then_some(())
+    });
+    let log = fake.requests();
+    assert_eq!(
+        log.iter().filter(|r| patch_in("team-b")(r)).count(),
+        1,
+        "one write"
+    );
+    assert_eq!(
+        log.iter().filter(|r| patch_in("team-a")(r)).count(),
+        0,
+        "team-a's app-0 untouched"
+    );
+    // One filtered pod watch per listed namespace, none across the cluster or in prod.
+    let pod_paths: BTreeSet<&str> = log
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["path"].as_str().is_some_and(|p| p.ends_with("/pods")))
+        .inspect(|r| assert_eq!(r["query"]["labelSelector"], "automaton.dev/heal=true", "{r}"))
+        .filter_map(|r| r["path"].as_str())
+        .collect();
+    assert_eq!(
+        pod_paths,
+        BTreeSet::from(["/api/v1/namespaces/team-a/pods", "/api/v1/namespaces/team-b/pods"])
+    );
+    assert!(
+        log.iter()
+            .any(|r| r["path"] == "/apis/coordination.k8s.io/v1/namespaces/prod/leases/automaton"),
+        "the Lease stays in the automaton's own namespace"
+    );
+    let executed = a
+        .logs()
+        .lines()
+        .filter(|l| l.contains("\"message\":\"action executed\""))
+        .map(|l| l.contains("\"target\":\"team-b/deployment/app-0\""))
+        .collect::<Vec<_>>();
+    assert_eq!(executed, [true], "{}", a.logs());
 }

@@ -46,9 +46,9 @@ events:
     y.replacen("events:\n", hpa, 1)
 }
 
-/// Whether the log has a skip of the rule on `deployment/NAME` with `reason`.
+/// Whether the log has a skip of the rule on `prod/deployment/NAME` with `reason`.
 fn skipped(a: &Automaton, deployment: &str, reason: &str) -> bool {
-    let target = format!("\"target\":\"deployment/{deployment}\"");
+    let target = format!("\"target\":\"prod/deployment/{deployment}\"");
     let reason = format!("\"reason\":\"{reason}\"");
     a.logs()
         .lines()

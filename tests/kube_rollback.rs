@@ -44,7 +44,7 @@ fn scale_rollback() -> (Rule, Decision) {
         "kafka-consumer-lag",
         "kafka_lag: {group: g}",
         "scale: {target: deployment/hello-world, replicas: 6}",
-        "deployment/hello-world: {replicas: 2}",
+        "default/deployment/hello-world: {replicas: 2}",
         &[("group", "g")],
     )
 }
@@ -54,11 +54,11 @@ fn memory_rollback() -> (Rule, Decision) {
         "pod-oom-killed",
         "pod_oom_killed: {selector: automaton.dev/heal=true}",
         "raise_memory: {target: owner, factor: 2}",
-        "deployment/hello-world: {containers: {hello-world: {memory_request: 512Mi, memory_limit: 1Gi}}}",
+        "default/deployment/hello-world: {containers: {hello-world: {memory_request: 512Mi, memory_limit: 1Gi}}}",
         &[
             ("pod", "hello-world-6b9d85fbd6-klpv2"),
             ("container", "hello-world"),
-            ("owner", "deployment/hello-world"),
+            ("owner", "default/deployment/hello-world"),
         ],
     )
 }
@@ -115,7 +115,7 @@ async fn scale_rollback_puts_back_the_replicas_the_action_found() {
     assert_eq!(outcome.change, Some(json!({"replicas": [6, 2]})));
     assert_eq!(
         outcome.detail,
-        "deployment/hello-world scaled back from 6 replicas to 2 replicas"
+        "default/deployment/hello-world scaled back from 6 replicas to 2 replicas"
     );
 }
 
@@ -126,7 +126,7 @@ async fn scale_rollback_leaves_replicas_someone_changed_since() {
     assert_eq!(outcome.skipped, Some(SkipReason::Bound));
     assert_eq!(
         outcome.detail,
-        "deployment/hello-world now has 8 replicas, not the 6 the action set: left alone"
+        "default/deployment/hello-world now has 8 replicas, not the 6 the action set: left alone"
     );
     assert_eq!(outcome.change, None);
 }
@@ -189,7 +189,7 @@ async fn memory_rollback_leaves_resources_someone_changed_since() {
     assert_eq!(outcome.skipped, Some(SkipReason::Bound));
     assert_eq!(
         outcome.detail,
-        "deployment/hello-world: container `hello-world` is now 1Gi/4Gi, not what the action set: left alone"
+        "default/deployment/hello-world: container `hello-world` is now 1Gi/4Gi, not what the action set: left alone"
     );
 }
 

@@ -17,7 +17,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube_support::*;
 
-const TARGET: &str = "deployment/nginx-deployment";
+/// As the daemon keys it: in the namespace of the engine's rules (the test engine's `default`).
+const TARGET: &str = "default/deployment/nginx-deployment";
 
 /// The world `refresh_world` builds from a Deployment fixture and the HPA list fixture.
 fn world_of(deployment: &str, with_hpas: bool) -> Workload {
@@ -137,7 +138,8 @@ fn an_hpa_on_the_workload_skips_scale_but_not_other_actions() {
         skipped(&d),
         (
             Some(SkipReason::HpaManaged),
-            "HorizontalPodAutoscaler nginx owns the replicas of deployment/nginx-deployment".to_owned()
+            "HorizontalPodAutoscaler nginx owns the replicas of default/deployment/nginx-deployment"
+                .to_owned()
         )
     );
     let d = decision(MEMORY, w, false);

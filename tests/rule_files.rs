@@ -422,7 +422,7 @@ const BAD: &[Bad] = &[
     action:
       restart: {target: pod/x}
 "#,
-        errors: &["7:25: rules[0].action.restart.target: invalid target `pod/x`: expected `deployment/NAME`, `statefulset/NAME` or `owner`"],
+        errors: &["7:25: rules[0].action.restart.target: invalid target `pod/x`: expected `deployment/NAME`, `statefulset/NAME`, `NAMESPACE/deployment/NAME` or `owner`"],
     },
     Bad {
         what: "replicas that are not a number",

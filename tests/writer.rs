@@ -36,7 +36,8 @@ rules:
     verify: {within: 10m, expect: "< 1000"}
 "#;
 
-const TARGET: &str = "deployment/hello-world";
+/// As the engine keys it: the test engine's rules are installed in `default`.
+const TARGET: &str = "default/deployment/hello-world";
 
 fn writer(
     kube: KubeExecutor,
@@ -64,7 +65,8 @@ fn writer(
 /// The engine's `act` decision at `t` seconds, on a lag of 20 000.
 fn act_at(engine: &mut Engine, t: u64) -> Decision {
     sample(engine, t, &[("group", "email-service-group")], 20000.0);
-    let world: SimWorld = serde_yaml::from_str("deployment/hello-world: {replicas: 1}").expect("a world");
+    let world: SimWorld =
+        serde_yaml::from_str("default/deployment/hello-world: {replicas: 1}").expect("a world");
     engine
         .evaluate(Duration::from_secs(t), &world)
         .into_iter()

@@ -23,6 +23,7 @@ use crate::clients::kube::executor::{Act, KubeExecutor};
 use crate::core::decision::SkipReason;
 use crate::core::plan::Outcome;
 use crate::core::plan::{Effect, Plan, PlanCtx, PlanError};
+use crate::core::target::ObjectRef;
 use crate::core::values::Dur;
 use crate::signals::SignalSpec;
 
@@ -64,11 +65,13 @@ enum Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    fn of(target: &'a str) -> Scope<'a> {
-        match target.split_once('/') {
-            Some(("pod", name)) => Scope::Pod(name),
-            Some(("pvc", name)) => Scope::Claim(name),
-            _ => Scope::All,
+    /// The pods a target names, and their namespace (`None`: the automaton's own, where a
+    /// rule's fixed `pods/SELECTOR` cleans).
+    fn of(target: &'a str) -> (Option<&'a str>, Scope<'a>) {
+        match ObjectRef::parse(target) {
+            Some(o) if o.kind == "pod" => (Some(o.namespace), Scope::Pod(o.name)),
+            Some(o) if o.kind == "pvc" => (Some(o.namespace), Scope::Claim(o.name)),
+            _ => (None, Scope::All),
         }
     }
 
@@ -209,8 +212,12 @@ impl Action for CleanLogs {
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCtx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        let scope = Scope::of(&cx.decision.target);
-        Box::pin(async move { Ok(clean_logs(cx.kube()?, &cx.act(), self, scope).await?) })
+        let (namespace, scope) = Scope::of(&cx.decision.target);
+        Box::pin(async move {
+            let kube = cx.kube()?;
+            let namespace = namespace.unwrap_or(&kube.namespace);
+            Ok(clean_logs(kube, &cx.act(), self, namespace, scope).await?)
+        })
     }
 }
 
@@ -218,11 +225,12 @@ async fn clean_logs(
     kube: &KubeExecutor,
     act: &Act<'_>,
     spec: &CleanLogs,
+    namespace: &str,
     scope: Scope<'_>,
 ) -> Result<Outcome, ClusterError> {
-    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
     let params = ListParams::default().labels(&spec.selector);
-    let request = ApiRequest::new("GET", "list", "", "pods", &kube.namespace, None);
+    let request = ApiRequest::new("GET", "list", "", "pods", namespace, None);
     let list = kube.call(&request, || pods.list(&params)).await?;
     let running: Vec<&Pod> = list
         .items
@@ -253,7 +261,7 @@ async fn clean_logs(
                 None => continue,
             },
         };
-        match exec(kube, &pods, &name, &container, &argv).await {
+        match exec(kube, &pods, namespace, &name, &container, &argv).await {
             Ok(()) => {
                 let files = format!(
                     "files `{}` older than {} in {} ({container})",
@@ -382,10 +390,13 @@ mod tests {
                                  {"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}}]}
         }))
         .unwrap();
-        assert!(Scope::of("pvc/data-0").contains(&pod));
-        assert!(!Scope::of("pvc/data-1").contains(&pod));
-        assert!(Scope::of("pod/web-0").contains(&pod));
-        assert!(!Scope::of("pod/web-1").contains(&pod));
-        assert!(Scope::of("pods/app=x").contains(&pod));
+        let contains = |target| Scope::of(target).1.contains(&pod);
+        assert!(contains("prod/pvc/data-0"));
+        assert!(!contains("prod/pvc/data-1"));
+        assert!(contains("prod/pod/web-0"));
+        assert!(!contains("prod/pod/web-1"));
+        assert!(contains("pods/app=x"));
+        assert_eq!(Scope::of("batch/pod/web-0"), (Some("batch"), Scope::Pod("web-0")));
+        assert_eq!(Scope::of("pods/app=x").0, None);
     }
 }

@@ -378,6 +378,20 @@ impl<S, A> Default for RuleSet<S, A> {
     }
 }
 
+impl<S, A> RuleSet<S, A> {
+    /// Qualifies each rule's fixed Kubernetes target with the automaton's own namespace
+    /// (`deployment/api` → `HOME/deployment/api`, see [`super::target::qualify`]): the form
+    /// every decision, state and Event names it by.
+    pub fn in_namespace(mut self, home: &str) -> Self {
+        for rule in &mut self.rules {
+            if let Some(target) = &rule.fixed_target {
+                rule.fixed_target = Some(Arc::from(super::target::qualify(target, home)));
+            }
+        }
+        self
+    }
+}
+
 impl<S: SignalKind, A: ActionKind> RuleSet<S, A> {
     pub fn new(rules: Vec<Rule<S, A>>) -> Self {
         let mut sources: Vec<Source<S>> = Vec::new();

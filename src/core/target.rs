@@ -1,5 +1,7 @@
-//! Workload targets: `deployment/NAME`, `statefulset/NAME`, or `owner` (the workload that
-//! owns the pod a pod signal is about).
+//! Targets: `deployment/NAME`, `statefulset/NAME` (in the automaton's own namespace),
+//! `NAMESPACE/deployment/NAME`, or `owner` (the workload that owns the pod a pod signal is
+//! about). Inside the engine every Kubernetes target is namespace-qualified
+//! (`NAMESPACE/KIND/NAME`, see [`qualify`]): the same name in two namespaces is two targets.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,7 +9,126 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::core::plan::PlanError;
-use crate::core::values::ValueError;
+use crate::core::values::{is_dns1123, is_dns1123_label, ValueError};
+
+/// The Kubernetes kinds targets and owner labels name, as they write them.
+const KINDS: [&str; 5] = ["deployment", "statefulset", "pod", "pvc", "cronjob"];
+
+/// A namespace-qualified Kubernetes object as a target names it: `NAMESPACE/KIND/NAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectRef<'a> {
+    pub namespace: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> ObjectRef<'a> {
+    /// `NAMESPACE/KIND/NAME` with a kind of [`KINDS`]; anything else (`http/…`, an
+    /// unqualified `deployment/x`) is not one.
+    pub fn parse(target: &'a str) -> Option<ObjectRef<'a>> {
+        let mut parts = target.splitn(3, '/');
+        let (namespace, kind, name) = (parts.next()?, parts.next()?, parts.next()?);
+        let valid = KINDS.contains(&kind) && !namespace.is_empty() && !name.is_empty() && !name.contains('/');
+        valid.then_some(ObjectRef {
+            namespace,
+            kind,
+            name,
+        })
+    }
+}
+
+impl fmt::Display for ObjectRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+}
+
+/// The engine's form of a target: `KIND/NAME` of a Kubernetes kind is in the `home`
+/// namespace (the automaton's own), so it becomes `HOME/KIND/NAME`. A target that already
+/// names its namespace, or is no Kubernetes object (`http/…`, `webhook/…`, `postgres/…`),
+/// is returned as it is.
+pub fn qualify(target: &str, home: &str) -> String {
+    match target.split_once('/') {
+        Some((kind, name)) if KINDS.contains(&kind) && !name.contains('/') => format!("{home}/{target}"),
+        _ => target.to_owned(),
+    }
+}
+
+/// A target without its namespace (`deployment/api` of `prod/deployment/api`): what a
+/// message about an object already placed in its namespace names.
+pub fn unqualified(target: &str) -> &str {
+    match ObjectRef::parse(target) {
+        Some(object) => &target[object.namespace.len() + 1..],
+        None => target,
+    }
+}
+
+/// The namespaces the automaton watches and acts in (`WATCH_NAMESPACES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Namespaces {
+    /// `*`: the whole cluster.
+    All,
+    /// These namespaces: sorted, distinct, never empty.
+    List(Vec<String>),
+}
+
+impl Namespaces {
+    /// Only `home` (WATCH_NAMESPACES unset).
+    pub fn only(home: &str) -> Namespaces {
+        Namespaces::List(vec![home.to_owned()])
+    }
+
+    /// Parses `*` or a comma-separated list of namespace names.
+    pub fn parse(text: &str) -> Result<Namespaces, ValueError> {
+        if text.trim() == "*" {
+            return Ok(Namespaces::All);
+        }
+        let mut names: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = names.iter().find(|n| !is_dns1123_label(n)) {
+            return Err(ValueError(format!(
+                "`{bad}` is not a namespace name (lowercase letters, digits, `-`; at most 63)"
+            )));
+        }
+        if names.is_empty() {
+            return Err(ValueError(
+                "expected `*` or a comma-separated list of namespaces".to_owned(),
+            ));
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(Namespaces::List(names))
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Namespaces::All => true,
+            Namespaces::List(names) => names.binary_search_by(|n| n.as_str().cmp(namespace)).is_ok(),
+        }
+    }
+
+    /// One entry per watch a namespaced resource needs: each namespace, or `None` for one
+    /// watch over the whole cluster.
+    pub fn watches(&self) -> Vec<Option<&str>> {
+        match self {
+            Namespaces::All => vec![None],
+            Namespaces::List(names) => names.iter().map(|n| Some(n.as_str())).collect(),
+        }
+    }
+}
+
+impl fmt::Display for Namespaces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Namespaces::All => f.write_str("*"),
+            Namespaces::List(names) => f.write_str(&names.join(",")),
+        }
+    }
+}
 
 /// What the `owner` label of a signal's series names, and so what `target: owner` of an
 /// action acts on: a workload (pod signals; `prometheus`/`alert` with `target: owner` or
@@ -30,9 +151,13 @@ impl OwnerKind {
         }
     }
 
-    /// The kind of an owner string (`deployment/api`, `pod/api-0`, `pvc/data-0`).
+    /// The kind of an owner string (`prod/deployment/api`, `pod/api-0`, `prod/pvc/data-0`).
     pub fn of(owner: &str) -> Option<OwnerKind> {
-        match owner.split_once('/')?.0 {
+        let kind = match ObjectRef::parse(owner) {
+            Some(object) => object.kind,
+            None => owner.split_once('/')?.0,
+        };
+        match kind {
             "deployment" | "statefulset" => Some(OwnerKind::Workload),
             "pod" => Some(OwnerKind::Pod),
             "pvc" => Some(OwnerKind::Volume),
@@ -41,15 +166,25 @@ impl OwnerKind {
     }
 }
 
+/// What a rule's action acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
-    Deployment(String),
-    StatefulSet(String),
+    /// A Deployment; `namespace: None` is the automaton's own.
+    Deployment {
+        namespace: Option<String>,
+        name: String,
+    },
+    StatefulSet {
+        namespace: Option<String>,
+        name: String,
+    },
+    /// The workload each series names in its `owner` label.
     Owner,
 }
 
 impl Target {
-    /// The concrete `kind/name` for a series.
+    /// The concrete target for a series: the rule's own (`deployment/NAME`, qualified
+    /// later by the engine, see [`qualify`]), or the series' `owner`.
     pub fn resolve(&self, labels: &BTreeMap<String, String>) -> Result<String, PlanError> {
         match self {
             Target::Owner => match labels.get("owner") {
@@ -68,10 +203,14 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Deployment(n) => write!(f, "deployment/{n}"),
-            Target::StatefulSet(n) => write!(f, "statefulset/{n}"),
-            Target::Owner => f.write_str("owner"),
+        let (kind, namespace, name) = match self {
+            Target::Deployment { namespace, name } => ("deployment", namespace, name),
+            Target::StatefulSet { namespace, name } => ("statefulset", namespace, name),
+            Target::Owner => return f.write_str("owner"),
+        };
+        match namespace {
+            Some(ns) => write!(f, "{ns}/{kind}/{name}"),
+            None => write!(f, "{kind}/{name}"),
         }
     }
 }
@@ -81,19 +220,30 @@ impl std::str::FromStr for Target {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             ValueError(format!(
-                "invalid target `{s}`: expected `deployment/NAME`, `statefulset/NAME` or `owner`"
+                "invalid target `{s}`: expected `deployment/NAME`, `statefulset/NAME`, `NAMESPACE/deployment/NAME` or `owner`"
             ))
         };
         if s == "owner" {
             return Ok(Target::Owner);
         }
-        let (kind, name) = s.split_once('/').ok_or_else(bad)?;
-        if !crate::core::values::is_dns1123(name) {
+        let parts: Vec<&str> = s.split('/').collect();
+        let (namespace, kind, name) = match parts[..] {
+            [kind, name] => (None, kind, name),
+            [ns, kind, name] => (Some(ns), kind, name),
+            _ => return Err(bad()),
+        };
+        if let Some(ns) = namespace.filter(|ns| !is_dns1123_label(ns)) {
+            return Err(ValueError(format!(
+                "invalid target `{s}`: `{ns}` is not a namespace name (lowercase letters, digits, `-`)"
+            )));
+        }
+        if !is_dns1123(name) {
             return Err(ValueError(format!("invalid target `{s}`: `{name}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)")));
         }
+        let (namespace, name) = (namespace.map(str::to_owned), name.to_owned());
         match kind {
-            "deployment" => Ok(Target::Deployment(name.to_owned())),
-            "statefulset" => Ok(Target::StatefulSet(name.to_owned())),
+            "deployment" => Ok(Target::Deployment { namespace, name }),
+            "statefulset" => Ok(Target::StatefulSet { namespace, name }),
             _ => Err(bad()),
         }
     }
@@ -119,18 +269,30 @@ mod tests {
     fn parses_and_resolves_targets() {
         assert_eq!(
             "deployment/email-service".parse::<Target>().unwrap(),
-            Target::Deployment("email-service".into())
+            Target::Deployment {
+                namespace: None,
+                name: "email-service".into()
+            }
         );
+        let qualified = "solana/statefulset/validator".parse::<Target>().unwrap();
         assert_eq!(
-            "statefulset/validator".parse::<Target>().unwrap(),
-            Target::StatefulSet("validator".into())
+            qualified,
+            Target::StatefulSet {
+                namespace: Some("solana".into()),
+                name: "validator".into()
+            }
         );
+        assert_eq!(qualified.to_string(), "solana/statefulset/validator");
         for bad in [
             "deployment/",
             "pod/x",
             "deployment/Email",
             "email-service",
             "deployment/-x",
+            "Prod/deployment/x",
+            "a.b/deployment/x",
+            "/deployment/x",
+            "a/b/deployment/x",
         ] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }
@@ -143,5 +305,58 @@ mod tests {
         assert_eq!(OwnerKind::of("pod/api-0"), Some(OwnerKind::Pod));
         assert_eq!(OwnerKind::of("statefulset/pg"), Some(OwnerKind::Workload));
         assert_eq!(OwnerKind::of("job/x"), None);
+        assert_eq!(OwnerKind::of("prod/pvc/data-0"), Some(OwnerKind::Volume));
+        assert_eq!(OwnerKind::of("prod/job/x"), None);
+    }
+
+    #[test]
+    fn watched_namespaces_parse_from_a_list_or_a_star() {
+        let list = Namespaces::parse(" team-b,team-a , team-b,").unwrap();
+        assert_eq!(list, Namespaces::List(vec!["team-a".into(), "team-b".into()]));
+        assert_eq!(list.to_string(), "team-a,team-b");
+        assert!(list.contains("team-a") && !list.contains("team-c"));
+        assert_eq!(list.watches(), vec![Some("team-a"), Some("team-b")]);
+        let all = Namespaces::parse("*").unwrap();
+        assert!(all.contains("anything"));
+        assert_eq!(all.watches(), vec![None]);
+        for bad in ["", " , ", "Team-A", "a.b", "a,*"] {
+            assert!(Namespaces::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_targets_are_qualified_with_the_home_namespace() {
+        assert_eq!(qualify("deployment/api", "prod"), "prod/deployment/api");
+        assert_eq!(qualify("cronjob/backup", "prod"), "prod/cronjob/backup");
+        assert_eq!(
+            qualify("staging/deployment/api", "prod"),
+            "staging/deployment/api"
+        );
+        // A namespace may be named like a kind.
+        assert_eq!(qualify("pod/deployment/api", "prod"), "pod/deployment/api");
+        for other in [
+            "http/https://hooks.example/x",
+            "webhook/hooks.example",
+            "postgres/*",
+            "owner",
+        ] {
+            assert_eq!(qualify(other, "prod"), other);
+        }
+        let object = ObjectRef::parse("prod/pvc/data-0").unwrap();
+        assert_eq!(
+            (object.namespace, object.kind, object.name),
+            ("prod", "pvc", "data-0")
+        );
+        assert_eq!(object.to_string(), "prod/pvc/data-0");
+        assert_eq!(unqualified("prod/deployment/api"), "deployment/api");
+        assert_eq!(unqualified("http/https://x/y"), "http/https://x/y");
+        for not in [
+            "deployment/api",
+            "http/https://x/y",
+            "prod/job/x",
+            "prod/deployment/",
+        ] {
+            assert_eq!(ObjectRef::parse(not), None, "{not}");
+        }
     }
 }

@@ -316,6 +316,12 @@ pub fn is_dns1123(name: &str) -> bool {
         && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
+/// A DNS-1123 label (a namespace's name): a [`is_dns1123`] name of at most 63 characters
+/// without dots.
+pub fn is_dns1123_label(name: &str) -> bool {
+    name.len() <= 63 && !name.contains('.') && is_dns1123(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 
+use crate::core::target::qualify;
 use crate::runtime::commands::{Command, QUEUE};
 use crate::runtime::status::Status;
 use crate::settings::Secret;
@@ -66,8 +67,10 @@ async fn clear_quarantine(
         let body = serde_json::json!({"error": "ADMIN_TOKEN is set: send `Authorization: Bearer TOKEN`"});
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }
-    let (leader, quarantined) = {
+    let (leader, quarantined, target) = {
         let status = s.status.read().unwrap_or_else(|e| e.into_inner());
+        // `deployment/app` is in the automaton's own namespace, as in a rule file.
+        let target = q.target.map(|t| qualify(&t, &status.namespace));
         let quarantined: Vec<String> = status
             .rules
             .iter()
@@ -76,11 +79,11 @@ async fn clear_quarantine(
                 r.targets
                     .iter()
                     .filter(|t| t.quarantined.is_some())
-                    .filter(|t| q.target.as_ref().is_none_or(|n| *n == t.target))
+                    .filter(|t| target.as_ref().is_none_or(|n| *n == t.target))
                     .map(move |t| format!("{}/{}", r.name, t.target))
             })
             .collect();
-        (status.leader, quarantined)
+        (status.leader, quarantined, target)
     };
     // Quarantines are kept by the replica that acted: a follower has nothing to clear.
     if !leader {
@@ -88,10 +91,7 @@ async fn clear_quarantine(
             "error": "this replica does not hold the Lease: send this to the leader (`kubectl get lease`, then port-forward to its pod)"});
         return (StatusCode::CONFLICT, Json(body)).into_response();
     }
-    let command = Command::ClearQuarantine {
-        rule: q.rule,
-        target: q.target,
-    };
+    let command = Command::ClearQuarantine { rule: q.rule, target };
     if s.commands.try_send(command).is_err() {
         let body = serde_json::json!({"queued": false,
             "error": format!("{QUEUE} requests are already waiting for the next evaluation; try again after it")});
@@ -153,11 +153,12 @@ mod tests {
             .await,
             StatusCode::ACCEPTED
         );
+        // As in a rule file, a target without a namespace is in the automaton's own.
         assert_eq!(
             received.try_recv().unwrap(),
             Command::ClearQuarantine {
                 rule: Some("lag".to_owned()),
-                target: Some("deployment/app".to_owned())
+                target: Some("default/deployment/app".to_owned())
             }
         );
         for _ in 0..QUEUE {

@@ -186,7 +186,10 @@ mod tests {
         // With one: the API answering and the Lease campaign running are the job.
         let api_down = |s: &mut Status| {
             no_api(s);
-            s.kubernetes = Some(crate::runtime::status::KubeInfo { lease_running: false });
+            s.kubernetes = Some(crate::runtime::status::KubeInfo {
+                lease_running: false,
+                watch_namespaces: "prod".to_owned(),
+            });
         };
         let (code, body) = call(app(api_down), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);

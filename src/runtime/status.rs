@@ -49,6 +49,8 @@ pub struct TargetInfo {
 pub struct KubeInfo {
     /// The Lease campaign's task is alive (this replica leads or stands by).
     pub lease_running: bool,
+    /// WATCH_NAMESPACES as in force: `*` or the namespaces, comma-separated.
+    pub watch_namespaces: String,
 }
 
 /// The guard state kept in the cluster (with Kubernetes only).
@@ -113,6 +115,8 @@ pub struct Status {
     pub check_interval: Duration,
     pub version: &'static str,
     pub dry_run: bool,
+    /// The automaton's own namespace: the one of a rule's target that names none.
+    pub namespace: String,
     pub leader: bool,
     pub rules_loaded: bool,
     pub ticks: u64,
@@ -147,6 +151,7 @@ impl Status {
             check_interval,
             version: env!("CARGO_PKG_VERSION"),
             dry_run,
+            namespace: "default".to_owned(),
             leader: true,
             rules_loaded: false,
             ticks: 0,

@@ -12,9 +12,12 @@ use thiserror::Error;
 
 use crate::core::guard::breaker::BreakerSettings;
 use crate::core::plan::Limits;
+use crate::core::target::Namespaces;
 use crate::core::values::{Bytes, Dur};
 
+mod parse;
 mod secret;
+use parse::*;
 pub use secret::Secret;
 
 #[derive(Debug, Error)]
@@ -39,6 +42,7 @@ struct Raw {
     log_format: Option<String>,
     kubernetes: Option<String>,
     namespace: Option<String>,
+    watch_namespaces: Option<String>,
     pod_name: Option<String>,
     hostname: Option<String>,
     lease_name: Option<String>,
@@ -101,6 +105,9 @@ pub struct Settings {
     /// `NAMESPACE` (the downward API); default: the service account's namespace, else the
     /// kubeconfig context's.
     pub namespace: Option<String>,
+    /// `WATCH_NAMESPACES`: the namespaces watched and acted in, a comma-separated list or
+    /// `*` (the whole cluster); `None` (unset): only the automaton's own namespace.
+    pub watch_namespaces: Option<Namespaces>,
     /// `POD_NAME` (the downward API), else `HOSTNAME`: this replica's identity.
     pub pod_name: String,
     /// `LEASE_NAME` (default `automaton`): the Lease replicas elect a leader on.
@@ -242,6 +249,13 @@ impl Settings {
             |v: &str| crate::core::values::is_dns1123(v).then(|| Some(v.to_owned())),
             s.namespace
         );
+        parse!(
+            "WATCH_NAMESPACES",
+            raw.watch_namespaces,
+            "`*` (every namespace) or a comma-separated list of namespace names",
+            |v: &str| Namespaces::parse(v).ok().map(Some),
+            s.watch_namespaces
+        );
         if let Some(name) = raw.pod_name.or(raw.hostname).filter(|n| !n.is_empty()) {
             s.pod_name = name;
         }
@@ -348,6 +362,7 @@ impl Settings {
             },
             kubernetes: KubeMode::Auto,
             namespace: None,
+            watch_namespaces: None,
             pod_name: "automaton".to_owned(),
             lease_name: "automaton".to_owned(),
             lease_duration: 15,
@@ -386,62 +401,6 @@ impl From<&Settings> for crate::core::engine::EngineConfig {
 /// value anywhere in the environment; such variables are none of ours, so they are skipped.
 pub fn env_vars() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-}
-
-/// `15s`, `1m`, or a bare number of seconds (the seed's ConfigMap says `CHECK_INTERVAL: "60"`).
-/// Bounds of the replica settings: far above any real workload, far below i32 overflow.
-const MAX_REPLICAS: u32 = 10_000;
-/// Bounds of MAX_MEMORY: a limit below 1Mi cannot run a process, above 16Ti no node exists.
-const MIN_MEMORY: u64 = 1 << 20;
-const MAX_MEMORY: u64 = 16 << 40;
-
-fn parse_interval(v: &str) -> Option<Duration> {
-    let d = match v.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => v.parse::<Dur>().ok()?.0,
-    };
-    // An hour at most: `3 x CHECK_INTERVAL` (staleness, liveness) must stay meaningful,
-    // and a bare number of seconds near u64::MAX would overflow it.
-    (Duration::from_millis(100)..=Duration::from_secs(3600))
-        .contains(&d)
-        .then_some(d)
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" | "" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_budget(v: &str) -> Option<(u32, Duration)> {
-    let (count, window) = v.split_once('/')?;
-    let count: u32 = count.trim().parse().ok().filter(|n| (1..=10_000).contains(n))?;
-    let window = window
-        .trim()
-        .parse::<Dur>()
-        .ok()
-        .map(|d| d.0)
-        .filter(|w| !w.is_zero() && *w <= Duration::from_secs(7 * 86_400))?;
-    Some((count, window))
-}
-
-fn parse_kube_mode(v: &str) -> Option<KubeMode> {
-    match v {
-        "auto" => Some(KubeMode::Auto),
-        "on" | "true" => Some(KubeMode::On),
-        "off" | "false" => Some(KubeMode::Off),
-        _ => None,
-    }
-}
-
-fn parse_log_format(v: &str) -> Option<LogFormat> {
-    match v {
-        "json" => Some(LogFormat::Json),
-        "text" => Some(LogFormat::Text),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -115,3 +115,22 @@ fn out_of_range_numbers_and_durations_are_errors_never_panics() {
     .expect("the bounds are valid");
     assert_eq!(s.check_interval * 3, Duration::from_secs(10_800));
 }
+
+#[test]
+fn watch_namespaces_is_a_list_or_a_star() {
+    assert_eq!(Settings::from_vars(vars(&[])).unwrap().watch_namespaces, None);
+    let s = Settings::from_vars(vars(&[("WATCH_NAMESPACES", "team-b, team-a")])).unwrap();
+    assert_eq!(
+        s.watch_namespaces.map(|n| n.to_string()).as_deref(),
+        Some("team-a,team-b")
+    );
+    let s = Settings::from_vars(vars(&[("WATCH_NAMESPACES", "*")])).unwrap();
+    assert_eq!(s.watch_namespaces, Some(Namespaces::All));
+    let err = Settings::from_vars(vars(&[("WATCH_NAMESPACES", "Team_A")])).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "WATCH_NAMESPACES=\"Team_A\": expected `*` (every namespace) or a comma-separated list"
+        ),
+        "{err}"
+    );
+}

@@ -10,6 +10,7 @@ use super::pods::PodSignals;
 use super::SignalError;
 use crate::clients::kafka::KafkaSource;
 use crate::clients::pg::PgSource;
+use crate::core::target::Namespaces;
 
 /// The collectors' shared context. Cheap to share; built once by the runtime, with the
 /// dependencies attached as they are configured.
@@ -20,10 +21,13 @@ pub struct Sources {
     pub postgres: Option<Arc<PgSource>>,
     /// The pod watch, when a Kubernetes API is configured.
     pub pods: Option<PodSignals>,
-    /// The namespace the automaton acts in, when a Kubernetes API is configured: series of
-    /// other systems (`prometheus`, `alert`) labelled with another namespace are not its to
-    /// act on.
+    /// The automaton's own namespace: the one of other systems' series (`prometheus`,
+    /// `alert`) that carry no `namespace` label.
     pub namespace: Option<String>,
+    /// The namespaces watched (WATCH_NAMESPACES), when a Kubernetes API is configured:
+    /// series of other systems labelled with another namespace are not the automaton's to
+    /// act on.
+    pub namespaces: Option<Namespaces>,
     /// The last `oom_kill` counter of each `memory.events` file.
     pub oom_kills: OomKills,
     /// How long one collection may take: CHECK_INTERVAL, at most 10s.
@@ -43,6 +47,7 @@ impl Sources {
             postgres: None,
             pods: None,
             namespace: None,
+            namespaces: None,
             oom_kills: OomKills::default(),
             timeout,
             prometheus_token: None,

@@ -2,15 +2,17 @@
 //! template over each series' labels (`deployment/{{deployment}}`, `pod/{{pod}}`,
 //! `pvc/{{persistentvolumeclaim}}`), or `owner`, the workload owning the series' `pod` (in
 //! its `namespace`) through the owner chain the pod signals use. The result rides on the
-//! series as `owner`, so an action's `target: owner` acts on it.
+//! series as `owner`, qualified with the series' `namespace` (the automaton's own when it
+//! has none), so an action's `target: owner` acts on that object in that namespace.
 //!
-//! A series labelled with a namespace other than the automaton's is dropped: its workload
-//! of the same name in this namespace is not what the series is about.
+//! A series labelled with a namespace the automaton does not watch (WATCH_NAMESPACES) is
+//! dropped: it is not the automaton's to act on.
 
 use std::collections::BTreeMap;
 
 use super::{OwnerKind, SignalError, Sources};
 use crate::core::series::Series;
+use crate::core::target::qualify;
 
 /// The `target` that resolves a series' `pod` + `namespace` through the owner chain.
 pub const OWNER: &str = "owner";
@@ -119,8 +121,8 @@ pub async fn attach(
     let mut out = Vec::with_capacity(readings.len());
     for (mut labels, value) in readings {
         let namespace = labels.get("namespace").filter(|n| !n.is_empty());
-        if let (Some(ours), Some(theirs)) = (&sources.namespace, namespace) {
-            if ours != theirs {
+        if let (Some(watched), Some(theirs)) = (&sources.namespaces, namespace) {
+            if !watched.contains(theirs) {
                 continue;
             }
         }
@@ -144,6 +146,10 @@ pub async fn attach(
             }
         } else {
             let owner = render(target, &labels).map_err(SignalError::Parse)?;
+            let owner = match namespace.or(sources.namespace.as_ref()) {
+                Some(ns) => qualify(&owner, ns),
+                None => owner,
+            };
             labels.insert("owner".to_owned(), owner);
         }
         out.push(Series { labels, value });
@@ -154,6 +160,7 @@ pub async fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::target::Namespaces;
 
     #[test]
     fn targets_come_from_each_series_labels() {
@@ -206,22 +213,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn series_of_other_namespaces_are_dropped_and_owner_needs_the_pod_watch() {
+    async fn series_of_unwatched_namespaces_are_dropped_and_owner_needs_the_pod_watch() {
         let http = reqwest::Client::new();
         let mut sources = Sources::new(std::time::Duration::from_secs(1), http);
         sources.namespace = Some("prod".to_owned());
+        sources.namespaces = Some(Namespaces::parse("prod,batch").unwrap());
         let readings = vec![
             reading(&[("namespace", "prod"), ("deployment", "api")]),
             reading(&[("namespace", "staging"), ("deployment", "api")]),
+            reading(&[("namespace", "batch"), ("deployment", "api")]),
             reading(&[("deployment", "web")]),
         ];
         let series = attach(&sources, Some("deployment/{{deployment}}"), readings.clone())
             .await
             .unwrap();
         let owners: Vec<&str> = series.iter().map(|s| s.labels["owner"].as_str()).collect();
-        assert_eq!(owners, ["deployment/api", "deployment/web"]);
+        // Each in its own namespace; one without a namespace label in the automaton's.
+        assert_eq!(
+            owners,
+            [
+                "prod/deployment/api",
+                "batch/deployment/api",
+                "prod/deployment/web"
+            ]
+        );
         // Without a target nothing is filtered: the action names its own target.
-        assert_eq!(attach(&sources, None, readings.clone()).await.unwrap().len(), 3);
+        assert_eq!(attach(&sources, None, readings.clone()).await.unwrap().len(), 4);
         // `owner` through the owner chain needs the pod watch: unknown, not guessed.
         let err = attach(&sources, Some(OWNER), vec![reading(&[("pod", "api-1")])])
             .await

@@ -23,6 +23,7 @@ use automaton::core::decision::{Decision, Verdict};
 use automaton::core::engine::EngineConfig;
 use automaton::core::plan::Outcome;
 use automaton::core::series::{Reading, Series};
+use automaton::core::target::qualify;
 use automaton::core::world::SimWorld;
 use automaton::rules::Engine;
 use automaton::rules::{load_texts, Rule};
@@ -345,6 +346,7 @@ pub fn executor(script: Vec<Exchange>) -> (KubeExecutor, JoinHandle<()>) {
     let cluster = Cluster {
         client,
         namespace: NS.to_owned(),
+        namespaces: automaton::core::target::Namespaces::only(NS),
         identity: IDENTITY.to_owned(),
     };
     let backoff = FullJitter::exponential(Duration::from_millis(1), Duration::from_millis(5), 3);
@@ -375,6 +377,8 @@ pub fn engine(rules: &str) -> (Rule, Engine) {
 pub fn engine_with(rules: &str, config: EngineConfig) -> (Rule, Engine) {
     let set = load_texts(&[(Path::new("rules.yaml"), rules)], &|_| None)
         .unwrap_or_else(|errors| panic!("invalid test rules: {errors:#?}"));
+    // As the daemon installs them: targets in the automaton's namespace, `NS`.
+    let set = set.in_namespace(NS);
     let rule = set.rules[0].clone();
     (rule, Engine::new(Arc::new(set), config))
 }
@@ -402,6 +406,8 @@ pub fn decide(rules: &str, world: &str, labels: &[(&str, &str)], value: f64) -> 
     let (rule, mut engine) = engine(rules);
     sample(&mut engine, 60, labels, value);
     let world: SimWorld = serde_yaml::from_str(world).expect("a world");
+    // Keyed as the daemon keys the live workloads: by their namespace-qualified target.
+    let world = SimWorld(world.0.into_iter().map(|(k, w)| (qualify(&k, NS), w)).collect());
     let decision = engine
         .evaluate(Duration::from_secs(60), &world)
         .into_iter()
@@ -453,7 +459,7 @@ pub fn raise_memory() -> (Rule, Decision) {
         &[
             ("pod", "hello-world-6b9d85fbd6-klpv2"),
             ("container", "hello-world"),
-            ("owner", "deployment/hello-world"),
+            ("owner", "default/deployment/hello-world"),
         ],
         1.0,
     )

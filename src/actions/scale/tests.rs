@@ -42,7 +42,10 @@ fn plan_when(
 
 fn spec(replicas: Option<u32>, step: Option<i64>, per_lag: Option<u64>, max: Option<u32>) -> Scale {
     Scale {
-        target: Target::Deployment("app".into()),
+        target: Target::Deployment {
+            namespace: None,
+            name: "app".into(),
+        },
         replicas,
         step,
         per_lag,

@@ -16,18 +16,12 @@ const STDERR_KEPT: usize = 512;
 pub async fn exec(
     kube: &KubeExecutor,
     pods: &Api<Pod>,
+    namespace: &str,
     pod: &str,
     container: &str,
     argv: &[String],
 ) -> Result<(), ClusterError> {
-    let request = ApiRequest::new(
-        "GET",
-        "get and create",
-        "",
-        "pods/exec",
-        &kube.namespace,
-        Some(pod),
-    );
+    let request = ApiRequest::new("GET", "get and create", "", "pods/exec", namespace, Some(pod));
     let params = AttachParams::default()
         .container(container)
         .stdin(false)

@@ -39,10 +39,11 @@ pub enum Write<T> {
 /// `reportingController` of every Event.
 pub const REPORTER: &str = "automaton";
 
-/// Executes workload actions against one namespace.
+/// Executes workload actions, each in its target's namespace.
 #[derive(Clone)]
 pub struct KubeExecutor {
     pub client: Client,
+    /// The automaton's own namespace (its CronJobs for `run_job`).
     pub namespace: String,
     recorder: Recorder,
     backoff: FullJitter,
@@ -172,11 +173,9 @@ impl KubeExecutor {
 
     /// The workload as it is now.
     pub async fn live(&self, target: &WorkloadRef) -> Result<LiveWorkload, ClusterError> {
-        let request = target.request("GET", "get", &self.namespace, None);
-        self.retrying(&request, self.timeout, || {
-            workload::get(&self.client, &self.namespace, target)
-        })
-        .await
+        let request = target.request("GET", "get", None);
+        self.retrying(&request, self.timeout, || workload::get(&self.client, target))
+            .await
     }
 
     /// `Some(skip)` while the annotation of the rule's last action is newer than its cooldown
@@ -254,17 +253,17 @@ impl KubeExecutor {
         target: &WorkloadRef,
         patch: &Patch<serde_json::Value>,
     ) -> Result<(), ClusterError> {
-        let request = target.request("PATCH", "patch", &self.namespace, None);
+        let request = target.request("PATCH", "patch", None);
         let params = patch_params();
         match target.kind {
             WorkloadKind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &target.namespace);
                 self.call(&request, || api.patch(&target.name, &params, patch))
                     .await
                     .map(drop)
             }
             WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &target.namespace);
                 self.call(&request, || api.patch(&target.name, &params, patch))
                     .await
                     .map(drop)

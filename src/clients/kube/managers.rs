@@ -48,6 +48,12 @@ pub fn hpa_for(hpas: &[HorizontalPodAutoscaler], target: &WorkloadRef) -> Option
     let mut names: Vec<&str> = hpas
         .iter()
         .filter(|hpa| {
+            hpa.metadata
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == target.namespace)
+        })
+        .filter(|hpa| {
             hpa.spec.as_ref().is_some_and(|spec| {
                 let r = &spec.scale_target_ref;
                 let group = r
@@ -156,11 +162,15 @@ mod tests {
             hpa("bare", None, "Deployment", "legacy"),
         ];
         let owner = |target: &str| hpa_for(&hpas, &target.parse().expect("a target"));
-        assert_eq!(owner("deployment/web").as_deref(), Some("web"));
-        assert_eq!(owner("statefulset/db").as_deref(), Some("db"));
-        assert_eq!(owner("statefulset/web"), None, "the kind must match");
-        assert_eq!(owner("deployment/api"), None, "a Rollout is not the Deployment");
-        assert_eq!(owner("deployment/legacy").as_deref(), Some("bare"));
-        assert_eq!(owner("deployment/other"), None);
+        assert_eq!(owner("prod/deployment/web").as_deref(), Some("web"));
+        assert_eq!(owner("prod/statefulset/db").as_deref(), Some("db"));
+        assert_eq!(owner("prod/statefulset/web"), None, "the kind must match");
+        assert_eq!(
+            owner("prod/deployment/api"),
+            None,
+            "a Rollout is not the Deployment"
+        );
+        assert_eq!(owner("prod/deployment/legacy").as_deref(), Some("bare"));
+        assert_eq!(owner("prod/deployment/other"), None);
     }
 }

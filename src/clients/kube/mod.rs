@@ -16,6 +16,8 @@ pub mod workload;
 
 use kube::Client;
 
+use crate::core::target::Namespaces;
+
 /// The one field manager of every write (server-side apply and patches), so `kubectl get -o
 /// yaml --show-managed-fields` tells what the automaton changed.
 pub const FIELD_MANAGER: &str = "automaton";
@@ -25,12 +27,15 @@ pub const FIELD_MANAGER: &str = "automaton";
 /// that `last-action-<rule>` fits the 63-character limit of an annotation name.
 pub const LAST_ACTION_PREFIX: &str = "automaton.dev/last-action-";
 
-/// A connected cluster: the client, the namespace the automaton works in (the downward API
-/// `NAMESPACE`) and this replica's identity (`POD_NAME`), used for Events and the Lease.
+/// A connected cluster: the client, the automaton's own namespace (the downward API
+/// `NAMESPACE`: its Lease, its guard state, its CronJobs), the namespaces it watches and acts
+/// in (WATCH_NAMESPACES, by default its own) and this replica's identity (`POD_NAME`), used
+/// for Events and the Lease.
 #[derive(Clone)]
 pub struct Cluster {
     pub client: Client,
     pub namespace: String,
+    pub namespaces: Namespaces,
     pub identity: String,
 }
 
@@ -82,10 +87,15 @@ pub async fn connect(settings: &crate::settings::Settings) -> Result<Option<Clus
                 .filter(|ns| !ns.is_empty())
         })
         .unwrap_or(default_ns);
-    tracing::info!(namespace = %namespace, identity = %settings.pod_name, "connected to the Kubernetes API");
+    let namespaces = settings
+        .watch_namespaces
+        .clone()
+        .unwrap_or_else(|| Namespaces::only(&namespace));
+    tracing::info!(%namespace, watch_namespaces = %namespaces, identity = %settings.pod_name, "connected to the Kubernetes API");
     Ok(Some(Cluster {
         client,
         namespace,
+        namespaces,
         identity: settings.pod_name.clone(),
     }))
 }

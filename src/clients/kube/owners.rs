@@ -99,8 +99,9 @@ impl Owners {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The target string of the workload owning the pod with this metadata. `Ok(None)`: the
-    /// pod has no owner the automaton acts on. `Err`: the ReplicaSet could not be read now.
+    /// The target string of the workload owning the pod with this metadata, qualified with
+    /// the pod's namespace (`prod/deployment/api`). `Ok(None)`: the pod has no owner the
+    /// automaton acts on. `Err`: the ReplicaSet could not be read now.
     pub async fn resolve_pod(&self, pod: &ObjectMeta) -> Result<Option<String>, OwnerError> {
         self.resolve(pod.namespace.as_deref().unwrap_or_default(), controller_of(pod))
             .await
@@ -108,6 +109,16 @@ impl Owners {
 
     /// [`Owners::resolve_pod`] from the pod's namespace and controlling owner reference.
     pub async fn resolve(
+        &self,
+        namespace: &str,
+        controller: Option<&OwnerReference>,
+    ) -> Result<Option<String>, OwnerError> {
+        let owner = self.resolve_in(namespace, controller).await?;
+        Ok(owner.map(|target| format!("{namespace}/{target}")))
+    }
+
+    /// The owner as `KIND/NAME` within the pod's namespace.
+    async fn resolve_in(
         &self,
         namespace: &str,
         controller: Option<&OwnerReference>,

@@ -1,5 +1,6 @@
-//! The namespace's Deployments, StatefulSets and HorizontalPodAutoscalers as kube-runtime
-//! reflectors keep them: one list and then one watch each, in memory without their
+//! The watched namespaces' Deployments, StatefulSets and HorizontalPodAutoscalers as
+//! kube-runtime reflectors keep them: one list and then one watch each (per namespace of
+//! WATCH_NAMESPACES, or one across the cluster for `*`), in memory without their
 //! `managedFields` (often half of an object), so planning reads the workloads it may act
 //! on without a request per tick. The executor still reads the live object right before
 //! writing, under its resourceVersion: a store a watch event behind plans, never writes.
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::error::{ApiRequest, ClusterError};
 use super::workload::{LiveWorkload, WorkloadKind, WorkloadRef};
+use crate::core::target::Namespaces;
 
 /// A watch error not repeated within this long was recovered from (the watcher retries
 /// with its default backoff, at most about a minute apart).
@@ -100,14 +102,18 @@ where
         + Sync
         + 'static,
 {
-    fn spawn(client: Client, namespace: &str, group: &'static str, what: &'static str) -> Self {
-        let api: Api<K> = Api::namespaced(client, namespace);
-        let request = |verb| ApiRequest::new("GET", verb, group, what, namespace, None);
+    /// `namespace: None`: across the cluster.
+    fn spawn(client: Client, namespace: Option<&str>, group: &'static str, what: &'static str) -> Self {
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let request = |verb| ApiRequest::new("GET", verb, group, what, namespace.unwrap_or_default(), None);
         let (list, watch) = (request("list"), request("watch"));
         let (store, writer) = reflector::store();
         let health = Arc::new(Mutex::new(Health::default()));
         let seen = health.clone();
-        let span = tracing::info_span!("reflector", kind = what);
+        let span = tracing::info_span!("reflector", kind = what, namespace = namespace.unwrap_or("*"));
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let mut writer = writer;
@@ -188,55 +194,100 @@ where
     }
 }
 
-/// The workloads of one namespace and the HorizontalPodAutoscalers over them.
-pub struct Workloads {
-    namespace: String,
+/// The reflectors of one namespace (`None`: all of them).
+struct Scope {
+    namespace: Option<String>,
     deployments: Reflected<Deployment>,
     stateful_sets: Reflected<StatefulSet>,
     hpas: Reflected<HorizontalPodAutoscaler>,
 }
 
-impl Workloads {
-    /// Starts the three reflectors in tasks of the current Tokio runtime.
-    pub fn spawn(client: Client, namespace: &str) -> Workloads {
-        Workloads {
-            namespace: namespace.to_owned(),
+impl Scope {
+    fn spawn(client: &Client, namespace: Option<&str>) -> Scope {
+        Scope {
+            namespace: namespace.map(str::to_owned),
             deployments: Reflected::spawn(client.clone(), namespace, "apps", "deployments"),
             stateful_sets: Reflected::spawn(client.clone(), namespace, "apps", "statefulsets"),
-            hpas: Reflected::spawn(client, namespace, "autoscaling", "horizontalpodautoscalers"),
+            hpas: Reflected::spawn(
+                client.clone(),
+                namespace,
+                "autoscaling",
+                "horizontalpodautoscalers",
+            ),
         }
     }
 
+    fn unreachable(&self) -> Option<String> {
+        self.deployments
+            .unreachable()
+            .or_else(|| self.stateful_sets.unreachable())
+            .or_else(|| self.hpas.unreachable())
+    }
+}
+
+/// The workloads of the watched namespaces and the HorizontalPodAutoscalers over them.
+pub struct Workloads {
+    scopes: Vec<Scope>,
+}
+
+impl Workloads {
+    /// Starts three reflectors per watched namespace (three in all for `*`) in tasks of
+    /// the current Tokio runtime.
+    pub fn spawn(client: Client, namespaces: &Namespaces) -> Workloads {
+        let scopes = namespaces
+            .watches()
+            .into_iter()
+            .map(|ns| Scope::spawn(&client, ns));
+        Workloads {
+            scopes: scopes.collect(),
+        }
+    }
+
+    fn scope(&self, namespace: &str) -> Result<&Scope, String> {
+        self.scopes
+            .iter()
+            .find(|s| s.namespace.as_deref().is_none_or(|n| n == namespace))
+            .ok_or_else(|| format!("namespace {namespace:?} is not watched (WATCH_NAMESPACES)"))
+    }
+
     /// The workload as last seen: `Ok(None)` when it does not exist; `Err` (why) while
-    /// its kind's store cannot be trusted.
+    /// its kind's store cannot be trusted, or when its namespace is not watched.
     pub fn get(&self, target: &WorkloadRef) -> Result<Option<LiveWorkload>, String> {
+        let scope = self.scope(&target.namespace)?;
+        let (name, namespace) = (&target.name, &target.namespace);
         Ok(match target.kind {
-            WorkloadKind::Deployment => self
+            WorkloadKind::Deployment => scope
                 .deployments
                 .store()?
-                .get(&ObjectRef::new(&target.name).within(&self.namespace))
+                .get(&ObjectRef::new(name).within(namespace))
                 .map(|d| LiveWorkload::from_deployment(&d)),
-            WorkloadKind::StatefulSet => self
+            WorkloadKind::StatefulSet => scope
                 .stateful_sets
                 .store()?
-                .get(&ObjectRef::new(&target.name).within(&self.namespace))
+                .get(&ObjectRef::new(name).within(namespace))
                 .map(|s| LiveWorkload::from_stateful_set(&s)),
         })
     }
 
-    /// Every HorizontalPodAutoscaler of the namespace, or why they are unknown.
-    pub fn hpas(&self) -> Result<Vec<HorizontalPodAutoscaler>, String> {
-        let store = self.hpas.store()?;
-        Ok(store.state().iter().map(|h| (**h).clone()).collect())
+    /// The HorizontalPodAutoscalers of `namespace`, or why they are unknown.
+    pub fn hpas(&self, namespace: &str) -> Result<Vec<HorizontalPodAutoscaler>, String> {
+        let store = self.scope(namespace)?.hpas.store()?;
+        let here = store
+            .state()
+            .into_iter()
+            .filter(|h| h.namespace().as_deref() == Some(namespace));
+        Ok(here.map(|h| (*h).clone()).collect())
     }
 
     /// Waits, at most `within`, until every store has completed its first list: the first
     /// plans after a start then have their workloads instead of waiting a tick.
     pub async fn listed(&self, within: Duration) {
         let all = async {
-            let _ = self.deployments.store.wait_until_ready().await;
-            let _ = self.stateful_sets.store.wait_until_ready().await;
-            let _ = self.hpas.store.wait_until_ready().await;
+            for s in &self.scopes {
+                let _ = s.deployments.store.wait_until_ready().await;
+                let _ = s.stateful_sets.store.wait_until_ready().await;
+                let _ = s.hpas.store.wait_until_ready().await;
+            }
         };
         let _ = tokio::time::timeout(within, all).await;
     }
@@ -244,9 +295,6 @@ impl Workloads {
     /// Why the API server does not answer the watches now, if it does not: what the
     /// `kubernetes` breaker counts as a failure.
     pub fn unreachable(&self) -> Option<String> {
-        self.deployments
-            .unreachable()
-            .or_else(|| self.stateful_sets.unreachable())
-            .or_else(|| self.hpas.unreachable())
+        self.scopes.iter().find_map(Scope::unreachable)
     }
 }

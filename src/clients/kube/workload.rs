@@ -53,48 +53,51 @@ impl WorkloadKind {
     }
 }
 
-/// A workload the engine names as `deployment/NAME` or `statefulset/NAME`.
+/// A workload the engine names as `NAMESPACE/deployment/NAME` or
+/// `NAMESPACE/statefulset/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WorkloadRef {
+    pub namespace: String,
     pub kind: WorkloadKind,
     pub name: String,
 }
 
 impl WorkloadRef {
     /// The request that reaches this workload (or its `subresource`), for error messages.
-    pub fn request(
-        &self,
-        method: &'static str,
-        verb: &'static str,
-        namespace: &str,
-        subresource: Option<&str>,
-    ) -> ApiRequest {
+    pub fn request(&self, method: &'static str, verb: &'static str, subresource: Option<&str>) -> ApiRequest {
         let resource = match subresource {
             Some(sub) => format!("{}/{sub}", self.kind.resource()),
             None => self.kind.resource().to_owned(),
         };
-        ApiRequest::new(method, verb, "apps", resource, namespace, Some(&self.name))
+        ApiRequest::new(method, verb, "apps", resource, &self.namespace, Some(&self.name))
     }
 }
 
 impl fmt::Display for WorkloadRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.kind.as_str(), self.name)
+        write!(f, "{}/{}/{}", self.namespace, self.kind.as_str(), self.name)
     }
 }
 
 impl FromStr for WorkloadRef {
     type Err = ValueError;
 
-    /// Parses the engine's target strings with the rule language's own parser, so both
-    /// accept exactly the same names.
+    /// Parses the engine's (namespace-qualified) target strings with the rule language's
+    /// own parser, so both accept exactly the same names.
     fn from_str(s: &str) -> Result<Self, ValueError> {
+        let unqualified = || {
+            ValueError(format!(
+                "`{s}` names no namespace: the engine qualifies every workload target"
+            ))
+        };
         match s.parse::<Target>()? {
-            Target::Deployment(name) => Ok(WorkloadRef {
+            Target::Deployment { namespace, name } => Ok(WorkloadRef {
+                namespace: namespace.ok_or_else(unqualified)?,
                 kind: WorkloadKind::Deployment,
                 name,
             }),
-            Target::StatefulSet(name) => Ok(WorkloadRef {
+            Target::StatefulSet { namespace, name } => Ok(WorkloadRef {
+                namespace: namespace.ok_or_else(unqualified)?,
                 kind: WorkloadKind::StatefulSet,
                 name,
             }),
@@ -209,6 +212,7 @@ impl LiveWorkload {
 
     pub fn target(&self) -> WorkloadRef {
         WorkloadRef {
+            namespace: self.object_ref.namespace.clone().unwrap_or_default(),
             kind: self.kind,
             name: self.name.clone(),
         }
@@ -242,12 +246,9 @@ fn memory(map: Option<&BTreeMap<String, Quantity>>) -> Option<Bytes> {
 
 /// Reads a workload. One request, not retried: the executor retries around it, and the
 /// daemon simply reads again at its next tick.
-pub async fn get(
-    client: &Client,
-    namespace: &str,
-    target: &WorkloadRef,
-) -> Result<LiveWorkload, ClusterError> {
-    let wrap = |e| ClusterError::from_kube(target.request("GET", "get", namespace, None), e);
+pub async fn get(client: &Client, target: &WorkloadRef) -> Result<LiveWorkload, ClusterError> {
+    let wrap = |e| ClusterError::from_kube(target.request("GET", "get", None), e);
+    let namespace = &target.namespace;
     match target.kind {
         WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
             .get(&target.name)
@@ -270,15 +271,17 @@ mod tests {
 
     #[test]
     fn targets_parse_like_the_rule_language() {
-        let d: WorkloadRef = "deployment/email-service".parse().unwrap();
+        let d: WorkloadRef = "prod/deployment/email-service".parse().unwrap();
         assert_eq!(
-            (d.kind, d.name.as_str()),
-            (WorkloadKind::Deployment, "email-service")
+            (d.namespace.as_str(), d.kind, d.name.as_str()),
+            ("prod", WorkloadKind::Deployment, "email-service")
         );
-        assert_eq!(d.to_string(), "deployment/email-service");
-        let s: WorkloadRef = "statefulset/validator".parse().unwrap();
+        assert_eq!(d.to_string(), "prod/deployment/email-service");
+        let s: WorkloadRef = "solana/statefulset/validator".parse().unwrap();
         assert_eq!(s.kind.resource(), "statefulsets");
-        for bad in ["owner", "pod/x", "deployment/", "cronjob/backup"] {
+        let unqualified = "deployment/email-service".parse::<WorkloadRef>().unwrap_err();
+        assert!(unqualified.0.contains("names no namespace"), "{unqualified}");
+        for bad in ["owner", "prod/pod/x", "prod/deployment/", "prod/cronjob/backup"] {
             assert!(bad.parse::<WorkloadRef>().is_err(), "{bad}");
         }
     }

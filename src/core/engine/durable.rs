@@ -23,6 +23,7 @@ use crate::core::guard::{Budget, RuleRate};
 use crate::core::plan::Effect;
 use crate::core::rule::{ActionKind, RateLimit, SignalKind};
 use crate::core::state::TargetState;
+use crate::core::target::qualify;
 use crate::core::values::Dur;
 use crate::core::verify::{Quarantine, Verifying};
 
@@ -82,6 +83,23 @@ pub struct DurableVerifying {
 }
 
 impl Durable {
+    /// Qualifies the targets of a state written before targets named their namespace
+    /// (`deployment/api`, then in the automaton's own, `home`): an upgrade keeps every
+    /// cooldown, quarantine and verification. When a qualified and an unqualified key name
+    /// the same target, the qualified one (written later) stays.
+    pub fn in_namespace(mut self, home: &str) -> Self {
+        for rule in self.rules.values_mut() {
+            let old = std::mem::take(&mut rule.targets);
+            let (qualified, unqualified): (Vec<_>, Vec<_>) =
+                old.into_iter().partition(|(t, _)| qualify(t, home) == *t);
+            rule.targets.extend(qualified);
+            for (target, state) in unqualified {
+                rule.targets.entry(qualify(&target, home)).or_insert(state);
+            }
+        }
+        self
+    }
+
     /// Removes the marks of an `act` decision whose intent is not recorded yet. An engine
     /// decides a whole tick before the first action runs: written with an earlier action's
     /// intent, these marks would count an action a crash may never let happen.

@@ -28,6 +28,7 @@ use crate::clients::kube::state::StateObject;
 use crate::core::decision::{Decision, DecisionKind, Verdict, WriteOutcome};
 use crate::core::engine::Durable;
 use crate::core::plan::Effect;
+use crate::core::target::qualify;
 
 /// The document in the state object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -200,6 +201,12 @@ impl Daemon {
                 return;
             }
         };
+        // Written before targets named their namespace: in the automaton's own.
+        let mut doc = doc;
+        doc.guard = std::mem::take(&mut doc.guard).in_namespace(&self.home);
+        for intent in &mut doc.intents {
+            intent.target = qualify(&intent.target, &self.home);
+        }
         // Merged: what this replica remembers and what the last writer kept.
         let mut open = Vec::new();
         for (i, intent) in doc.intents.iter().enumerate() {
@@ -208,7 +215,6 @@ impl Daemon {
             }
         }
         self.engine.restore(&doc.guard);
-        let mut doc = doc;
         for i in open {
             let intent = doc.intents[i].clone();
             match self.reconcile(&intent).await {

@@ -45,7 +45,8 @@ impl Daemon {
         );
         self.metrics.rule_state.reset();
         self.metrics.quarantined.reset();
-        self.engine.replace_rules(Arc::new(enabled));
+        self.engine
+            .replace_rules(Arc::new(enabled.in_namespace(&self.home)));
         if let Some(pods) = &self.sources.pods {
             pods.narrow(self.pod_watch_selector());
         }

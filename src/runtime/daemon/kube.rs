@@ -1,9 +1,11 @@
 //! The daemon's Kubernetes side: the pod watch, the Lease, the workload executor, and the
 //! world the engine plans against (the live state of the workloads it may act on).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -15,6 +17,7 @@ use crate::clients::kube::reflect::Workloads;
 use crate::clients::kube::state::StateObject;
 use crate::clients::kube::workload::WorkloadRef;
 use crate::clients::kube::Cluster;
+use crate::core::target::Namespaces;
 use crate::core::world::SimWorld;
 use crate::runtime::writer::Lease;
 use crate::signals::pods::PodSignals;
@@ -24,8 +27,10 @@ pub(super) struct Kube {
     /// The workloads the engine may plan for, this tick, from `workloads`; the executor
     /// re-reads before writing.
     pub world: SimWorld,
-    /// The namespace's Deployments, StatefulSets and HPAs, kept by reflectors.
+    /// The watched namespaces' Deployments, StatefulSets and HPAs, kept by reflectors.
     pub workloads: Workloads,
+    /// WATCH_NAMESPACES as in force.
+    pub watched: Namespaces,
     /// Whether planning already waited for the reflectors' first lists.
     pub first_lists_awaited: bool,
     /// The last failure to list HorizontalPodAutoscalers, so it is logged once, not per tick.
@@ -45,11 +50,13 @@ impl Daemon {
     pub fn attach(&mut self, cluster: Cluster, push: mpsc::Sender<()>) {
         self.sources.pods = Some(PodSignals::spawn(
             cluster.client.clone(),
-            Some(cluster.namespace.clone()),
+            &cluster.namespaces,
             self.pod_watch_selector(),
             push,
         ));
         self.sources.namespace = Some(cluster.namespace.clone());
+        self.sources.namespaces = Some(cluster.namespaces.clone());
+        self.home = cluster.namespace.clone();
         let timing = LeaseTiming::from_duration(self.settings.lease_duration);
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
         // Requests and execs are bounded by ACTION_TIMEOUT, like the whole action.
@@ -69,12 +76,13 @@ impl Daemon {
             .as_ref()
             .map(|p| p.selector())
             .unwrap_or_default();
-        info!(namespace = %cluster.namespace, lease = %self.settings.lease_name, %pod_selector, "Kubernetes attached");
-        let workloads = Workloads::spawn(cluster.client.clone(), &cluster.namespace);
+        info!(namespace = %cluster.namespace, watch_namespaces = %cluster.namespaces, lease = %self.settings.lease_name, %pod_selector, "Kubernetes attached");
+        let workloads = Workloads::spawn(cluster.client.clone(), &cluster.namespaces);
         self.kube = Some(Kube {
             leader,
             world: SimWorld::default(),
             workloads,
+            watched: cluster.namespaces.clone(),
             first_lists_awaited: false,
             hpa_error: None,
         });
@@ -120,24 +128,31 @@ impl Daemon {
             Some(why) => breakers.record(KUBERNETES, Err(&why)),
             None => breakers.record(KUBERNETES, Ok(())),
         }
-        let hpas = match k.workloads.hpas() {
-            Ok(hpas) => {
-                k.hpa_error = None;
-                hpas
-            }
-            Err(error) => {
-                if k.hpa_error.as_ref() != Some(&error) {
-                    warn!(%error, "HorizontalPodAutoscalers unknown: workloads are left out of planning rather than assumed free of one");
-                }
-                k.hpa_error = Some(error);
-                return;
-            }
-        };
+        // The autoscalers of each namespace a wanted workload is in, read once per tick.
+        let mut hpas: BTreeMap<String, Vec<HorizontalPodAutoscaler>> = BTreeMap::new();
         for target in wanted.iter().filter_map(|t| t.parse::<WorkloadRef>().ok()) {
+            if !hpas.contains_key(&target.namespace) {
+                match k.workloads.hpas(&target.namespace) {
+                    Ok(found) => {
+                        k.hpa_error = None;
+                        hpas.insert(target.namespace.clone(), found);
+                    }
+                    Err(error) => {
+                        if k.hpa_error.as_ref() != Some(&error) {
+                            warn!(%error, "HorizontalPodAutoscalers unknown: workloads are left out of planning rather than assumed free of one");
+                        }
+                        k.hpa_error = Some(error);
+                        continue;
+                    }
+                }
+            }
+            let Some(over) = hpas.get(&target.namespace) else {
+                continue;
+            };
             match k.workloads.get(&target) {
                 Ok(Some(live)) => {
                     let mut world = live.to_world();
-                    world.hpa = managers::hpa_for(&hpas, &target);
+                    world.hpa = managers::hpa_for(over, &target);
                     k.world.0.insert(target.to_string(), world);
                 }
                 Ok(None) => debug!(target = %target, "workload not found: left out of planning"),

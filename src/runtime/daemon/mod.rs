@@ -71,6 +71,9 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
+    /// The automaton's own namespace (NAMESPACE, the cluster's answer once attached, else
+    /// `default`): the one of the rules' targets that name none.
+    home: String,
     /// The guard state kept in the cluster (durable.rs); with Kubernetes only.
     guard_store: Option<durable::GuardStore>,
     /// The one writer of actions, with the clients they execute through (a kind whose
@@ -115,6 +118,8 @@ impl Daemon {
             executors.http.client().clone(),
         );
         sources.prometheus_token = settings.prometheus_token.as_ref().map(|t| t.expose().to_owned());
+        let home = settings.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        sources.namespace = Some(home.clone());
         let writer = Writer::new(
             executors,
             breakers.clone(),
@@ -138,6 +143,7 @@ impl Daemon {
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
+            home,
             guard_store: None,
             writer,
             commands,

@@ -3,9 +3,14 @@
 //! filters the watch by what every pod rule's selector shares ([`watch_selector`]; the
 //! daemon narrows it again when a reload changes the rules).
 //!
-//! Every series carries `pod`, `container` and `namespace`, and `owner` (`deployment/NAME`,
-//! `statefulset/NAME`, see [`crate::clients::kube::owners`]) when the pod belongs to a workload the
-//! automaton can act on. Init containers count like the others. Only pods matching the
+//! One watch per namespace of WATCH_NAMESPACES (one across the cluster for `*`), each with
+//! its own state: a namespace's re-list forgets only its own pods, and a failing watch
+//! makes the pod signals unknown, naming its namespace.
+//!
+//! Every series carries `pod`, `container` and `namespace`, and `owner`
+//! (`NAMESPACE/deployment/NAME`, `NAMESPACE/statefulset/NAME`, see
+//! [`crate::clients::kube::owners`]) when the pod belongs to a workload the automaton can act
+//! on. Init containers count like the others. Only pods matching the
 //! spec's `selector` count.
 //!
 //! - **`pod_oom_killed`**: a container whose `lastState.terminated.reason` is `OOMKilled`.
@@ -58,13 +63,15 @@ pub use state::{KILL_LOG_KEEP, OLD_KILL, RESTART_HISTORY};
 use super::SignalError;
 use crate::clients::kube::owners::Owners;
 use crate::core::series::Series;
+use crate::core::target::Namespaces;
 pub use state::PodState;
 use watch::{lock, Watch};
 
-/// The pod signals of one namespace (or of all): a running watch and what it has seen.
-/// Dropping it stops the watch.
+/// The pod signals of the watched namespaces: a running watch per namespace (or one across
+/// the cluster) and what each has seen. Dropping it stops the watches.
 pub struct PodSignals {
-    state: Arc<Mutex<PodState>>,
+    /// Each watch's namespace (`None`: all) and state.
+    states: Vec<(Option<String>, Arc<Mutex<PodState>>)>,
     owners: Arc<Owners>,
     client: Client,
     /// The label selector the watch asks the API server for ([`watch_selector`]).
@@ -72,7 +79,7 @@ pub struct PodSignals {
     /// Owners of pods outside the watch (another system's series name them), by
     /// namespace/name, for [`UNWATCHED_TTL`].
     unwatched: Mutex<Unwatched>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// Owners of pods outside the watch by (namespace, name): the answer and when it was read.
@@ -85,34 +92,51 @@ const UNWATCHED_TTL: Duration = Duration::from_secs(300);
 const UNWATCHED_MAX: usize = 4096;
 
 impl PodSignals {
-    /// Starts the pod watch in a task of the current Tokio runtime, asking for the pods
-    /// `selector` matches (`""`: all). `namespace: None` watches all namespaces. `trigger` is
-    /// woken (`try_send`) after a new OOM kill, a crash-loop change, or a list that made the
-    /// signals known.
+    /// Starts the pod watches in tasks of the current Tokio runtime, one per namespace of
+    /// `namespaces` (one across the cluster for `*`), asking for the pods `selector` matches
+    /// (`""`: all). `trigger` is woken (`try_send`) after a new OOM kill, a crash-loop
+    /// change, or a list that made the signals known.
     pub fn spawn(
         client: Client,
-        namespace: Option<String>,
+        namespaces: &Namespaces,
         selector: String,
         trigger: mpsc::Sender<()>,
     ) -> PodSignals {
-        let state = Arc::new(Mutex::new(PodState::default()));
         let owners = Arc::new(Owners::new(client.clone()));
         let (selector, selected) = channel::channel(selector);
-        let watch = Watch {
-            state: state.clone(),
-            owners: owners.clone(),
-            trigger,
-        };
-        let span = tracing::info_span!("pod_signals", namespace = namespace.as_deref().unwrap_or("*"));
-        let task = tokio::spawn(watch.run(client.clone(), namespace, selected).instrument(span));
+        let mut states = Vec::new();
+        let mut tasks = Vec::new();
+        let watches = namespaces.watches();
+        let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(watches.len()));
+        for namespace in watches {
+            let state = Arc::new(Mutex::new(PodState::default()));
+            let watch = Watch {
+                state: state.clone(),
+                owners: owners.clone(),
+                trigger: trigger.clone(),
+                unlisted: unlisted.clone(),
+            };
+            let span = tracing::info_span!("pod_signals", namespace = namespace.unwrap_or("*"));
+            let namespace = namespace.map(str::to_owned);
+            let run = watch.run(client.clone(), namespace.clone(), selected.clone());
+            tasks.push(tokio::spawn(run.instrument(span)));
+            states.push((namespace, state));
+        }
         PodSignals {
-            state,
+            states,
             owners,
             client,
             selector,
             unwatched: Mutex::default(),
-            task,
+            tasks,
         }
+    }
+
+    /// The state of the watch that holds `namespace`'s pods, if one does.
+    fn state_of(&self, namespace: &str) -> Option<&Mutex<PodState>> {
+        let mut watching = self.states.iter();
+        let found = watching.find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace));
+        found.map(|(_, state)| &**state)
     }
 
     /// Asks the watch for the pods `selector` matches from now on (the rules changed): a
@@ -139,10 +163,13 @@ impl PodSignals {
     /// (deleted since another system saw it), `Ok(Some(None))` when it has no workload the
     /// automaton acts on. Unknown while the watch is.
     pub async fn owner_of(&self, namespace: &str, name: &str) -> Result<Option<Option<String>>, SignalError> {
-        let found = {
-            let st = lock(&self.state);
-            st.status(Timestamp::now()).map_err(SignalError::Watch)?;
-            st.find(namespace, name)
+        let found = match self.state_of(namespace) {
+            Some(state) => {
+                let st = lock(state);
+                st.status(Timestamp::now()).map_err(SignalError::Watch)?;
+                st.find(namespace, name)
+            }
+            None => None,
         };
         match found {
             None => self.owner_of_unwatched(namespace, name).await,
@@ -193,22 +220,32 @@ impl PodSignals {
     }
 
     /// The series of one pod signal at `now`, from memory (no request): `read` picks them
-    /// out of the watch's state, given the spec's key. Unknown (never empty) until the first
-    /// list completed and while the watch fails. Call it once per tick per distinct spec.
+    /// out of each watch's state, given the spec's key. Unknown (never empty) until every
+    /// watch's first list completed and while one fails. Call it once per tick per
+    /// distinct spec.
     pub fn read<S: serde::Serialize>(
         &self,
         kind: &str,
         spec: &S,
         now: Timestamp,
-        read: impl FnOnce(&mut PodState, &str) -> Result<Vec<Series>, String>,
+        mut read: impl FnMut(&mut PodState, &str) -> Result<Vec<Series>, String>,
     ) -> Result<Vec<Series>, SignalError> {
         // The watch caches each spec's parsed selector under this key; the whole spec names
         // it, as the rule set's source key does.
         let key = format!("{kind} {}", serde_json::to_string(spec).unwrap_or_default());
-        let mut st = lock(&self.state);
-        st.status(now)
-            .and_then(|()| read(&mut st, &key))
-            .map_err(SignalError::Watch)
+        // Every state is checked before any is read: a kill counted in one namespace while
+        // another's watch fails would be consumed by a reading that is then unknown.
+        for (namespace, state) in &self.states {
+            lock(state).status(now).map_err(|why| match namespace {
+                Some(ns) if self.states.len() > 1 => SignalError::Watch(format!("namespace {ns}: {why}")),
+                _ => SignalError::Watch(why),
+            })?;
+        }
+        let mut series = Vec::new();
+        for (_, state) in &self.states {
+            series.extend(read(&mut lock(state), &key).map_err(SignalError::Watch)?);
+        }
+        Ok(series)
     }
 }
 
@@ -221,6 +258,8 @@ pub fn selector_error(kind: &str, selector: &str) -> Option<String> {
 
 impl Drop for PodSignals {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! on 410 Gone, with the default backoff), fed into [`PodState`], with owners resolved
 //! before a change is published and the daemon woken after it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
@@ -23,6 +24,10 @@ pub(super) struct Watch {
     pub state: Arc<Mutex<PodState>>,
     pub owners: Arc<Owners>,
     pub trigger: mpsc::Sender<()>,
+    /// The watches (of all namespaces) whose first list has not completed. Until it is 0
+    /// nothing wakes the daemon: the pod signals read as "waiting for the first pod list",
+    /// and each early evaluation would count that against the `kubernetes` breaker.
+    pub unlisted: Arc<AtomicUsize>,
 }
 
 pub(super) fn lock(state: &Mutex<PodState>) -> MutexGuard<'_, PodState> {
@@ -102,6 +107,9 @@ impl Watch {
             }
             Event::InitDone => {
                 let mut st = lock(&self.state);
+                if !st.ever_listed() {
+                    self.unlisted.fetch_sub(1, Ordering::SeqCst);
+                }
                 let was_unknown = st.status(now).is_err();
                 st.recovered();
                 let mut changed = st.finish_resync(now);
@@ -126,7 +134,7 @@ impl Watch {
                 st.delete(&pod_key(pod.meta()), now)
             }
         };
-        if outcome.wake() {
+        if outcome.wake() && self.unlisted.load(Ordering::SeqCst) == 0 {
             tracing::debug!(
                 new_kills = outcome.new_kills,
                 crash_changed = outcome.crash_changed,
