@@ -150,6 +150,10 @@ pub struct SettingsArgs {
     /// or `*` for the whole cluster [default: NAMESPACE].
     #[arg(long, env = "WATCH_NAMESPACES", value_name = "LIST")]
     pub watch_namespaces: Option<String>,
+    /// `INDEX/COUNT`: of WATCH_NAMESPACES, only the namespaces whose name hashes to this
+    /// shard; each shard a replica set with its own Lease.
+    #[arg(long, env = "SHARD", value_name = "I/N")]
+    pub shard: Option<String>,
     /// This replica's identity in the Lease and in Events [default: HOSTNAME].
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub pod_name: Option<String>,
@@ -256,6 +260,7 @@ impl SettingsArgs {
             ("KUBERNETES", &self.kubernetes),
             ("NAMESPACE", &self.namespace),
             ("WATCH_NAMESPACES", &self.watch_namespaces),
+            ("SHARD", &self.shard),
             ("POD_NAME", &self.pod_name),
             ("LEASE_NAME", &self.lease_name),
             ("LEASE_DURATION", &self.lease_duration),

@@ -350,6 +350,9 @@ fn kustomization_dirs() -> Vec<PathBuf> {
     dirs.push(deploy().join("overlays/production"));
     dirs.push(deploy().join("overlays/namespaces"));
     dirs.push(deploy().join("overlays/cluster-wide"));
+    for shards in ["", "/shard-0", "/shard-1", "/shard-2", "/namespace"] {
+        dirs.push(deploy().join(format!("overlays/shards{shards}")));
+    }
     dirs.sort();
     dirs
 }

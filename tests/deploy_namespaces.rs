@@ -4,12 +4,15 @@
 //! `automaton-watched` ClusterRole to the automaton's ServiceAccount in its own namespace,
 //! and no other namespace gets anything; with `*` (overlays/cluster-wide) one
 //! ClusterRoleBinding grants the same verbs everywhere. Neither grants a delete, a Secret or
-//! a wildcard, nor the automaton's own state or run_job outside its namespace.
+//! a wildcard, nor the automaton's own state or run_job outside its namespace. With shards
+//! (overlays/shards), three such cluster-wide installs, each in its own namespace with its
+//! own names, SHARD 0/3, 1/3 and 2/3.
 
 mod deploy_support;
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding};
 use serde_json::Value;
@@ -55,13 +58,18 @@ fn render(overlay: &str) -> Option<Vec<Value>> {
 
 use serde::Deserialize;
 
-fn watch_namespaces(docs: &[Value]) -> String {
+/// A setting of the ConfigMap `name`.
+fn setting(docs: &[Value], name: &str, key: &str) -> String {
     let maps: Vec<ConfigMap> = of_kind(docs, "ConfigMap");
     let settings = maps
         .iter()
-        .find(|m| m.metadata.name.as_deref() == Some("self-healing-config"))
+        .find(|m| m.metadata.name.as_deref() == Some(name))
         .expect("the settings ConfigMap");
-    settings.data.as_ref().expect("data")["WATCH_NAMESPACES"].clone()
+    settings.data.as_ref().expect("data")[key].clone()
+}
+
+fn watch_namespaces(docs: &[Value]) -> String {
+    setting(docs, "self-healing-config", "WATCH_NAMESPACES")
 }
 
 fn assert_least_privilege(rules: &[PolicyRule]) {
@@ -164,5 +172,59 @@ fn a_star_is_one_cluster_role_binding_of_the_same_grants() {
         (subject.name.as_str(), subject.namespace.as_deref()),
         ("self-healing-sa", Some("automaton")),
         "the overlay's namespace fills the subject"
+    );
+}
+
+#[test]
+fn shards_are_whole_installs_apart_from_each_other() {
+    let Some(docs) = render("overlays/shards") else {
+        return;
+    };
+    let deployments: Vec<Deployment> = of_kind(&docs, "Deployment");
+    assert_eq!(deployments.len(), 3);
+    let bindings: Vec<ClusterRoleBinding> = of_kind(&docs, "ClusterRoleBinding");
+    let roles: Vec<ClusterRole> = of_kind(&docs, "ClusterRole");
+    let mut shards = BTreeSet::new();
+    for (i, d) in deployments.iter().enumerate() {
+        let ns = d.metadata.namespace.clone().expect("a namespace");
+        assert_eq!(ns, format!("automaton-shard-{i}"));
+        let suffix = format!("-shard-{i}");
+        let config = format!("self-healing-config{suffix}");
+        assert_eq!(setting(&docs, &config, "WATCH_NAMESPACES"), "*");
+        shards.insert(setting(&docs, &config, "SHARD"));
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("a pod spec");
+        let account = pod.service_account_name.clone().expect("a ServiceAccount");
+        assert_eq!(account, format!("self-healing-sa{suffix}"));
+        // Its own ClusterRole, bound to its own ServiceAccount only.
+        let binding = bindings
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some(&format!("automaton-cluster{suffix}")))
+            .expect("the shard's ClusterRoleBinding");
+        assert_eq!(binding.role_ref.name, format!("automaton-cluster{suffix}"));
+        let subjects: Vec<(&str, Option<&str>)> = binding
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.name.as_str(), s.namespace.as_deref()))
+            .collect();
+        assert_eq!(subjects, [(account.as_str(), Some(ns.as_str()))]);
+    }
+    assert_eq!(shards, BTreeSet::from(["0/3", "1/3", "2/3"].map(String::from)));
+    assert_eq!(roles.len(), 3);
+    for role in &roles {
+        assert_least_privilege(role.rules.as_deref().unwrap_or_default());
+    }
+    let namespaces: BTreeSet<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Namespace")
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        namespaces,
+        BTreeSet::from(["automaton-shard-0", "automaton-shard-1", "automaton-shard-2"])
     );
 }

@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use automaton::core::namespaces::Shard;
 use common::scenario::{oom_scenario, OOM_RULES};
 use common::{eventually, Automaton, FakeKube};
 use serde_json::{json, Value};
@@ -324,4 +325,88 @@ fn watched_namespaces_heal_the_same_name_in_its_own_namespace_only() {
         .map(|l| l.contains("\"target\":\"team-b/deployment/app-0\""))
         .collect::<Vec<_>>();
     assert_eq!(executed, [true], "{}", a.logs());
+}
+
+#[test]
+fn two_shards_split_the_cluster_each_namespace_healed_by_exactly_one() {
+    // app-0 in four namespaces, each OOM-killed; two replica sets, SHARD=0/2 and 1/2, each
+    // with its own Lease, watching the whole cluster.
+    let namespaces = ["team-a", "team-b", "team-c", "team-d"];
+    let owns = |i: u32| {
+        namespaces
+            .iter()
+            .filter(|ns| Shard { index: i, count: 2 }.owns(ns))
+            .count()
+    };
+    assert_eq!((owns(0), owns(1)), (2, 2), "each shard has namespaces of its own");
+    let base = oom_scenario(1, 2.0, 0.0);
+    let (objects, events) = base.split_once("events:\n").expect("events");
+    let (head, objects) = objects.split_once("objects:\n").expect("objects");
+    let mut scenario = format!("{head}objects:\n");
+    for (i, ns) in namespaces.iter().enumerate() {
+        let tag = char::from(b'a' + u8::try_from(i).expect("a few"));
+        scenario.push_str(&in_namespace(objects, ns, tag));
+    }
+    scenario.push_str("events:\n");
+    for ns in namespaces {
+        scenario.push_str(&events.replace(
+            "    kind: Pod\n",
+            &format!("    kind: Pod\n    namespace: {ns}\n"),
+        ));
+    }
+    let fake = FakeKube::start(&scenario);
+    let rules = rules_dir(&fake);
+    let shard = |i: u32| {
+        let (lease, shard) = (format!("automaton-{i}"), format!("{i}/2"));
+        let env = [
+            ("WATCH_NAMESPACES", "*"),
+            ("SHARD", shard.as_str()),
+            ("LEASE_NAME", lease.as_str()),
+        ];
+        Automaton::start(&fake.kubeconfig, &rules, &format!("shard-{i}"), &env)
+    };
+    let shards = [shard(0), shard(1)];
+    let patch_in = |ns: &str, r: &Value| {
+        r["method"] == "PATCH" && r["path"] == format!("/apis/apps/v1/namespaces/{ns}/deployments/app-0")
+    };
+    for ns in namespaces {
+        fake.wait_for(&format!("{ns}'s memory patch"), Duration::from_secs(60), |r| {
+            patch_in(ns, r)
+        });
+    }
+    let checks = |a: &Automaton| a.metric(r#"healing_checks_total{rule="oom"}"#).unwrap_or(0.0);
+    let seen: Vec<f64> = shards.iter().map(checks).collect();
+    eventually("three more ticks of each", Duration::from_secs(30), || {
+        shards
+            .iter()
+            .zip(&seen)
+            .all(|(a, s)| checks(a) >= s + 3.0)
+            .then_some(())
+    });
+    let log = fake.requests();
+    for ns in namespaces {
+        assert_eq!(
+            log.iter().filter(|r| patch_in(ns, r)).count(),
+            1,
+            "{ns}: one write"
+        );
+        // Healed by the shard whose index its name hashes to, and only by it.
+        let owner = (0..2)
+            .find(|&i| Shard { index: i, count: 2 }.owns(ns))
+            .expect("an owner");
+        let target = format!("\"target\":\"{ns}/deployment/app-0\"");
+        for (i, a) in shards.iter().enumerate() {
+            let acted = a
+                .logs()
+                .lines()
+                .any(|l| l.contains("\"message\":\"action executed\"") && l.contains(&target));
+            assert_eq!(acted, i == owner as usize, "{ns}, shard {i}");
+        }
+    }
+    // Each shard its own Lease, both held: no coordination beyond Kubernetes.
+    for (i, a) in shards.iter().enumerate() {
+        assert_eq!(a.metric("automaton_leader"), Some(1.0), "shard {i}");
+        let lease = format!("/apis/coordination.k8s.io/v1/namespaces/prod/leases/automaton-{i}");
+        assert!(log.iter().any(|r| r["path"] == lease), "shard {i}'s Lease");
+    }
 }

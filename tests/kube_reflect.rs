@@ -14,7 +14,7 @@ use std::time::Duration;
 use automaton::clients::kube::managers::hpa_for;
 use automaton::clients::kube::reflect::Workloads;
 use automaton::clients::kube::workload::WorkloadRef;
-use automaton::core::target::Namespaces;
+use automaton::core::namespaces::Namespaces;
 use http::{Request, Response};
 use kube::client::Body;
 use kube_support::{failure, fixture};
@@ -220,7 +220,7 @@ async fn each_watched_namespace_has_its_own_reflectors_and_a_workload_is_found_i
     assert_eq!(b.target().to_string(), "team-b/deployment/api");
     let err = workloads.get(&api("prod")).expect_err("prod is not watched");
     assert!(
-        err.contains("\"prod\" is not watched (WATCH_NAMESPACES)"),
+        err.contains("\"prod\" is not watched (WATCH_NAMESPACES=team-a,team-b)"),
         "{err}"
     );
     assert_eq!(workloads.hpas("team-a"), Ok(vec![]));

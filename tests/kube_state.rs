@@ -18,7 +18,7 @@ fn object(script: Vec<Exchange>) -> (StateObject, tokio::task::JoinHandle<()>) {
     let cluster = Cluster {
         client,
         namespace: NS.to_owned(),
-        namespaces: automaton::core::target::Namespaces::only(NS),
+        namespaces: automaton::core::namespaces::Namespaces::only(NS),
         identity: IDENTITY.to_owned(),
     };
     (StateObject::new(&cluster, "automaton-state"), server)

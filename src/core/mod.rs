@@ -8,6 +8,7 @@
 pub mod decision;
 pub mod engine;
 pub mod guard;
+pub mod namespaces;
 pub mod notice;
 pub mod plan;
 pub mod rule;

@@ -63,73 +63,6 @@ pub fn unqualified(target: &str) -> &str {
     }
 }
 
-/// The namespaces the automaton watches and acts in (`WATCH_NAMESPACES`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Namespaces {
-    /// `*`: the whole cluster.
-    All,
-    /// These namespaces: sorted, distinct, never empty.
-    List(Vec<String>),
-}
-
-impl Namespaces {
-    /// Only `home` (WATCH_NAMESPACES unset).
-    pub fn only(home: &str) -> Namespaces {
-        Namespaces::List(vec![home.to_owned()])
-    }
-
-    /// Parses `*` or a comma-separated list of namespace names.
-    pub fn parse(text: &str) -> Result<Namespaces, ValueError> {
-        if text.trim() == "*" {
-            return Ok(Namespaces::All);
-        }
-        let mut names: Vec<String> = text
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if let Some(bad) = names.iter().find(|n| !is_dns1123_label(n)) {
-            return Err(ValueError(format!(
-                "`{bad}` is not a namespace name (lowercase letters, digits, `-`; at most 63)"
-            )));
-        }
-        if names.is_empty() {
-            return Err(ValueError(
-                "expected `*` or a comma-separated list of namespaces".to_owned(),
-            ));
-        }
-        names.sort_unstable();
-        names.dedup();
-        Ok(Namespaces::List(names))
-    }
-
-    pub fn contains(&self, namespace: &str) -> bool {
-        match self {
-            Namespaces::All => true,
-            Namespaces::List(names) => names.binary_search_by(|n| n.as_str().cmp(namespace)).is_ok(),
-        }
-    }
-
-    /// One entry per watch a namespaced resource needs: each namespace, or `None` for one
-    /// watch over the whole cluster.
-    pub fn watches(&self) -> Vec<Option<&str>> {
-        match self {
-            Namespaces::All => vec![None],
-            Namespaces::List(names) => names.iter().map(|n| Some(n.as_str())).collect(),
-        }
-    }
-}
-
-impl fmt::Display for Namespaces {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Namespaces::All => f.write_str("*"),
-            Namespaces::List(names) => f.write_str(&names.join(",")),
-        }
-    }
-}
-
 /// What the `owner` label of a signal's series names, and so what `target: owner` of an
 /// action acts on: a workload (pod signals; `prometheus`/`alert` with `target: owner` or
 /// `deployment/{{label}}`), one pod (`pod/{{pod}}`) or a volume claim
@@ -307,21 +240,6 @@ mod tests {
         assert_eq!(OwnerKind::of("job/x"), None);
         assert_eq!(OwnerKind::of("prod/pvc/data-0"), Some(OwnerKind::Volume));
         assert_eq!(OwnerKind::of("prod/job/x"), None);
-    }
-
-    #[test]
-    fn watched_namespaces_parse_from_a_list_or_a_star() {
-        let list = Namespaces::parse(" team-b,team-a , team-b,").unwrap();
-        assert_eq!(list, Namespaces::List(vec!["team-a".into(), "team-b".into()]));
-        assert_eq!(list.to_string(), "team-a,team-b");
-        assert!(list.contains("team-a") && !list.contains("team-c"));
-        assert_eq!(list.watches(), vec![Some("team-a"), Some("team-b")]);
-        let all = Namespaces::parse("*").unwrap();
-        assert!(all.contains("anything"));
-        assert_eq!(all.watches(), vec![None]);
-        for bad in ["", " , ", "Team-A", "a.b", "a,*"] {
-            assert!(Namespaces::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::core::guard::breaker::BreakerSettings;
+use crate::core::namespaces::{Namespaces, Shard};
 use crate::core::plan::Limits;
-use crate::core::target::Namespaces;
 use crate::core::values::{Bytes, Dur};
 
 mod parse;
@@ -43,6 +43,7 @@ struct Raw {
     kubernetes: Option<String>,
     namespace: Option<String>,
     watch_namespaces: Option<String>,
+    shard: Option<String>,
     pod_name: Option<String>,
     hostname: Option<String>,
     lease_name: Option<String>,
@@ -108,6 +109,9 @@ pub struct Settings {
     /// `WATCH_NAMESPACES`: the namespaces watched and acted in, a comma-separated list or
     /// `*` (the whole cluster); `None` (unset): only the automaton's own namespace.
     pub watch_namespaces: Option<Namespaces>,
+    /// `SHARD=i/N`: of WATCH_NAMESPACES, only the namespaces whose hash falls in shard `i`
+    /// of `N` (each shard a replica set with its own Lease).
+    pub shard: Option<Shard>,
     /// `POD_NAME` (the downward API), else `HOSTNAME`: this replica's identity.
     pub pod_name: String,
     /// `LEASE_NAME` (default `automaton`): the Lease replicas elect a leader on.
@@ -256,6 +260,18 @@ impl Settings {
             |v: &str| Namespaces::parse(v).ok().map(Some),
             s.watch_namespaces
         );
+        parse!(
+            "SHARD",
+            raw.shard,
+            "`INDEX/COUNT` such as `0/3` (0 <= INDEX < COUNT <= 1024)",
+            |v: &str| Shard::parse(v).ok().map(Some),
+            s.shard
+        );
+        if s.shard.is_some() && s.watch_namespaces.is_none() {
+            errors.push(
+                "SHARD splits WATCH_NAMESPACES between replica sets: set WATCH_NAMESPACES (`*` or a list) too".to_owned(),
+            );
+        }
         if let Some(name) = raw.pod_name.or(raw.hostname).filter(|n| !n.is_empty()) {
             s.pod_name = name;
         }
@@ -363,6 +379,7 @@ impl Settings {
             kubernetes: KubeMode::Auto,
             namespace: None,
             watch_namespaces: None,
+            shard: None,
             pod_name: "automaton".to_owned(),
             lease_name: "automaton".to_owned(),
             lease_duration: 15,

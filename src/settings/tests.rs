@@ -134,3 +134,16 @@ fn watch_namespaces_is_a_list_or_a_star() {
         "{err}"
     );
 }
+
+#[test]
+fn a_shard_splits_watch_namespaces_and_needs_it() {
+    let s = Settings::from_vars(vars(&[("WATCH_NAMESPACES", "*"), ("SHARD", "1/3")])).unwrap();
+    assert_eq!(s.shard, Some(Shard { index: 1, count: 3 }));
+    let err = Settings::from_vars(vars(&[("SHARD", "1/3")])).unwrap_err();
+    assert!(err.to_string().contains("set WATCH_NAMESPACES"), "{err}");
+    let err = Settings::from_vars(vars(&[("WATCH_NAMESPACES", "*"), ("SHARD", "3/3")])).unwrap_err();
+    assert!(
+        err.to_string().contains("SHARD=\"3/3\": expected `INDEX/COUNT`"),
+        "{err}"
+    );
+}

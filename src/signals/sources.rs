@@ -10,7 +10,7 @@ use super::pods::PodSignals;
 use super::SignalError;
 use crate::clients::kafka::KafkaSource;
 use crate::clients::pg::PgSource;
-use crate::core::target::Namespaces;
+use crate::core::namespaces::Namespaces;
 
 /// The collectors' shared context. Cheap to share; built once by the runtime, with the
 /// dependencies attached as they are configured.

@@ -160,7 +160,7 @@ pub async fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::target::Namespaces;
+    use crate::core::namespaces::Namespaces;
 
     #[test]
     fn targets_come_from_each_series_labels() {

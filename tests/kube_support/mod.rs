@@ -346,7 +346,7 @@ pub fn executor(script: Vec<Exchange>) -> (KubeExecutor, JoinHandle<()>) {
     let cluster = Cluster {
         client,
         namespace: NS.to_owned(),
-        namespaces: automaton::core::target::Namespaces::only(NS),
+        namespaces: automaton::core::namespaces::Namespaces::only(NS),
         identity: IDENTITY.to_owned(),
     };
     let backoff = FullJitter::exponential(Duration::from_millis(1), Duration::from_millis(5), 3);

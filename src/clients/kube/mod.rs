@@ -16,7 +16,7 @@ pub mod workload;
 
 use kube::Client;
 
-use crate::core::target::Namespaces;
+use crate::core::namespaces::Namespaces;
 
 /// The one field manager of every write (server-side apply and patches), so `kubectl get -o
 /// yaml --show-managed-fields` tells what the automaton changed.
@@ -87,10 +87,16 @@ pub async fn connect(settings: &crate::settings::Settings) -> Result<Option<Clus
                 .filter(|ns| !ns.is_empty())
         })
         .unwrap_or(default_ns);
-    let namespaces = settings
+    let mut namespaces = settings
         .watch_namespaces
         .clone()
         .unwrap_or_else(|| Namespaces::only(&namespace));
+    if let Some(shard) = settings.shard {
+        namespaces = namespaces.sharded(shard);
+        if namespaces == Namespaces::List(Vec::new()) {
+            tracing::warn!(%shard, "this shard owns none of WATCH_NAMESPACES: it watches and heals nothing");
+        }
+    }
     tracing::info!(%namespace, watch_namespaces = %namespaces, identity = %settings.pod_name, "connected to the Kubernetes API");
     Ok(Some(Cluster {
         client,

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::error::{ApiRequest, ClusterError};
 use super::workload::{LiveWorkload, WorkloadKind, WorkloadRef};
-use crate::core::target::Namespaces;
+use crate::core::namespaces::Namespaces;
 
 /// A watch error not repeated within this long was recovered from (the watcher retries
 /// with its default backoff, at most about a minute apart).
@@ -102,8 +102,15 @@ where
         + Sync
         + 'static,
 {
-    /// `namespace: None`: across the cluster.
-    fn spawn(client: Client, namespace: Option<&str>, group: &'static str, what: &'static str) -> Self {
+    /// `namespace: None`: across the cluster, keeping only what `owned` contains (a
+    /// shard's namespaces).
+    fn spawn(
+        client: Client,
+        namespace: Option<&str>,
+        owned: Namespaces,
+        group: &'static str,
+        what: &'static str,
+    ) -> Self {
         let api: Api<K> = match namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
@@ -130,7 +137,15 @@ where
                         match item {
                             Ok(event) => {
                                 kube::runtime::utils::Backoff::reset(&mut relists);
-                                writer.apply_watcher_event(&event);
+                                let theirs = match &event {
+                                    Event::Apply(o) | Event::InitApply(o) | Event::Delete(o) => {
+                                        !owned.contains(o.namespace().as_deref().unwrap_or_default())
+                                    }
+                                    Event::Init | Event::InitDone => false,
+                                };
+                                if !theirs {
+                                    writer.apply_watcher_event(&event);
+                                }
                                 let mut h = lock(&seen);
                                 if matches!(event, Event::InitDone) {
                                     h.listed = true;
@@ -203,14 +218,18 @@ struct Scope {
 }
 
 impl Scope {
-    fn spawn(client: &Client, namespace: Option<&str>) -> Scope {
+    /// The three reflectors of `namespace` (`None`: across the cluster, keeping what
+    /// `owned` contains).
+    fn spawn(client: &Client, namespace: Option<&str>, owned: &Namespaces) -> Scope {
+        let (apps, ns) = ("apps", namespace);
         Scope {
             namespace: namespace.map(str::to_owned),
-            deployments: Reflected::spawn(client.clone(), namespace, "apps", "deployments"),
-            stateful_sets: Reflected::spawn(client.clone(), namespace, "apps", "statefulsets"),
+            deployments: Reflected::spawn(client.clone(), ns, owned.clone(), apps, "deployments"),
+            stateful_sets: Reflected::spawn(client.clone(), ns, owned.clone(), apps, "statefulsets"),
             hpas: Reflected::spawn(
                 client.clone(),
                 namespace,
+                owned.clone(),
                 "autoscaling",
                 "horizontalpodautoscalers",
             ),
@@ -228,6 +247,7 @@ impl Scope {
 /// The workloads of the watched namespaces and the HorizontalPodAutoscalers over them.
 pub struct Workloads {
     scopes: Vec<Scope>,
+    owned: Namespaces,
 }
 
 impl Workloads {
@@ -237,17 +257,27 @@ impl Workloads {
         let scopes = namespaces
             .watches()
             .into_iter()
-            .map(|ns| Scope::spawn(&client, ns));
+            .map(|ns| Scope::spawn(&client, ns, namespaces));
         Workloads {
             scopes: scopes.collect(),
+            owned: namespaces.clone(),
         }
     }
 
     fn scope(&self, namespace: &str) -> Result<&Scope, String> {
-        self.scopes
-            .iter()
+        let unwatched = || {
+            format!(
+                "namespace {namespace:?} is not watched (WATCH_NAMESPACES={})",
+                self.owned
+            )
+        };
+        if !self.owned.contains(namespace) {
+            return Err(unwatched());
+        }
+        let mut scopes = self.scopes.iter();
+        scopes
             .find(|s| s.namespace.as_deref().is_none_or(|n| n == namespace))
-            .ok_or_else(|| format!("namespace {namespace:?} is not watched (WATCH_NAMESPACES)"))
+            .ok_or_else(unwatched)
     }
 
     /// The workload as last seen: `Ok(None)` when it does not exist; `Err` (why) while

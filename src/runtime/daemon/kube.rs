@@ -17,7 +17,7 @@ use crate::clients::kube::reflect::Workloads;
 use crate::clients::kube::state::StateObject;
 use crate::clients::kube::workload::WorkloadRef;
 use crate::clients::kube::Cluster;
-use crate::core::target::Namespaces;
+use crate::core::namespaces::Namespaces;
 use crate::core::world::SimWorld;
 use crate::runtime::writer::Lease;
 use crate::signals::pods::PodSignals;

@@ -62,8 +62,8 @@ pub use state::{KILL_LOG_KEEP, OLD_KILL, RESTART_HISTORY};
 
 use super::SignalError;
 use crate::clients::kube::owners::Owners;
+use crate::core::namespaces::Namespaces;
 use crate::core::series::Series;
-use crate::core::target::Namespaces;
 pub use state::PodState;
 use watch::{lock, Watch};
 
@@ -115,6 +115,7 @@ impl PodSignals {
                 owners: owners.clone(),
                 trigger: trigger.clone(),
                 unlisted: unlisted.clone(),
+                owned: namespaces.clone(),
             };
             let span = tracing::info_span!("pod_signals", namespace = namespace.unwrap_or("*"));
             let namespace = namespace.map(str::to_owned);

@@ -19,6 +19,7 @@ use super::observe::{pod_key, PodObs};
 use super::state::{Changed, Owner, PodState};
 use crate::clients::kube::owners::{Owners, RETRY_AFTER};
 use crate::clients::kube::reflect::broken;
+use crate::core::namespaces::Namespaces;
 
 pub(super) struct Watch {
     pub state: Arc<Mutex<PodState>>,
@@ -28,6 +29,9 @@ pub(super) struct Watch {
     /// nothing wakes the daemon: the pod signals read as "waiting for the first pod list",
     /// and each early evaluation would count that against the `kubernetes` breaker.
     pub unlisted: Arc<AtomicUsize>,
+    /// The namespaces this replica owns: a watch across the cluster of a shard
+    /// (SHARD=i/N) drops the pods of the other shards' namespaces.
+    pub owned: Namespaces,
 }
 
 pub(super) fn lock(state: &Mutex<PodState>) -> MutexGuard<'_, PodState> {
@@ -100,6 +104,14 @@ impl Watch {
 
     async fn event(&self, event: Event<DeserializeGuard<Pod>>) {
         let now = Timestamp::now();
+        if let Event::InitApply(pod) | Event::Apply(pod) | Event::Delete(pod) = &event {
+            if !self
+                .owned
+                .contains(pod.meta().namespace.as_deref().unwrap_or_default())
+            {
+                return;
+            }
+        }
         let outcome = match event {
             Event::Init => {
                 lock(&self.state).begin_resync();
