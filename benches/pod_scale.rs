@@ -1,11 +1,14 @@
 //! Scripted measurement (not criterion: each sample is a whole binary against a whole fake
 //! cluster): N pods in one namespace, 1 % of them opted in (`automaton.dev/heal=true`), one
 //! OOM kill of an opted-in pod. Reported per N: peak RSS of the automaton (VmHWM), time from
-//! start to `/readyz` 200, from the kill (reported to the fake once ready) to the first API request
-//! and to the PATCH, and the number of writes (exactly one). Each N runs twice: with the
+//! start to `/readyz` 200 and to leading (the Lease taken and the guard state read), from the
+//! kill (reported to the fake once leading: the steady state, not the start-up) to the first
+//! API request and to the PATCH, and the number of writes (exactly one). Each N runs twice: with the
 //! shipped pod rules (every selector shares `automaton.dev/heal=true`, so the API server
 //! filters) and with two rules whose selectors share nothing (every pod is listed and
-//! watched, as before server-side filtering).
+//! watched, as before server-side filtering), and once more with the pods spread over 10
+//! namespaces (`prod`, where the opted-in pods are, and `ns-1` … `ns-9`), all of them in
+//! WATCH_NAMESPACES: ten pod watches and thirty reflectors.
 //!
 //! `cargo bench --bench pod_scale` measures 1 000, 10 000 and 20 000 pods (or the counts
 //! given after `--`); under `cargo test` it checks the harness on 300.
@@ -51,10 +54,15 @@ const UNFILTERED: &str = r#"rules:
     cooldown: 30m
 "#;
 
+/// The namespaces of the spread runs: the scenario's own, `prod`, and nine more.
+const SPREAD: [&str; 10] = [
+    "prod", "ns-1", "ns-2", "ns-3", "ns-4", "ns-5", "ns-6", "ns-7", "ns-8", "ns-9",
+];
+
 /// `n` pods: `n / 100` opted-in Deployments of one pod each (no kill on the timeline: the
 /// bench reports one), the rest pods of 50 other ReplicaSets, each with a container, its
-/// resources, a node and a running status.
-fn scenario(n: usize) -> String {
+/// resources, a node and a running status; `spread`: those spread over [`SPREAD`].
+fn scenario(n: usize, spread: bool) -> String {
     let heal = (n / 100).max(1);
     let base = oom_scenario(heal, 1e9, 0.0);
     let (objects, events) = base.split_once("events:\n").expect("oom_scenario has events");
@@ -64,7 +72,8 @@ fn scenario(n: usize) -> String {
         let g = i % 50;
         let _ = writeln!(
             bulk,
-            r#"  - {{apiVersion: v1, kind: Pod, metadata: {{name: bulk-{g}-7c9d8-{i:05}, labels: {{app: bulk-{g}, pod-template-hash: 7c9d8}}, ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: bulk-{g}-7c9d8, uid: 20000000-0000-0000-0000-{g:012}, controller: true}}]}}, spec: {{nodeName: node-{node}, containers: [{{name: app, image: "registry.example/bulk-{g}:1.0", resources: {{requests: {{memory: 256Mi, cpu: 100m}}, limits: {{memory: 512Mi}}}}}}]}}, status: {{phase: Running, podIP: 10.1.{a}.{b}, containerStatuses: [{{name: app, ready: true, restartCount: 0, image: "registry.example/bulk-{g}:1.0", imageID: "", state: {{running: {{startedAt: "{started}"}}}}}}]}}}}"#,
+            r#"  - {{apiVersion: v1, kind: Pod, metadata: {{name: bulk-{g}-7c9d8-{i:05}, namespace: {ns}, labels: {{app: bulk-{g}, pod-template-hash: 7c9d8}}, ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: bulk-{g}-7c9d8, uid: 20000000-0000-0000-0000-{g:012}, controller: true}}]}}, spec: {{nodeName: node-{node}, containers: [{{name: app, image: "registry.example/bulk-{g}:1.0", resources: {{requests: {{memory: 256Mi, cpu: 100m}}, limits: {{memory: 512Mi}}}}}}]}}, status: {{phase: Running, podIP: 10.1.{a}.{b}, containerStatuses: [{{name: app, ready: true, restartCount: 0, image: "registry.example/bulk-{g}:1.0", imageID: "", state: {{running: {{startedAt: "{started}"}}}}}}]}}}}"#,
+            ns = if spread { SPREAD[i % SPREAD.len()] } else { "prod" },
             node = i % 40,
             a = i / 250,
             b = i % 250,
@@ -76,6 +85,7 @@ fn scenario(n: usize) -> String {
 struct Figures {
     rss_mib: f64,
     ready_s: f64,
+    leading_s: f64,
     first_ms: f64,
     patch_ms: f64,
     writes: usize,
@@ -87,13 +97,25 @@ fn vm_hwm_kib(pid: u32) -> Option<f64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn run(n: usize, rules: &str) -> Figures {
-    let fake = FakeKube::start_within(&scenario(n), Duration::from_secs(600));
+fn run(n: usize, rules: &str, spread: bool) -> Figures {
+    let fake = FakeKube::start_within(&scenario(n, spread), Duration::from_secs(600));
     let dir = fake.dir.path().join("rules");
     std::fs::create_dir_all(&dir).expect("rules dir");
     std::fs::write(dir.join("pods.yaml"), rules).expect("rules");
     let started = Instant::now();
-    let env = [("CHECK_INTERVAL", "30s"), ("RUST_LOG", "warn")];
+    // BENCH_RUST_LOG=debug and BENCH_LOGS=DIR keep the daemon's log and the fake's request
+    // log of each run, to see where the time goes.
+    let log_level = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let watched = if spread {
+        SPREAD.join(",")
+    } else {
+        "prod".to_owned()
+    };
+    let env = [
+        ("CHECK_INTERVAL", "30s"),
+        ("RUST_LOG", log_level.as_str()),
+        ("WATCH_NAMESPACES", watched.as_str()),
+    ];
     let automaton = Automaton::start(&fake.kubeconfig, &dir, "bench", &env);
     common::eventually("ready", Duration::from_secs(300), || {
         http_get(automaton.port, "/readyz")
@@ -101,8 +123,24 @@ fn run(n: usize, rules: &str) -> Figures {
             .map(drop)
     });
     let ready_s = started.elapsed().as_secs_f64();
-    // The kill, reported once the automaton is ready (as the kubelet would), so it never
-    // races the first list of tens of thousands of pods.
+    // A standby replica is ready too: the kill waits for the Lease and the guard state, so
+    // it measures a running leader, not the start-up (taking the Lease, creating the state
+    // object, the reflectors' first lists).
+    common::eventually("leading", Duration::from_secs(300), || {
+        let leading = automaton.metric("automaton_leader") == Some(1.0);
+        let status = http_get(automaton.port, "/status")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let loaded = serde_json::from_str::<serde_json::Value>(&status)
+            .is_ok_and(|s| s["guard_state"]["loaded"] == true);
+        (leading && loaded).then_some(())
+    });
+    let leading_s = started.elapsed().as_secs_f64();
+    // The reflectors' first lists may still be on their way (30 of them for 10
+    // namespaces, served one at a time by the Python fake): let them land.
+    std::thread::sleep(Duration::from_secs(2));
+    // The kill, reported once the automaton leads (as the kubelet would report it at any
+    // time), so it never races the first list of tens of thousands of pods.
     let now = common::rfc3339_ago(0);
     let kill = serde_json::json!({"status": {"containerStatuses": [{
         "name": "app", "ready": false, "restartCount": 1, "image": "registry.example/app:1.0", "imageID": "",
@@ -119,6 +157,12 @@ fn run(n: usize, rules: &str) -> Figures {
     });
     // A few more seconds: a second write would show now.
     std::thread::sleep(Duration::from_secs(3));
+    if let Ok(dir) = std::env::var("BENCH_LOGS") {
+        let name = format!("{dir}/{n}-{}", if spread { "spread" } else { "one" });
+        let requests = serde_json::to_string(&fake.requests()).unwrap_or_default();
+        let _ = std::fs::write(format!("{name}.log"), automaton.logs());
+        let _ = std::fs::write(format!("{name}-requests.json"), requests);
+    }
     let rss_mib = vm_hwm_kib(automaton.child.id()).unwrap_or(f64::NAN) / 1024.0;
     let log = fake.requests();
     let killed = log
@@ -140,6 +184,7 @@ fn run(n: usize, rules: &str) -> Figures {
     Figures {
         rss_mib,
         ready_s,
+        leading_s,
         first_ms: (first_after(&|_| true) - killed) * 1000.0,
         patch_ms: (first_after(&|r| r["method"] == "PATCH") - killed) * 1000.0,
         writes,
@@ -154,13 +199,18 @@ fn main() {
         (true, true) => vec![1_000, 10_000, 20_000],
         (true, false) => given,
     };
-    println!("pods    watch       peak RSS  ready    kill->1st request  kill->PATCH  writes");
+    println!("pods    watch          peak RSS  ready    leading  kill->1st request  kill->PATCH  writes");
     for n in counts {
-        for (name, rules) in [("filtered", FILTERED), ("all pods", UNFILTERED)] {
-            let f = run(n, rules);
+        let runs = [
+            ("filtered", FILTERED, false),
+            ("all pods", UNFILTERED, false),
+            ("10 ns", FILTERED, true),
+        ];
+        for (name, rules, spread) in runs {
+            let f = run(n, rules, spread);
             println!(
-                "{n:>6}  {name:<9} {:>6.1} MiB  {:>5.1} s  {:>10.1} ms  {:>8.1} ms  {}",
-                f.rss_mib, f.ready_s, f.first_ms, f.patch_ms, f.writes
+                "{n:>6}  {name:<12} {:>6.1} MiB  {:>5.1} s  {:>5.1} s  {:>10.1} ms  {:>8.1} ms  {}",
+                f.rss_mib, f.ready_s, f.leading_s, f.first_ms, f.patch_ms, f.writes
             );
             assert_eq!(f.writes, 1, "exactly one write for one kill");
         }
