@@ -267,6 +267,10 @@ fn watched_namespaces_heal_the_same_name_in_its_own_namespace_only() {
     );
     let fake = FakeKube::start(&scenario);
     let rules = rules_dir(&fake);
+    // A rule naming its own target in prod, the automaton's namespace, which it does not
+    // watch: disabled, never acted on blind.
+    let outside = "rules:\n  - name: restart-prod\n    priority: critical\n    signal: {pod_crash_loop: {selector: \"automaton.dev/heal=true\"}}\n    when: \"> 0\"\n    action: {restart: {target: deployment/app-0}}\n";
+    std::fs::write(rules.join("outside.yaml"), outside).unwrap();
     let a = Automaton::start(
         &fake.kubeconfig,
         &rules,
@@ -291,6 +295,14 @@ fn watched_namespaces_heal_the_same_name_in_its_own_namespace_only() {
     eventually("three more ticks", Duration::from_secs(30), || {
         (checks(&a) >= seen + 3.0).then_some(())
     });
+    let status: Value = serde_json::from_str(&a.get("/status").expect("/status").1).expect("JSON");
+    assert_eq!(status["kubernetes"]["watch_namespaces"], "team-a,team-b");
+    let disabled = &status["disabled_rules"][0];
+    assert_eq!(disabled["name"], "restart-prod", "{status}");
+    assert_eq!(
+        disabled["reason"],
+        "its target prod/deployment/app-0 is in a namespace WATCH_NAMESPACES (team-a,team-b) does not list"
+    );
     let log = fake.requests();
     assert_eq!(
         log.iter().filter(|r| patch_in("team-b")(r)).count(),

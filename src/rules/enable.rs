@@ -6,6 +6,8 @@
 use serde::Serialize;
 
 use super::{Rule, RuleSet};
+use crate::core::namespaces::Namespaces;
+use crate::core::target::{qualify, ObjectRef, OwnerKind};
 use crate::signals::Available;
 
 /// A rule set aside, and why.
@@ -33,6 +35,31 @@ pub fn partition(set: &RuleSet, available: &Available) -> (RuleSet, Vec<Disabled
                 line: rule.line,
                 reason,
             }),
+        }
+    }
+    (RuleSet::new(enabled), disabled)
+}
+
+/// Splits off the rules whose own workload target (`deployment/api` in `home`, or
+/// `NAMESPACE/deployment/api`) is in a namespace `watched` does not hold: no reflector
+/// knows it, so nothing the guards read of it (paused, GitOps, HPA) would be known.
+pub fn outside(set: RuleSet, home: &str, watched: &Namespaces) -> (RuleSet, Vec<Disabled>) {
+    let mut enabled: Vec<Rule> = Vec::with_capacity(set.rules.len());
+    let mut disabled = Vec::new();
+    for rule in set.rules {
+        let target = rule.fixed_target.as_deref().map(|t| qualify(t, home));
+        let object = target.as_deref().and_then(ObjectRef::parse);
+        match object.filter(|o| OwnerKind::of(&o.to_string()) == Some(OwnerKind::Workload)) {
+            Some(o) if !watched.contains(o.namespace) => disabled.push(Disabled {
+                name: rule.name.to_string(),
+                signal: rule.spec.signal.kind(),
+                file: rule.file.display().to_string(),
+                line: rule.line,
+                reason: format!(
+                    "its target {o} is in a namespace WATCH_NAMESPACES ({watched}) does not list"
+                ),
+            }),
+            _ => enabled.push(rule),
         }
     }
     (RuleSet::new(enabled), disabled)
@@ -91,6 +118,25 @@ rules:
         assert!(disabled[1]
             .reason
             .contains("/mnt/not-mounted-here does not exist"));
+    }
+
+    #[test]
+    fn a_rule_acting_outside_the_watched_namespaces_is_set_aside() {
+        let watched = Namespaces::parse("team-a").expect("namespaces");
+        let (enabled, disabled) = outside(set(), "automaton", &watched);
+        let names: Vec<&str> = enabled.rules.iter().map(|r| &*r.name).collect();
+        assert_eq!(
+            names,
+            ["oom", "here", "elsewhere"],
+            "owners and non-Kubernetes targets stay"
+        );
+        assert_eq!(disabled.len(), 1);
+        assert_eq!(
+            disabled[0].reason,
+            "its target automaton/deployment/app is in a namespace WATCH_NAMESPACES (team-a) does not list"
+        );
+        let (enabled, disabled) = outside(set(), "team-a", &watched);
+        assert_eq!((enabled.rules.len(), disabled.len()), (4, 0));
     }
 
     #[test]

@@ -35,7 +35,12 @@ impl Daemon {
     /// Hands the engine the runnable part of the loaded set. Cooldowns and progress of
     /// rules that stay carry over (`Engine::replace_rules`).
     pub(super) fn install_rules(&mut self) {
-        let (enabled, disabled) = rules::partition(&self.loaded, &self.available());
+        let (mut enabled, mut disabled) = rules::partition(&self.loaded, &self.available());
+        if let Some(k) = &self.kube {
+            let outside;
+            (enabled, outside) = rules::enable::outside(enabled, &self.home, &k.watched);
+            disabled.extend(outside);
+        }
         self.metrics.rules_installed(
             enabled
                 .rules
