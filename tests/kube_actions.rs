@@ -182,6 +182,22 @@ async fn restart_sends_kubectls_patch_and_never_deletes_pods() {
 }
 
 #[tokio::test]
+async fn a_target_found_paused_right_before_the_write_is_skipped_without_a_write() {
+    // The engine planned the restart without the target in its world (a restart needs
+    // none); the live read before the write finds automaton.dev/paused and stops there.
+    let paused = deployment().annotation("automaton.dev/paused", "true");
+    let script = vec![get(DEPLOYMENT).reply(200, &paused.json())];
+    let outcome = execute(script, &restart("deployment/hello-world"))
+        .await
+        .expect("answered");
+    assert_eq!(outcome.skipped, Some(SkipReason::Paused));
+    assert_eq!(
+        outcome.detail,
+        "default/deployment/hello-world is annotated automaton.dev/paused: \"true\""
+    );
+}
+
+#[tokio::test]
 async fn restart_of_an_on_delete_statefulset_says_pods_roll_only_when_deleted() {
     let body = json!({
         "metadata": {

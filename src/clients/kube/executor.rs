@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use crate::clients::backoff::{self, FullJitter};
 use crate::clients::kube::error::{ApiRequest, ClusterError};
 use crate::clients::kube::workload::{self, LiveWorkload, WorkloadKind, WorkloadRef};
-use crate::clients::kube::{last_action_key, Cluster, FIELD_MANAGER};
+use crate::clients::kube::{last_action_key, managers, Cluster, FIELD_MANAGER};
 use crate::core::decision::{Decision, SkipReason};
 use crate::core::plan::Outcome;
 use crate::core::values::Condition;
@@ -219,6 +219,12 @@ impl KubeExecutor {
             let now = self.now();
             if let Some(skip) = self.inside_cooldown(act, &live, now) {
                 return Ok(Err(skip));
+            }
+            // The engine skips a paused target it knows; this read is the last word, also
+            // for a plan made without the target in the world (a restart needs none).
+            if managers::paused(&live.annotations) {
+                let why = format!("{target} is annotated automaton.dev/paused: \"true\"");
+                return Ok(Err(Outcome::skipped(SkipReason::Paused, why)));
             }
             let (patch, kept) = match decide(&live, now)? {
                 Write::Skip(skip) => return Ok(Err(skip)),
