@@ -10,6 +10,9 @@
 //! namespaces (`prod`, where the opted-in pods are, and `ns-1` … `ns-9`), all of them in
 //! WATCH_NAMESPACES: ten pod watches and thirty reflectors.
 //!
+//! The fake's own share of the kill's latency is measured beside it: a bare watch of the
+//! killed pod (a client doing nothing else) records when the fake delivers the event.
+//!
 //! `cargo bench --bench pod_scale` measures 1 000, 10 000 and 20 000 pods (or the counts
 //! given after `--`); under `cargo test` it checks the harness on 300.
 
@@ -88,7 +91,36 @@ struct Figures {
     leading_s: f64,
     first_ms: f64,
     patch_ms: f64,
+    /// From the kill's answer to the event reaching a bare watch: the fake's share.
+    fake_ms: f64,
     writes: usize,
+}
+
+/// A bare watch of `pod` on the fake: sends `None` once connected (its synthetic ADDED),
+/// then the moment an `OOMKilled` event arrives.
+fn watch_for_kill(port: u16, pod: &str) -> std::sync::mpsc::Receiver<Option<Instant>> {
+    use std::io::{Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = format!("/api/v1/namespaces/prod/pods?watch=true&fieldSelector=metadata.name%3D{pod}");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("a watch request");
+    std::thread::spawn(move || {
+        let (mut seen, mut buf, mut connected) = (Vec::new(), [0u8; 65536], false);
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if !connected && text.contains("\"ADDED\"") {
+                connected = true;
+                let _ = tx.send(None);
+            }
+            if text.contains("OOMKilled") {
+                let _ = tx.send(Some(Instant::now()));
+                return;
+            }
+        }
+    });
+    rx
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<f64> {
@@ -148,8 +180,21 @@ fn run(n: usize, rules: &str, spread: bool) -> Figures {
         "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": common::rfc3339_ago(3600),
             "finishedAt": now, "containerID": format!("containerd://{:064}", 1)}}}]}});
     let status = "/api/v1/namespaces/prod/pods/app-0-5d8f7-x0/status";
+    let bare = watch_for_kill(fake.port(), "app-0-5d8f7-x0");
+    assert_eq!(
+        bare.recv_timeout(Duration::from_secs(30)),
+        Ok(None),
+        "the bare watch is connected"
+    );
     let (code, body) = fake.request("PATCH", status, "application/merge-patch+json", &kill.to_string());
+    let answered = Instant::now();
     assert_eq!(code, 200, "{body}");
+    let delivered = bare
+        .recv_timeout(Duration::from_secs(30))
+        .ok()
+        .flatten()
+        .expect("the bare watch saw the kill");
+    let fake_ms = delivered.saturating_duration_since(answered).as_secs_f64() * 1000.0;
     let target = "/apis/apps/v1/namespaces/prod/deployments/app-0";
     let patched = |r: &serde_json::Value| r["method"] == "PATCH" && r["path"] == target;
     common::eventually("the kill healed", Duration::from_secs(300), || {
@@ -187,6 +232,7 @@ fn run(n: usize, rules: &str, spread: bool) -> Figures {
         leading_s,
         first_ms: (first_after(&|_| true) - killed) * 1000.0,
         patch_ms: (first_after(&|r| r["method"] == "PATCH") - killed) * 1000.0,
+        fake_ms,
         writes,
     }
 }
@@ -199,7 +245,7 @@ fn main() {
         (true, true) => vec![1_000, 10_000, 20_000],
         (true, false) => given,
     };
-    println!("pods    watch          peak RSS  ready    leading  kill->1st request  kill->PATCH  writes");
+    println!("pods    watch          peak RSS  ready    leading  kill->1st request  kill->PATCH  fake's share  writes");
     for n in counts {
         let runs = [
             ("filtered", FILTERED, false),
@@ -209,8 +255,8 @@ fn main() {
         for (name, rules, spread) in runs {
             let f = run(n, rules, spread);
             println!(
-                "{n:>6}  {name:<12} {:>6.1} MiB  {:>5.1} s  {:>5.1} s  {:>10.1} ms  {:>8.1} ms  {}",
-                f.rss_mib, f.ready_s, f.leading_s, f.first_ms, f.patch_ms, f.writes
+                "{n:>6}  {name:<12} {:>6.1} MiB  {:>5.1} s  {:>5.1} s  {:>10.1} ms  {:>8.1} ms  {:>9.1} ms  {}",
+                f.rss_mib, f.ready_s, f.leading_s, f.first_ms, f.patch_ms, f.fake_ms, f.writes
             );
             assert_eq!(f.writes, 1, "exactly one write for one kill");
         }
