@@ -33,8 +33,9 @@ pub(super) struct Kube {
     pub watched: Namespaces,
     /// Whether planning already waited for the reflectors' first lists.
     pub first_lists_awaited: bool,
-    /// The last failure to list HorizontalPodAutoscalers, so it is logged once, not per tick.
-    pub hpa_error: Option<String>,
+    /// The last failure to list each namespace's HorizontalPodAutoscalers, so it is logged
+    /// once, not per tick (one namespace's missing grant must not repeat with the others').
+    pub hpa_errors: BTreeMap<String, String>,
 }
 
 /// The breaker of the Kubernetes API (as `ActionSpec::dependency` and pod signals name it).
@@ -84,7 +85,7 @@ impl Daemon {
             workloads,
             watched: cluster.namespaces.clone(),
             first_lists_awaited: false,
-            hpa_error: None,
+            hpa_errors: BTreeMap::new(),
         });
         self.install_rules();
     }
@@ -134,14 +135,14 @@ impl Daemon {
             if !hpas.contains_key(&target.namespace) {
                 match k.workloads.hpas(&target.namespace) {
                     Ok(found) => {
-                        k.hpa_error = None;
+                        k.hpa_errors.remove(&target.namespace);
                         hpas.insert(target.namespace.clone(), found);
                     }
                     Err(error) => {
-                        if k.hpa_error.as_ref() != Some(&error) {
-                            warn!(%error, "HorizontalPodAutoscalers unknown: workloads are left out of planning rather than assumed free of one");
+                        if k.hpa_errors.get(&target.namespace) != Some(&error) {
+                            warn!(namespace = %target.namespace, %error, "HorizontalPodAutoscalers unknown: workloads are left out of planning rather than assumed free of one");
                         }
-                        k.hpa_error = Some(error);
+                        k.hpa_errors.insert(target.namespace.clone(), error);
                         continue;
                     }
                 }
