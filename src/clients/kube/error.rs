@@ -66,7 +66,8 @@ impl ApiRequest {
         if self.resource == "pods/exec" {
             "deploy/components/clean-logs (an optional component: add it to your overlay's `components:`)"
         } else {
-            "deploy/base/role.yaml"
+            "deploy/base/role.yaml (in another namespace of WATCH_NAMESPACES: its RoleBinding, \
+             deploy/overlays/namespaces; for `*`: deploy/components/cluster-wide)"
         }
     }
 }
@@ -77,7 +78,11 @@ impl fmt::Display for ApiRequest {
         if let Some(name) = &self.name {
             write!(f, " {name:?}")?;
         }
-        write!(f, " in namespace {:?}", self.namespace)
+        match self.namespace.as_str() {
+            // A watch across the cluster (WATCH_NAMESPACES=*).
+            "" => f.write_str(" across the cluster"),
+            ns => write!(f, " in namespace {ns:?}"),
+        }
     }
 }
 
@@ -309,8 +314,11 @@ mod tests {
             err.to_string(),
             "PATCH deployments.apps/scale \"email-service\" in namespace \"prod\": forbidden: the \
              automaton's Role lacks `patch` on deployments.apps/scale — see deploy/base/role.yaml \
-             (API server: server says no)"
+             (in another namespace of WATCH_NAMESPACES: its RoleBinding, deploy/overlays/namespaces; \
+             for `*`: deploy/components/cluster-wide) (API server: server says no)"
         );
+        let across = ApiRequest::new("GET", "list", "apps", "deployments", "", None);
+        assert_eq!(across.to_string(), "GET deployments.apps across the cluster");
         let exec = ApiRequest::new("GET", "get and create", "", "pods/exec", "prod", Some("p"));
         let err = ClusterError::from_kube(exec, api(403, "Forbidden"));
         assert!(
