@@ -86,10 +86,14 @@ impl OwnerKind {
 
     /// The kind of an owner string (`prod/deployment/api`, `pod/api-0`, `prod/pvc/data-0`).
     pub fn of(owner: &str) -> Option<OwnerKind> {
-        let kind = match ObjectRef::parse(owner) {
-            Some(object) => object.kind,
-            None => owner.split_once('/')?.0,
-        };
+        match ObjectRef::parse(owner) {
+            Some(object) => OwnerKind::of_kind(object.kind),
+            None => OwnerKind::of_kind(owner.split_once('/')?.0),
+        }
+    }
+
+    /// The kind a target's `KIND` names (`deployment`, `pod`, `pvc`).
+    pub fn of_kind(kind: &str) -> Option<OwnerKind> {
         match kind {
             "deployment" | "statefulset" => Some(OwnerKind::Workload),
             "pod" => Some(OwnerKind::Pod),

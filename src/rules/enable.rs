@@ -49,7 +49,7 @@ pub fn outside(set: RuleSet, home: &str, watched: &Namespaces) -> (RuleSet, Vec<
     for rule in set.rules {
         let target = rule.fixed_target.as_deref().map(|t| qualify(t, home));
         let object = target.as_deref().and_then(ObjectRef::parse);
-        match object.filter(|o| OwnerKind::of(&o.to_string()) == Some(OwnerKind::Workload)) {
+        match object.filter(|o| OwnerKind::of_kind(o.kind) == Some(OwnerKind::Workload)) {
             Some(o) if !watched.contains(o.namespace) => disabled.push(Disabled {
                 name: rule.name.to_string(),
                 signal: rule.spec.signal.kind(),

@@ -10,7 +10,8 @@ pub const QUEUE: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// "This (rule, target) may act again": clears quarantines, of one rule and target, of
-    /// every target of a rule, or all of them (`None` matches everything).
+    /// every target of a rule, or all of them (`None` matches everything). The target is
+    /// namespace-qualified already (the admin endpoint qualifies what an operator typed).
     ClearQuarantine {
         rule: Option<String>,
         target: Option<String>,

@@ -203,9 +203,9 @@ impl Daemon {
         };
         // Written before targets named their namespace: in the automaton's own.
         let mut doc = doc;
-        doc.guard = std::mem::take(&mut doc.guard).in_namespace(&self.home);
+        doc.guard = std::mem::take(&mut doc.guard).in_namespace(self.home());
         for intent in &mut doc.intents {
-            intent.target = qualify(&intent.target, &self.home);
+            intent.target = qualify(&intent.target, self.home());
         }
         // Merged: what this replica remembers and what the last writer kept.
         let mut open = Vec::new();

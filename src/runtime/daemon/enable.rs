@@ -38,7 +38,7 @@ impl Daemon {
         let (mut enabled, mut disabled) = rules::partition(&self.loaded, &self.available());
         if let Some(k) = &self.kube {
             let outside;
-            (enabled, outside) = rules::enable::outside(enabled, &self.home, &k.watched);
+            (enabled, outside) = rules::enable::outside(enabled, self.home(), &k.watched);
             disabled.extend(outside);
         }
         self.metrics.rules_installed(
@@ -51,7 +51,7 @@ impl Daemon {
         self.metrics.rule_state.reset();
         self.metrics.quarantined.reset();
         self.engine
-            .replace_rules(Arc::new(enabled.in_namespace(&self.home)));
+            .replace_rules(Arc::new(enabled.in_namespace(self.home())));
         if let Some(pods) = &self.sources.pods {
             pods.narrow(self.pod_watch_selector());
         }

@@ -57,7 +57,6 @@ impl Daemon {
         ));
         self.sources.namespace = Some(cluster.namespace.clone());
         self.sources.namespaces = Some(cluster.namespaces.clone());
-        self.home = cluster.namespace.clone();
         let timing = LeaseTiming::from_duration(self.settings.lease_duration);
         let leader = leader::campaign(&cluster, &self.settings.lease_name, timing);
         // Requests and execs are bounded by ACTION_TIMEOUT, like the whole action.

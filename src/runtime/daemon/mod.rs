@@ -71,9 +71,6 @@ pub struct Daemon {
     last_logged: HashMap<LogKey, LogSig>,
     /// Present when a Kubernetes API is configured.
     kube: Option<kube::Kube>,
-    /// The automaton's own namespace (NAMESPACE, the cluster's answer once attached, else
-    /// `default`): the one of the rules' targets that name none.
-    home: String,
     /// The guard state kept in the cluster (durable.rs); with Kubernetes only.
     guard_store: Option<durable::GuardStore>,
     /// The one writer of actions, with the clients they execute through (a kind whose
@@ -118,8 +115,7 @@ impl Daemon {
             executors.http.client().clone(),
         );
         sources.prometheus_token = settings.prometheus_token.as_ref().map(|t| t.expose().to_owned());
-        let home = settings.namespace.clone().unwrap_or_else(|| "default".to_owned());
-        sources.namespace = Some(home.clone());
+        sources.namespace = Some(settings.namespace.clone().unwrap_or_else(|| "default".to_owned()));
         let writer = Writer::new(
             executors,
             breakers.clone(),
@@ -143,7 +139,6 @@ impl Daemon {
             fingerprint,
             last_logged: HashMap::new(),
             kube: None,
-            home,
             guard_store: None,
             writer,
             commands,
@@ -151,6 +146,13 @@ impl Daemon {
         };
         daemon.install_rules();
         Ok(daemon)
+    }
+
+    /// The automaton's own namespace (NAMESPACE, the cluster's answer once attached, else
+    /// `default`): the one of the rules' targets that name none. Kept where other systems'
+    /// series without a `namespace` label read it too.
+    fn home(&self) -> &str {
+        self.sources.namespace.as_deref().unwrap_or("default")
     }
 
     /// What Alertmanager pushes, for the HTTP server's receiver.

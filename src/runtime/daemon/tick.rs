@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use super::collect::Collected;
 use super::Daemon;
 use crate::core::decision::{Decision, Detail, SkipReason, Verdict, WriteOutcome};
-use crate::core::target::qualify;
 use crate::core::world::NoWorld;
 use crate::runtime::commands::Command;
 use crate::runtime::status::{GuardStateInfo, KubeInfo, Status};
@@ -108,7 +107,7 @@ impl Daemon {
             status.push_decision(d);
         }
         status.leader = leading;
-        status.namespace.clone_from(&self.home);
+        status.namespace = self.home().to_owned();
         status.kubernetes = self.kube.as_ref().map(|k| KubeInfo {
             lease_running: k.leader.running(),
             watch_namespaces: k.watched.to_string(),
@@ -137,7 +136,6 @@ impl Daemon {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::ClearQuarantine { rule, target } => {
-                    let target = target.map(|t| qualify(&t, &self.home));
                     let cleared = self.engine.clear_quarantine(rule.as_deref(), target.as_deref());
                     tracing::info!(
                         rule = rule.as_deref(),
