@@ -8,7 +8,7 @@
 //! - [`runtime`]: the daemon's loop, the writer, status, server, metrics, `simulate`.
 //!
 //! `main.rs` only wires these together.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod actions;
 pub mod cli;

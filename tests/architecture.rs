@@ -218,3 +218,25 @@ fn files_stay_small() {
     big.sort();
     assert!(big.is_empty(), "over {MAX_LINES} lines: {big:#?}");
 }
+
+/// `unsafe` lives in one file: the librdkafka admin call rust-rdkafka does not wrap
+/// (committed offsets of many groups through one client). Everything else stays safe Rust;
+/// lib.rs denies `unsafe_code`, and only that file allows it.
+#[test]
+fn unsafe_code_is_confined_to_the_librdkafka_binding() {
+    let allowed = Path::new("clients/kafka/committed.rs");
+    let lib = std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs");
+    assert!(lib.contains("#![deny(unsafe_code)]"), "lib.rs denies unsafe_code");
+    let unsafe_files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).expect("readable");
+            text.contains("unsafe ") || text.contains("allow(unsafe_code)")
+        })
+        .collect();
+    assert!(
+        unsafe_files.iter().all(|f| f.ends_with(allowed)),
+        "unsafe outside {}: {unsafe_files:#?}",
+        allowed.display()
+    );
+}

@@ -142,6 +142,65 @@ async fn missing_group_or_topic_is_an_error_never_zero() {
     assert!(err.contains("topic `no-such-topic` does not exist"), "{err}");
 }
 
+/// Many groups measured together, as the daemon does at each tick: every group gets exactly
+/// its own lag, and a missing group, a missing topic or a group with nothing committed is an
+/// error for that spec only, never for the others of the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_groups_in_one_collection_each_its_own_lag_and_errors_stay_theirs() {
+    let broker = Broker::start();
+    broker.create_topic("orders", 3).await;
+    broker.create_topic("audit", 2).await;
+    for partition in 0..3 {
+        broker.produce("orders", partition, 100);
+    }
+    broker.produce("audit", 1, 40);
+    const GROUPS: i64 = 30;
+    for g in 0..GROUPS {
+        broker.commit(&format!("g{g}"), "orders", &[(0, g), (1, 2 * g), (2, 100)]);
+    }
+    broker.commit("auditor", "audit", &[(1, 15)]);
+    let kafka = source(&broker, Duration::from_secs(5));
+
+    let mut specs: Vec<LagQuery> = (0..GROUPS)
+        .map(|g| spec(&format!("g{g}"), Some("orders"), OffsetReset::Latest))
+        .collect();
+    specs.push(spec("auditor", None, OffsetReset::Latest));
+    specs.push(spec("auditor", Some("audit"), OffsetReset::Earliest));
+    specs.push(spec("no-such-group", Some("orders"), OffsetReset::Latest));
+    specs.push(spec("g1", Some("no-such-topic"), OffsetReset::Latest));
+    let results = kafka.collect_many(&specs).await;
+    assert_eq!(results.len(), specs.len());
+
+    for (g, result) in (0..GROUPS).zip(&results) {
+        let lags = result.as_ref().unwrap_or_else(|e| panic!("g{g}: {e}"));
+        assert_eq!(lags.len(), 1);
+        assert_eq!(lags[0].group, format!("g{g}"));
+        assert_eq!(partition_lags(&lags[0]), [(0, 100 - g), (1, 100 - 2 * g), (2, 0)]);
+    }
+    let auditor = |i: usize| results[GROUPS as usize + i].as_ref().expect("auditor");
+    // Without a topic: only the topic it committed on; uncommitted partition 0 of `audit`
+    // is empty, so `earliest` counts nothing there either.
+    assert_eq!(auditor(0)[0].topic, "audit");
+    assert_eq!(partition_lags(&auditor(0)[0]), [(0, 0), (1, 25)]);
+    assert_eq!(auditor(1)[0].partitions[0].log_start, Some(0));
+    assert_eq!(auditor(1)[0].lag, 25);
+    let err = |i: usize| match &results[GROUPS as usize + i] {
+        Err(e) => e.to_string(),
+        Ok(lags) => panic!("an error expected, got {lags:?}"),
+    };
+    assert!(
+        err(2).contains("consumer group `no-such-group` does not exist"),
+        "{}",
+        err(2)
+    );
+    assert!(
+        err(3).contains("topic `no-such-topic` does not exist"),
+        "{}",
+        err(3)
+    );
+    assert_eq!(kafka.partition_lags().len(), specs.len(), "one report per spec");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_is_an_error_and_the_same_source_recovers() {
     let mut broker = Broker::start();

@@ -5,7 +5,7 @@
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{Signal, SignalError, Sources};
+use super::{Collection, Signal, SignalError, Sources};
 pub use crate::clients::kafka::OffsetReset;
 use crate::clients::kafka::{LagQuery, TopicLag};
 use crate::core::series::Series;
@@ -50,17 +50,40 @@ impl Signal for KafkaLag {
 
     fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>> {
         Box::pin(async move {
-            let source = sources.kafka.as_ref().ok_or(SignalError::NotConfigured(
-                "no Kafka configured: set KAFKA_BOOTSTRAP_SERVERS",
-            ))?;
+            let mut one = Self::collect_batch(&[self], sources).await;
+            one.pop()
+                .unwrap_or_else(|| Err(SignalError::Task("no collection".to_owned())))
+        })
+    }
+
+    /// Every group of the tick in one measurement: one Metadata request and one ListOffsets
+    /// per broker for all of them, one OffsetFetch per group, all in flight at once.
+    fn collect_batch<'a>(batch: &'a [&'a Self], sources: &'a Sources) -> BoxFuture<'a, Vec<Collection>> {
+        Box::pin(async move {
+            let Some(source) = sources.kafka.as_ref() else {
+                let why = "no Kafka configured: set KAFKA_BOOTSTRAP_SERVERS";
+                return batch
+                    .iter()
+                    .map(|_| Err(SignalError::NotConfigured(why)))
+                    .collect();
+            };
+            let queries: Vec<LagQuery> = batch.iter().map(|s| s.query()).collect();
             // The client bounds each request by KAFKA_TIMEOUT; this bounds the whole.
             let after = sources.timeout * 3;
-            match tokio::time::timeout(after, source.collect_lags(&self.query())).await {
-                Ok(lags) => Ok(lags?.iter().map(TopicLag::series).collect()),
-                Err(_) => Err(SignalError::Timeout {
-                    who: Some("Kafka"),
-                    after,
-                }),
+            match tokio::time::timeout(after, source.collect_many(&queries)).await {
+                Ok(lags) => lags
+                    .into_iter()
+                    .map(|lags| Ok(lags?.iter().map(TopicLag::series).collect()))
+                    .collect(),
+                Err(_) => batch
+                    .iter()
+                    .map(|_| {
+                        Err(SignalError::Timeout {
+                            who: Some("Kafka"),
+                            after,
+                        })
+                    })
+                    .collect(),
             }
         })
     }

@@ -84,7 +84,22 @@ pub trait Signal: Send + Sync {
 
     /// One collection. `Err` is "unknown" with the reason: never 0 in its place.
     fn collect<'a>(&'a self, sources: &'a Sources) -> BoxFuture<'a, Result<Vec<Series>, SignalError>>;
+
+    /// Every source of this kind in one tick, results in their order. By default each is
+    /// collected on its own, all concurrently; a kind whose protocol reads many at once in
+    /// one request (Kafka: one Metadata and ListOffsets for every group) overrides it.
+    fn collect_batch<'a>(batch: &'a [&'a Self], sources: &'a Sources) -> BoxFuture<'a, Vec<Collection>>
+    where
+        Self: Sized,
+    {
+        Box::pin(futures::future::join_all(
+            batch.iter().map(|s| s.collect(sources)),
+        ))
+    }
 }
+
+/// One source's collection: its series, or why they are unknown.
+pub type Collection = Result<Vec<Series>, SignalError>;
 
 /// The registry: `module => Kind` declares the kind's file and its variant of
 /// [`SignalSpec`]. The kind's name in rule files is the module's name, which is also the
@@ -119,6 +134,44 @@ macro_rules! signals {
                 match self {
                     $(SignalSpec::$kind(s) => s,)+
                 }
+            }
+
+            /// Every spec's collection, in their order: each kind's sources together
+            /// ([`Signal::collect_batch`]), the kinds concurrently, each in a `collect`
+            /// span naming its kind.
+            pub async fn collect_all(specs: &[&SignalSpec], sources: &Sources) -> Vec<Collection> {
+                use tracing::Instrument;
+                let mut kinds: Vec<BoxFuture<'_, Vec<(usize, Collection)>>> = Vec::new();
+                $(
+                    let (at, batch): (Vec<usize>, Vec<&$kind>) = specs
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, spec)| match spec {
+                            SignalSpec::$kind(s) => Some((i, s)),
+                            _ => None,
+                        })
+                        .unzip();
+                    if !batch.is_empty() {
+                        let span = tracing::info_span!(
+                            "collect",
+                            signal = stringify!($module),
+                            sources = batch.len()
+                        );
+                        kinds.push(Box::pin(async move {
+                            let results = <$kind as Signal>::collect_batch(&batch, sources).await;
+                            at.into_iter().zip(results).collect()
+                        }.instrument(span)));
+                    }
+                )+
+                let mut out: Vec<Option<Collection>> = specs.iter().map(|_| None).collect();
+                for (i, result) in futures::future::join_all(kinds).await.into_iter().flatten() {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = Some(result);
+                    }
+                }
+                out.into_iter()
+                    .map(|r| r.unwrap_or_else(|| Err(SignalError::Task("the kind's batch gave no result".to_owned()))))
+                    .collect()
             }
         }
     };
@@ -211,5 +264,36 @@ mod tests {
                 "`{kind}` is not a variant name of SignalSpec: {err}"
             );
         }
+    }
+
+    use crate::clients::kafka::OffsetReset;
+
+    /// Mixed kinds come back in the order asked, each kind's sources collected as one batch:
+    /// a Kafka spec without Kafka configured is its own error, the disk specs read.
+    #[tokio::test]
+    async fn collect_all_answers_every_spec_in_its_order() {
+        let disk_at = |path: &str| {
+            SignalSpec::DiskUsage(DiskUsage {
+                path: path.to_owned(),
+            })
+        };
+        let (disk, missing) = (disk_at("/"), disk_at("/no/such/path"));
+        let kafka = SignalSpec::KafkaLag(KafkaLag {
+            group: "g".to_owned(),
+            topic: None,
+            offset_reset: OffsetReset::Latest,
+        });
+        let specs = [&disk, &kafka, &missing, &kafka, &disk];
+        let sources = Sources::new(Duration::from_secs(1), reqwest::Client::new());
+        let results = SignalSpec::collect_all(&specs, &sources).await;
+        let shape: Vec<&str> = results
+            .iter()
+            .map(|r| match r {
+                Ok(_) => "read",
+                Err(SignalError::NotConfigured(_)) => "no kafka",
+                Err(_) => "error",
+            })
+            .collect();
+        assert_eq!(shape, ["read", "no kafka", "error", "no kafka", "read"]);
     }
 }

@@ -45,7 +45,7 @@ fn nisshi_bin() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -60,14 +60,21 @@ impl Broker {
 
     /// A broker on `port`, e.g. a fresh one where a killed one was.
     pub fn start_on(port: u16) -> Broker {
+        Self::start_advertising(port, port)
+    }
+
+    /// A broker on `port` that tells its clients to connect to `advertised` (a proxy in
+    /// front that sees every request).
+    pub fn start_advertising(port: u16, advertised: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(nisshi_bin())
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
             ])
             .args([
                 "--storage-engine",

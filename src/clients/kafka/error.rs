@@ -4,7 +4,7 @@
 use rdkafka::error::KafkaError as RdKafkaError;
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum KafkaError {
     /// The `KAFKA_*` variables are invalid; one line per problem, each naming its variable.
     #[error("invalid Kafka settings:\n  {}", .0.join("\n  "))]
@@ -25,6 +25,15 @@ pub enum KafkaError {
         what: &'static str,
         #[source]
         source: Box<RdKafkaError>,
+    },
+
+    /// A group's committed offsets could not be read (no coordinator, no answer within
+    /// `KAFKA_TIMEOUT`): librdkafka's reason.
+    #[error("Kafka at {bootstrap}: reading the committed offsets of group `{group}` failed: {reason}")]
+    Group {
+        bootstrap: String,
+        group: String,
+        reason: String,
     },
 
     /// One partition's answer carried an error.
@@ -69,9 +78,10 @@ impl KafkaError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             KafkaError::Settings(_) | KafkaError::Client { .. } => "settings",
-            KafkaError::Request { .. } | KafkaError::Partition { .. } | KafkaError::MissingOffset { .. } => {
-                "request"
-            }
+            KafkaError::Request { .. }
+            | KafkaError::Group { .. }
+            | KafkaError::Partition { .. }
+            | KafkaError::MissingOffset { .. } => "request",
             KafkaError::UnknownTopic { .. } | KafkaError::UnknownGroup { .. } => "not_found",
             KafkaError::NothingCommitted { .. } => "no_offsets",
             KafkaError::Task(_) => "internal",

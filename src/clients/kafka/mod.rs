@@ -12,8 +12,10 @@
 //! # }
 //! ```
 
+mod committed;
 mod error;
 mod lag;
+mod measure;
 mod settings;
 mod source;
 

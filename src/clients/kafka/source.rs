@@ -1,25 +1,21 @@
 //! One shared client for every rule, created on first use and reused (librdkafka reconnects
-//! by itself after an outage), plus one small consumer per measured group, because committed
-//! offsets are read with the group's own `group.id`. Those consumers never subscribe and never
-//! commit, so the group's members and offsets are untouched. Every request is bounded by
-//! `KAFKA_TIMEOUT`; the blocking librdkafka calls run on tokio's blocking pool.
+//! by itself after an outage): committed offsets of every group go through it too (see
+//! [`super::committed`]), so 1 000 groups cost one client, not 1 000. It never subscribes
+//! and never commits, so the groups' members and offsets are untouched. Every request is
+//! bounded by `KAFKA_TIMEOUT`; the blocking librdkafka calls run on tokio's blocking pool.
 //!
-//! Per collection: one Metadata request (the topic's partitions), one OffsetFetch for the
-//! group naming exactly those partitions (the group's whole offset map is not requested: some
-//! brokers answer that with nothing), one batched ListOffsets for the end offsets, and one for
-//! the log start offsets only when an uncommitted partition counts from `earliest`.
+//! The specs of one tick are measured together ([`KafkaSource::collect_many`]); the requests
+//! that takes are listed in [`super::measure`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::metadata::Metadata;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
 use serde::Serialize;
 use tracing::Instrument;
 
-use super::lag::{partition_lag, PartitionLag, StallTracker, TopicLag};
+use super::lag::{StallTracker, TopicLag};
+use super::measure::Batch;
 use super::{KafkaError, KafkaSettings};
 use super::{LagQuery, OffsetReset};
 
@@ -44,7 +40,6 @@ pub struct LagReport {
 struct Inner {
     settings: KafkaSettings,
     shared: Mutex<Option<Arc<BaseConsumer>>>,
-    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
     stalls: Mutex<StallTracker>,
     /// Keyed by the spec's `Debug` form: one entry per distinct spec.
     reports: Mutex<BTreeMap<String, LagReport>>,
@@ -63,7 +58,6 @@ impl KafkaSource {
             inner: Arc::new(Inner {
                 settings,
                 shared: Mutex::new(None),
-                groups: Mutex::new(HashMap::new()),
                 stalls: Mutex::new(StallTracker::default()),
                 reports: Mutex::new(BTreeMap::new()),
             }),
@@ -78,13 +72,38 @@ impl KafkaSource {
     /// the per-partition detail and the `stalled` flag. `Err` says why the lag is unknown
     /// (broker unreachable, group or topic missing); never a lag of 0 in its place.
     pub async fn collect_lags(&self, spec: &LagQuery) -> Result<Vec<TopicLag>, KafkaError> {
+        let mut lags = self.collect_many(std::slice::from_ref(spec)).await;
+        lags.pop()
+            .unwrap_or_else(|| Err(KafkaError::Task("no answer".to_owned())))
+    }
+
+    /// [`Self::collect_lags`] of every spec, in their order, measured together: one
+    /// Metadata and one ListOffsets per broker for all of them, and one OffsetFetch per
+    /// distinct group, all in flight at once.
+    pub async fn collect_many(&self, specs: &[LagQuery]) -> Vec<Result<Vec<TopicLag>, KafkaError>> {
         let inner = self.inner.clone();
-        let task_spec = spec.clone();
-        let span = tracing::debug_span!("kafka_lag", group = %spec.group, topic = ?spec.topic);
-        let result = tokio::task::spawn_blocking(move || span.in_scope(|| inner.measure(&task_spec)))
+        let task_specs = specs.to_vec();
+        let span = tracing::debug_span!("kafka_lag", specs = specs.len());
+        let results = tokio::task::spawn_blocking(move || span.in_scope(|| inner.measure(&task_specs)))
             .instrument(tracing::Span::current())
             .await
-            .unwrap_or_else(|e| Err(KafkaError::Task(e.to_string())));
+            .unwrap_or_else(|e| {
+                let e = KafkaError::Task(e.to_string());
+                specs.iter().map(|_| Err(e.clone())).collect()
+            });
+        specs
+            .iter()
+            .zip(results)
+            .map(|(spec, result)| self.record(spec, result))
+            .collect()
+    }
+
+    /// Flags stalled partitions and keeps the collection for `/status`.
+    fn record(
+        &self,
+        spec: &LagQuery,
+        result: Result<Vec<TopicLag>, KafkaError>,
+    ) -> Result<Vec<TopicLag>, KafkaError> {
         let key = format!("{spec:?}");
         let result = result.map(|mut lags| {
             let mut stalls = lock(&self.inner.stalls);
@@ -97,7 +116,7 @@ impl KafkaSource {
             group: spec.group.clone(),
             topic: spec.topic.clone(),
             offset_reset: spec.offset_reset,
-            lags: result.as_ref().map(Vec::clone).unwrap_or_default(),
+            lags: result.as_ref().ok().cloned().unwrap_or_default(),
             error: result.as_ref().err().map(ToString::to_string),
         };
         lock(&self.inner.reports).insert(key, report);
@@ -111,231 +130,33 @@ impl KafkaSource {
 }
 
 impl Inner {
-    fn bootstrap(&self) -> String {
-        self.settings.bootstrap_servers().to_owned()
-    }
-
-    fn request(&self, what: &'static str) -> impl FnOnce(RdKafkaError) -> KafkaError + '_ {
-        move |source| KafkaError::Request {
-            bootstrap: self.bootstrap(),
-            what,
-            source: Box::new(source),
+    fn shared(&self) -> Result<Arc<BaseConsumer>, KafkaError> {
+        let mut shared = lock(&self.shared);
+        if let Some(client) = &*shared {
+            return Ok(client.clone());
         }
-    }
-
-    fn create(&self, group: Option<&str>) -> Result<Arc<BaseConsumer>, KafkaError> {
-        let mut config = self.settings.client_config();
-        if let Some(group) = group {
-            config.set("group.id", group);
-        }
-        config
+        let client = self
+            .settings
+            .client_config()
             .create::<BaseConsumer>()
             .map(Arc::new)
             .map_err(|source| KafkaError::Client {
-                bootstrap: self.bootstrap(),
+                bootstrap: self.settings.bootstrap_servers().to_owned(),
                 source: Box::new(source),
-            })
+            })?;
+        *shared = Some(client.clone());
+        Ok(client)
     }
 
-    fn shared(&self) -> Result<Arc<BaseConsumer>, KafkaError> {
-        let mut shared = lock(&self.shared);
-        match &*shared {
-            Some(client) => Ok(client.clone()),
-            None => {
-                let client = self.create(None)?;
-                *shared = Some(client.clone());
-                Ok(client)
+    fn measure(&self, specs: &[LagQuery]) -> Vec<Result<Vec<TopicLag>, KafkaError>> {
+        match self.shared() {
+            Ok(client) => Batch {
+                settings: &self.settings,
+                client: &client,
             }
+            .measure(specs),
+            Err(e) => specs.iter().map(|_| Err(e.clone())).collect(),
         }
-    }
-
-    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, KafkaError> {
-        let mut groups = lock(&self.groups);
-        if let Some(consumer) = groups.get(group) {
-            return Ok(consumer.clone());
-        }
-        let consumer = self.create(Some(group))?;
-        groups.insert(group.to_owned(), consumer.clone());
-        Ok(consumer)
-    }
-
-    /// The partitions to measure: the spec's topic, or every non-internal topic.
-    fn partitions(&self, metadata: &Metadata, spec: &LagQuery) -> Result<Vec<(String, i32)>, KafkaError> {
-        let mut out = Vec::new();
-        for topic in metadata.topics() {
-            let wanted = match &spec.topic {
-                Some(name) => topic.name() == name,
-                None => !topic.name().starts_with("__"),
-            };
-            if !wanted || topic.error().is_some() {
-                continue;
-            }
-            out.extend(
-                topic
-                    .partitions()
-                    .iter()
-                    .map(|p| (topic.name().to_owned(), p.id())),
-            );
-        }
-        if let (Some(topic), true) = (&spec.topic, out.is_empty()) {
-            return Err(KafkaError::UnknownTopic {
-                bootstrap: self.bootstrap(),
-                topic: topic.clone(),
-            });
-        }
-        Ok(out)
-    }
-
-    /// One batched ListOffsets: `at` is `Offset::End` (end offsets) or `Offset::Beginning`
-    /// (log start offsets).
-    fn list_offsets(
-        &self,
-        client: &BaseConsumer,
-        partitions: &[(String, i32)],
-        at: Offset,
-        what: &'static str,
-    ) -> Result<HashMap<(String, i32), i64>, KafkaError> {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            tpl.add_partition_offset(topic, *partition, at)
-                .map_err(self.request(what))?;
-        }
-        let answer = client
-            .offsets_for_times(tpl, self.settings.timeout())
-            .map_err(self.request(what))?;
-        let answer = self.offsets(&answer, what)?;
-        partitions
-            .iter()
-            .map(|key| match answer.get(key).copied().flatten() {
-                Some(offset) => Ok((key.clone(), offset)),
-                None => Err(KafkaError::MissingOffset {
-                    bootstrap: self.bootstrap(),
-                    what,
-                    partition: format!("{}/{}", key.0, key.1),
-                }),
-            })
-            .collect()
-    }
-
-    /// The offsets of an answer; `None` for a partition without one.
-    fn offsets(
-        &self,
-        tpl: &TopicPartitionList,
-        what: &'static str,
-    ) -> Result<HashMap<(String, i32), Option<i64>>, KafkaError> {
-        tpl.elements()
-            .iter()
-            .map(|e| {
-                e.error().map_err(|source| KafkaError::Partition {
-                    bootstrap: self.bootstrap(),
-                    what,
-                    partition: format!("{}/{}", e.topic(), e.partition()),
-                    source: Box::new(source),
-                })?;
-                let offset = match e.offset() {
-                    Offset::Offset(n) if n >= 0 => Some(n),
-                    _ => None,
-                };
-                Ok(((e.topic().to_owned(), e.partition()), offset))
-            })
-            .collect()
-    }
-
-    fn measure(&self, spec: &LagQuery) -> Result<Vec<TopicLag>, KafkaError> {
-        let timeout = self.settings.timeout();
-        let client = self.shared()?;
-        let metadata = client
-            .fetch_metadata(spec.topic.as_deref(), timeout)
-            .map_err(self.request("reading metadata"))?;
-        let mut partitions = self.partitions(&metadata, spec)?;
-
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in &partitions {
-            tpl.add_partition(topic, *partition);
-        }
-        let committed = self
-            .group_consumer(&spec.group)?
-            .committed_offsets(tpl, timeout)
-            .map_err(self.request("reading committed offsets"))?;
-        let committed = self.offsets(&committed, "reading committed offsets")?;
-
-        if committed.values().all(Option::is_none) {
-            let groups = client
-                .fetch_group_list(Some(&spec.group), timeout)
-                .map_err(self.request("listing consumer groups"))?;
-            let known = groups
-                .groups()
-                .iter()
-                .any(|g| g.name() == spec.group && g.state() != "Dead");
-            if !known {
-                return Err(KafkaError::UnknownGroup {
-                    bootstrap: self.bootstrap(),
-                    group: spec.group.clone(),
-                });
-            }
-            if spec.topic.is_none() {
-                return Err(KafkaError::NothingCommitted {
-                    bootstrap: self.bootstrap(),
-                    group: spec.group.clone(),
-                });
-            }
-        }
-        if spec.topic.is_none() {
-            let measured: std::collections::BTreeSet<&String> = committed
-                .iter()
-                .filter(|(_, offset)| offset.is_some())
-                .map(|((topic, _), _)| topic)
-                .collect();
-            partitions.retain(|(topic, _)| measured.contains(topic));
-        }
-
-        let latest = self.list_offsets(&client, &partitions, Offset::End, "reading end offsets")?;
-        let from_start: Vec<(String, i32)> = match spec.offset_reset {
-            OffsetReset::Latest => Vec::new(),
-            OffsetReset::Earliest => partitions
-                .iter()
-                .filter(|key| committed.get(*key).copied().flatten().is_none())
-                .cloned()
-                .collect(),
-        };
-        let log_start = if from_start.is_empty() {
-            HashMap::new()
-        } else {
-            self.list_offsets(
-                &client,
-                &from_start,
-                Offset::Beginning,
-                "reading log start offsets",
-            )?
-        };
-
-        let mut by_topic: BTreeMap<String, Vec<PartitionLag>> = BTreeMap::new();
-        for key in partitions {
-            let committed = committed.get(&key).copied().flatten();
-            // `list_offsets` answers for every partition it was given, or fails.
-            let latest = latest.get(&key).copied().unwrap_or_default();
-            let log_start = log_start.get(&key).copied();
-            by_topic.entry(key.0).or_default().push(PartitionLag {
-                partition: key.1,
-                committed,
-                latest,
-                log_start,
-                lag: partition_lag(committed, latest, log_start, spec.offset_reset),
-            });
-        }
-        Ok(by_topic
-            .into_iter()
-            .map(|(topic, mut partitions)| {
-                partitions.sort_by_key(|p| p.partition);
-                TopicLag {
-                    group: spec.group.clone(),
-                    topic,
-                    lag: partitions.iter().fold(0i64, |sum, p| sum.saturating_add(p.lag)),
-                    stalled: false,
-                    partitions,
-                }
-            })
-            .collect())
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use tracing::{info_span, warn, Instrument};
+use tracing::warn;
 
 use super::tick::Scope;
 use super::Daemon;
@@ -63,26 +63,31 @@ impl Daemon {
                 .entry(dep)
                 .or_insert_with_key(|dep| self.breakers.admit(dep));
         }
-        let shared = &self.sources;
-        let collections = sources.iter().map(|source| {
-            let refused = source
-                .spec
-                .dependency()
-                .and_then(|dep| admitted.get(&dep).and_then(|a| a.clone().err()));
-            let span = info_span!(
-                "collect",
-                source = source.spec.source(),
-                signal = source.spec.kind()
-            );
-            async move {
-                match refused {
-                    Some(why) => Err(SignalError::CircuitOpen(why)),
-                    None => source.spec.collect(shared).await,
-                }
-            }
-            .instrument(span)
-        });
-        let collected = futures::future::join_all(collections).await;
+        // Refused sources are answered at once; the rest are collected together, each
+        // kind's in one batch (one Kafka Metadata for every group, ...).
+        let refused: Vec<Option<CircuitOpen>> = sources
+            .iter()
+            .map(|source| {
+                let dep = source.spec.dependency()?;
+                admitted.get(&dep).and_then(|a| a.clone().err())
+            })
+            .collect();
+        let asked: Vec<&SignalSpec> = sources
+            .iter()
+            .zip(&refused)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|(source, _)| &source.spec)
+            .collect();
+        let mut answers = SignalSpec::collect_all(&asked, &self.sources).await.into_iter();
+        let collected: Vec<Result<Vec<Series>, SignalError>> = refused
+            .into_iter()
+            .map(|refused| match refused {
+                Some(why) => Err(SignalError::CircuitOpen(why)),
+                None => answers
+                    .next()
+                    .unwrap_or_else(|| Err(SignalError::Task("no collection".to_owned()))),
+            })
+            .collect();
         for (source, result) in sources.iter().zip(&collected) {
             if let Err(e) = result {
                 self.metrics
