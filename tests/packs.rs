@@ -112,11 +112,15 @@ fn the_disk_pack_cleans_logs_in_every_labelled_pod_once() {
     eventually("the clean recorded", Duration::from_secs(60), || {
         a.metric(done).filter(|n| *n >= 1.0)
     });
+    // The outcome's log line is written just after the metric counts it: wait for it too.
+    let summary = "in /var/log/app in 1 of 2 running pod(s) (pods matching `automaton.dev/heal=true`)";
+    let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually("the clean logged", Duration::from_secs(10), || {
+            a.logs().contains(summary).then_some(())
+        })
+    }));
     let logs = a.logs();
-    assert!(
-        logs.contains("in /var/log/app in 1 of 2 running pod(s) (pods matching `automaton.dev/heal=true`)"),
-        "one cleaned, one failed: {logs}"
-    );
+    assert!(logged.is_ok(), "one cleaned, one failed: {logs}");
     assert!(
         logs.contains("web-1: ") && logs.contains("Permission denied"),
         "{logs}"
