@@ -167,6 +167,21 @@ fn proc_status(pid: u32, field: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The ticks so far and their total duration in seconds, from one read of `/metrics` (two
+/// reads could straddle a tick and pair one tick's count with the next one's sum).
+fn ticks_so_far(automaton: &Automaton) -> (f64, f64) {
+    let text = automaton.get("/metrics").map(|(_, t)| t).unwrap_or_default();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("automaton_tick_duration_seconds_count"),
+        value("automaton_tick_duration_seconds_sum"),
+    )
+}
+
 struct Figures {
     rss_mib: f64,
     /// Of the current RSS: heap and stacks, and pages of the binary and its libraries.
@@ -216,30 +231,19 @@ fn run(bootstrap: &str, counts: &Counts, groups: &[(String, String)], ticks: u32
         let sources = status["sources"].as_object().cloned().unwrap_or_default();
         sources.len() == groups.len().max(1) && sources.values().all(|s| s["up"] == true)
     };
-    let tick_count = |a: &Automaton| a.metric("automaton_tick_duration_seconds_count").unwrap_or(0.0);
     let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         common::eventually("every source up", Duration::from_secs(300), || {
-            (tick_count(&automaton) >= 2.0 && up(&automaton)).then_some(())
+            (ticks_so_far(&automaton).0 >= 2.0 && up(&automaton)).then_some(())
         })
     }));
     assert!(ready.is_ok(), "the daemon's log:\n{}", automaton.logs());
     let before = counts.lock().expect("counts").clone();
-    let (n0, s0) = (
-        tick_count(&automaton),
-        automaton
-            .metric("automaton_tick_duration_seconds_sum")
-            .unwrap_or(0.0),
-    );
+    let (n0, s0) = ticks_so_far(&automaton);
     common::eventually("the ticks measured", Duration::from_secs(600), || {
-        (tick_count(&automaton) >= n0 + f64::from(ticks)).then_some(())
+        (ticks_so_far(&automaton).0 >= n0 + f64::from(ticks)).then_some(())
     });
     let after = counts.lock().expect("counts").clone();
-    let (n1, s1) = (
-        tick_count(&automaton),
-        automaton
-            .metric("automaton_tick_duration_seconds_sum")
-            .unwrap_or(0.0),
-    );
+    let (n1, s1) = ticks_so_far(&automaton);
     assert!(up(&automaton), "the sources stayed up: {}", automaton.logs());
     let pid = automaton.child.id();
     let ticked = n1 - n0;
