@@ -788,8 +788,8 @@ async fn the_api_server_filters_by_the_shared_selector_and_a_new_one_lists_again
 
     // The rules changed: the same selector again is nothing new; another lists again, and
     // the pod it leaves out is forgotten at the list's end.
-    pods.narrow("automaton.dev/heal=true".into());
-    pods.narrow("app=web".into());
+    pods.narrow("automaton.dev/heal=true");
+    pods.narrow("app=web");
     assert_eq!(pods.selector(), "app=web");
     let verifier = verify(api, move |mut api| async move {
         let reply = api.expect_list_selecting(ns, Some("app%3Dweb")).await;
@@ -866,4 +866,69 @@ async fn the_owner_of_a_pod_outside_the_watch_is_read_once() {
         Some(Some("mockNamespace/deployment/web".to_owned()))
     );
     assert_eq!(cached("gone-0").await, None);
+}
+
+#[tokio::test]
+async fn selectors_that_share_nothing_get_a_filtered_watch_each_and_each_rule_reads_its_own() {
+    let ns = Some("mockNamespace");
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "prod");
+    let (trigger, mut rx) = mpsc::channel(16);
+    let plan = automaton::signals::pods::watch_plan(["tier=cache", "app=web"]);
+    let namespaces = automaton::core::namespaces::Namespaces::only("mockNamespace");
+    let pods = PodSignals::spawn(client, &namespaces, plan, trigger);
+    assert_eq!(pods.selector(), "app=web; tier=cache");
+    // One crash-looping pod both selectors match, without an owner to look up.
+    let mut crashing = oom_stream()[2]["object"].clone();
+    crashing["metadata"]["labels"] = json!({"app": "web", "tier": "cache"});
+    crashing["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("ownerReferences");
+    let verifier = verify(ApiServer(handle), move |mut api| async move {
+        // Both lists, in either order, each filtered by its own selector.
+        let mut asked = Vec::new();
+        for _ in 0..2 {
+            let (req, reply) = api.next("a filtered pod list").await;
+            assert_eq!(req.uri().path(), pods_path(ns));
+            let q = query(&req);
+            assert_eq!(q.get("limit").map(String::as_str), Some("500"));
+            asked.push(q["labelSelector"].clone());
+            let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "7"},
+                              "items": [crashing.clone()]});
+            respond(reply, 200, list.to_string());
+        }
+        asked.sort();
+        assert_eq!(asked, ["app%3Dweb", "tier%3Dcache"]);
+        let mut parked = Vec::new();
+        for _ in 0..2 {
+            let (req, reply) = api.next("a filtered pod watch").await;
+            assert_eq!(query(&req).get("watch").map(String::as_str), Some("true"));
+            parked.push(reply);
+        }
+        (api, parked)
+    });
+    woken(&mut rx).await;
+    let (mut api, _parked) = done(verifier).await;
+    // Each rule reads the watch made for its selector: the pod counts once for each, and
+    // once for a selector no watch was planned for.
+    for selector in ["app=web", "tier=cache", ""] {
+        let got = settled(&pods, &crash(selector)).await.map(|s| s.len());
+        assert_eq!(got, Ok(1), "{selector}");
+    }
+
+    // The rules changed: only `app=web` is left. Its watch goes on as it was; the other
+    // stops; nothing is listed again.
+    pods.narrow(automaton::signals::pods::watch_plan(["app=web"]));
+    assert_eq!(pods.selector(), "app=web");
+    let more = tokio::time::timeout(Duration::from_millis(300), api.0.next_request()).await;
+    assert!(
+        more.is_err(),
+        "no new request: {:?}",
+        more.map(|r| r.map(|(req, _)| req.uri().clone()))
+    );
+    assert_eq!(
+        pods.collect(&crash("app=web"), Timestamp::now()).map(|s| s.len()),
+        Ok(1)
+    );
 }

@@ -18,7 +18,7 @@ pub struct PodCrashLoop {
 impl PodCrashLoop {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        pods.read("pod_crash_loop", self, now, |st, key| {
+        pods.read("pod_crash_loop", self, &self.selector, now, |st, key| {
             st.crash_loop(key, &self.selector, now)
         })
     }

@@ -30,7 +30,7 @@ fn default_oom_window() -> Dur {
 impl PodOomKilled {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        pods.read("pod_oom_killed", self, now, |st, key| {
+        pods.read("pod_oom_killed", self, &self.selector, now, |st, key| {
             st.oom_killed(key, &self.selector, self.window.0, now)
         })
     }

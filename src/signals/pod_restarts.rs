@@ -22,7 +22,7 @@ pub struct PodRestarts {
 impl PodRestarts {
     /// The series at `now`, from the pod watch's memory (no request).
     pub fn read(&self, pods: &PodSignals, now: Timestamp) -> Result<Vec<Series>, SignalError> {
-        pods.read("pod_restarts", self, now, |st, key| {
+        pods.read("pod_restarts", self, &self.selector, now, |st, key| {
             st.restarts(key, &self.selector, self.window.0, now)
         })
     }

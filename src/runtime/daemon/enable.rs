@@ -21,10 +21,10 @@ impl Daemon {
         }
     }
 
-    /// What the pod watch asks the API server for: the requirements every loaded pod rule's
-    /// selector shares (all pods when they share none).
-    pub(super) fn pod_watch_selector(&self) -> String {
-        crate::signals::pods::watch_selector(
+    /// The pod watches the API server filters for the loaded pod rules' selectors: one for
+    /// what they all share, or one per group when they share nothing.
+    pub(super) fn pod_watch_plan(&self) -> crate::signals::pods::WatchPlan {
+        crate::signals::pods::watch_plan(
             self.loaded
                 .rules
                 .iter()
@@ -53,7 +53,7 @@ impl Daemon {
         self.engine
             .replace_rules(Arc::new(enabled.in_namespace(self.home())));
         if let Some(pods) = &self.sources.pods {
-            pods.narrow(self.pod_watch_selector());
+            pods.narrow(self.pod_watch_plan());
         }
         let now = self.clock.now();
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());

@@ -52,7 +52,7 @@ impl Daemon {
         self.sources.pods = Some(PodSignals::spawn(
             cluster.client.clone(),
             &cluster.namespaces,
-            self.pod_watch_selector(),
+            self.pod_watch_plan(),
             push,
         ));
         self.sources.namespace = Some(cluster.namespace.clone());

@@ -1,10 +1,12 @@
-//! Pod signals, event-driven: one pod watch (list once, then watch; no polling) keeps a
+//! Pod signals, event-driven: pod watches (list once, then watch; no polling) keep a
 //! compact in-memory view, and each tick reads it without any request. The API server
-//! filters the watch by what every pod rule's selector shares ([`watch_selector`]; the
-//! daemon narrows it again when a reload changes the rules).
+//! filters each watch by a label selector ([`watch_plan`]): one watch for what every pod
+//! rule's selector shares, or one per group of selectors when they share nothing, each rule
+//! reading the watch made for its selector (the daemon plans again when a reload changes
+//! the rules).
 //!
-//! One watch per namespace of WATCH_NAMESPACES (one across the cluster for `*`), each with
-//! its own state: a namespace's re-list forgets only its own pods, and a failing watch
+//! The watches run in each namespace of WATCH_NAMESPACES (across the cluster for `*`), each
+//! with its own state: a namespace's re-list forgets only its own pods, and a failing watch
 //! makes the pod signals unknown, naming its namespace.
 //!
 //! Every series carries `pod`, `container` and `namespace`, and `owner`
@@ -41,22 +43,20 @@ mod observe;
 mod scope;
 mod state;
 mod watch;
+mod watches;
 
-pub use scope::watch_selector;
+pub use scope::{watch_plan, watch_selector, WatchPlan, MAX_WATCHES};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use tokio::sync::watch as channel;
 
 use jiff::Timestamp;
 use kube::Client;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 pub use state::{KILL_LOG_KEEP, OLD_KILL, RESTART_HISTORY};
 
@@ -65,21 +65,17 @@ use crate::clients::kube::owners::Owners;
 use crate::core::namespaces::Namespaces;
 use crate::core::series::Series;
 pub use state::PodState;
-use watch::{lock, Watch};
+use watch::lock;
+use watches::{Spawner, WatchSet};
 
-/// The pod signals of the watched namespaces: a running watch per namespace (or one across
-/// the cluster) and what each has seen. Dropping it stops the watches.
+/// The pod signals of the watched namespaces: the running watches of each namespace (or
+/// across the cluster) and what each has seen. Dropping it stops the watches.
 pub struct PodSignals {
-    /// Each watch's namespace (`None`: all) and state.
-    states: Vec<(Option<String>, Arc<Mutex<PodState>>)>,
-    owners: Arc<Owners>,
-    client: Client,
-    /// The label selector the watch asks the API server for ([`watch_selector`]).
-    selector: channel::Sender<String>,
+    set: Mutex<WatchSet>,
+    spawner: Spawner,
     /// Owners of pods outside the watch (another system's series name them), by
     /// namespace/name, for [`UNWATCHED_TTL`].
     unwatched: Mutex<Unwatched>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 /// Owners of pods outside the watch by (namespace, name): the answer and when it was read.
@@ -92,70 +88,60 @@ const UNWATCHED_TTL: Duration = Duration::from_secs(300);
 const UNWATCHED_MAX: usize = 4096;
 
 impl PodSignals {
-    /// Starts the pod watches in tasks of the current Tokio runtime, one per namespace of
-    /// `namespaces` (one across the cluster for `*`), asking for the pods `selector` matches
-    /// (`""`: all). `trigger` is woken (`try_send`) after a new OOM kill, a crash-loop
-    /// change, or a list that made the signals known.
+    /// Starts the pod watches of `plan` ([`watch_plan`]; a `String` is one watch of that
+    /// selector, `""`: all pods) in tasks of the current Tokio runtime, in each namespace of
+    /// `namespaces` (across the cluster for `*`). `trigger` is woken (`try_send`) after a new
+    /// OOM kill, a crash-loop change, or a list that made the signals known.
     pub fn spawn(
         client: Client,
         namespaces: &Namespaces,
-        selector: String,
+        plan: impl Into<WatchPlan>,
         trigger: mpsc::Sender<()>,
     ) -> PodSignals {
-        let owners = Arc::new(Owners::new(client.clone()));
-        let (selector, selected) = channel::channel(selector);
-        let mut states = Vec::new();
-        let mut tasks = Vec::new();
-        let watches = namespaces.watches();
-        let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(watches.len()));
-        for namespace in watches {
-            let state = Arc::new(Mutex::new(PodState::default()));
-            let watch = Watch {
-                state: state.clone(),
-                owners: owners.clone(),
-                trigger: trigger.clone(),
-                unlisted: unlisted.clone(),
-                owned: namespaces.clone(),
-            };
-            let span = tracing::info_span!("pod_signals", namespace = namespace.unwrap_or("*"));
-            let namespace = namespace.map(str::to_owned);
-            let run = watch.run(client.clone(), namespace.clone(), selected.clone());
-            tasks.push(tokio::spawn(run.instrument(span)));
-            states.push((namespace, state));
-        }
-        PodSignals {
-            states,
-            owners,
+        let spawner = Spawner {
+            owners: Arc::new(Owners::new(client.clone())),
             client,
-            selector,
+            trigger,
+            namespaces: namespaces.clone(),
+            unlisted: Arc::default(),
+        };
+        PodSignals {
+            set: Mutex::new(WatchSet::new(&spawner, plan.into())),
+            spawner,
             unwatched: Mutex::default(),
-            tasks,
         }
     }
 
-    /// The state of the watch that holds `namespace`'s pods, if one does.
-    fn state_of(&self, namespace: &str) -> Option<&Mutex<PodState>> {
-        let mut watching = self.states.iter();
-        let found = watching.find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace));
-        found.map(|(_, state)| &**state)
+    fn set(&self) -> MutexGuard<'_, WatchSet> {
+        // Every statement leaves the set whole; a panic elsewhere must not stop the signals.
+        self.set.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks the watch for the pods `selector` matches from now on (the rules changed): a
-    /// different selector lists again, and pods the new one leaves out are forgotten.
-    pub fn narrow(&self, selector: String) {
-        self.selector.send_if_modified(|current| {
-            let changed = *current != selector;
-            if changed {
-                tracing::info!(from = %current, to = %selector, "pod watch selector changes; listing again");
-                *current = selector;
-            }
-            changed
-        });
+    /// The states of the watches that hold `namespace`'s pods.
+    fn states_of(&self, namespace: &str) -> Vec<Arc<Mutex<PodState>>> {
+        let set = self.set();
+        let found = set
+            .running
+            .iter()
+            .find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace));
+        found
+            .map(|(_, running)| running.iter().map(|r| r.state.clone()).collect())
+            .unwrap_or_default()
     }
 
-    /// The label selector the watch asks for (`""`: all pods).
+    /// Runs the watches `plan` asks for from now on (the rules changed): a watch whose
+    /// selector changes lists again, and pods the new one leaves out are forgotten.
+    pub fn narrow(&self, plan: impl Into<WatchPlan>) {
+        let plan = plan.into();
+        let mut set = self.set();
+        if set.plan != plan {
+            set.reconcile(&self.spawner, plan);
+        }
+    }
+
+    /// The label selectors the watches ask for, `; `-separated (`""`: all pods).
     pub fn selector(&self) -> String {
-        self.selector.borrow().clone()
+        self.set().plan.watches.join("; ")
     }
 
     /// The workload owning the pod `namespace/name`, through its owner chain (the watch's
@@ -164,18 +150,17 @@ impl PodSignals {
     /// (deleted since another system saw it), `Ok(Some(None))` when it has no workload the
     /// automaton acts on. Unknown while the watch is.
     pub async fn owner_of(&self, namespace: &str, name: &str) -> Result<Option<Option<String>>, SignalError> {
-        let found = match self.state_of(namespace) {
-            Some(state) => {
-                let st = lock(state);
-                st.status(Timestamp::now()).map_err(SignalError::Watch)?;
-                st.find(namespace, name)
-            }
-            None => None,
-        };
+        let mut found = None;
+        for state in self.states_of(namespace) {
+            let st = lock(&state);
+            st.status(Timestamp::now()).map_err(SignalError::Watch)?;
+            found = found.or_else(|| st.find(namespace, name));
+        }
         match found {
             None => self.owner_of_unwatched(namespace, name).await,
             Some((_, Some(known))) => Ok(Some(known)),
             Some((controller, None)) => self
+                .spawner
                 .owners
                 .resolve(namespace, controller.as_ref())
                 .await
@@ -196,11 +181,12 @@ impl PodSignals {
                 return Ok(owner);
             }
         }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(self.spawner.client.clone(), namespace);
         let owner = match pods.get_metadata_opt(name).await {
             Ok(None) => None,
             Ok(Some(pod)) => Some(
-                self.owners
+                self.spawner
+                    .owners
                     .resolve_pod(&pod.metadata)
                     .await
                     .map_err(|e| SignalError::Watch(e.to_string()))?,
@@ -221,30 +207,48 @@ impl PodSignals {
     }
 
     /// The series of one pod signal at `now`, from memory (no request): `read` picks them
-    /// out of each watch's state, given the spec's key. Unknown (never empty) until every
-    /// watch's first list completed and while one fails. Call it once per tick per
-    /// distinct spec.
+    /// out of the state of the watch made for the spec's `selector` in each namespace (of
+    /// every watch, without duplicates, for a selector the plan does not know), given the
+    /// spec's key. Unknown (never empty) until every watch's first list completed and while
+    /// one fails. Call it once per tick per distinct spec.
     pub fn read<S: serde::Serialize>(
         &self,
         kind: &str,
         spec: &S,
+        selector: &str,
         now: Timestamp,
         mut read: impl FnMut(&mut PodState, &str) -> Result<Vec<Series>, String>,
     ) -> Result<Vec<Series>, SignalError> {
         // The watch caches each spec's parsed selector under this key; the whole spec names
         // it, as the rule set's source key does.
         let key = format!("{kind} {}", serde_json::to_string(spec).unwrap_or_default());
+        let set = self.set();
         // Every state is checked before any is read: a kill counted in one namespace while
         // another's watch fails would be consumed by a reading that is then unknown.
-        for (namespace, state) in &self.states {
-            lock(state).status(now).map_err(|why| match namespace {
-                Some(ns) if self.states.len() > 1 => SignalError::Watch(format!("namespace {ns}: {why}")),
-                _ => SignalError::Watch(why),
-            })?;
+        let many = set.running.len() > 1;
+        for (namespace, running) in &set.running {
+            for watch in running {
+                lock(&watch.state).status(now).map_err(|why| match namespace {
+                    Some(ns) if many => SignalError::Watch(format!("namespace {ns}: {why}")),
+                    _ => SignalError::Watch(why),
+                })?;
+            }
         }
+        let route = set.plan.route(selector);
         let mut series = Vec::new();
-        for (_, state) in &self.states {
-            series.extend(read(&mut lock(state), &key).map_err(SignalError::Watch)?);
+        for (_, running) in &set.running {
+            let reads = running
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| route.is_none_or(|r| r == *i));
+            for (_, watch) in reads {
+                series.extend(read(&mut lock(&watch.state), &key).map_err(SignalError::Watch)?);
+            }
+        }
+        if route.is_none() && set.plan.watches.len() > 1 {
+            // A pod two watches send is read twice.
+            let mut seen = HashSet::new();
+            series.retain(|s| seen.insert(s.labels.clone()));
         }
         Ok(series)
     }
@@ -259,8 +263,6 @@ pub fn selector_error(kind: &str, selector: &str) -> Option<String> {
 
 impl Drop for PodSignals {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.set().stop_all(&self.spawner);
     }
 }

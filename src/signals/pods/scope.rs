@@ -8,7 +8,9 @@
 //!   of those values (`app in (api,web,worker)`): one watch covers rules that share no
 //!   requirement but select by the same label.
 //!
-//! Selectors that give neither (an empty one, or different keys) watch every pod.
+//! Selectors that give neither (different keys) get a watch each ([`watch_plan`]): the
+//! server still filters, and each rule reads the one watch made for its selector. An empty
+//! selector, or more than [`MAX_WATCHES`] watches, watch every pod once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,6 +62,84 @@ pub fn watch_selector<'a>(selectors: impl IntoIterator<Item = &'a str>) -> Strin
         }
     }
     Selector::from_requirements(out).to_string()
+}
+
+/// Past this many distinct watches (per namespace), one watch of every pod costs the API
+/// server and the daemon less than that many connections and lists.
+pub const MAX_WATCHES: usize = 8;
+
+/// The pod watches the rules need, and which one each selector reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchPlan {
+    /// The label selector of each watch (`""`: every pod), in a stable order.
+    pub watches: Vec<String>,
+    /// Each rule selector's watch (an index of `watches`). A selector without one reads
+    /// every watch.
+    pub routes: BTreeMap<String, usize>,
+}
+
+impl WatchPlan {
+    /// The watch a spec with this selector reads; `None`: every watch.
+    pub fn route(&self, selector: &str) -> Option<usize> {
+        self.routes.get(selector).copied()
+    }
+}
+
+/// One watch of exactly this selector, read by every spec.
+impl From<String> for WatchPlan {
+    fn from(selector: String) -> Self {
+        WatchPlan {
+            watches: vec![selector],
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl From<&str> for WatchPlan {
+    fn from(selector: &str) -> Self {
+        WatchPlan::from(selector.to_owned())
+    }
+}
+
+/// The watches for these pod rules' selectors: one per group of selectors that share a
+/// [`watch_selector`] (a single group when they all do, as with the shipped pack's
+/// `automaton.dev/heal=true`), grouped greedily in sorted order. Every pod a selector
+/// matches is sent by its group's watch. An empty (or invalid) selector, or more than
+/// [`MAX_WATCHES`] groups, make it one watch of every pod.
+pub fn watch_plan<'a>(selectors: impl IntoIterator<Item = &'a str>) -> WatchPlan {
+    let distinct: BTreeSet<&str> = selectors.into_iter().collect();
+    let mut groups: Vec<Vec<&str>> = Vec::new();
+    for selector in &distinct {
+        if watch_selector([*selector]).is_empty() {
+            return every_pod(&distinct);
+        }
+        let joins = groups.iter_mut().find(|members| {
+            let with: Vec<&str> = members.iter().copied().chain([*selector]).collect();
+            !watch_selector(with).is_empty()
+        });
+        match joins {
+            Some(members) => members.push(selector),
+            None => groups.push(vec![selector]),
+        }
+    }
+    if groups.is_empty() || groups.len() > MAX_WATCHES {
+        return every_pod(&distinct);
+    }
+    let mut routes = BTreeMap::new();
+    for (index, members) in groups.iter().enumerate() {
+        routes.extend(members.iter().map(|s| ((*s).to_owned(), index)));
+    }
+    WatchPlan {
+        watches: groups.into_iter().map(watch_selector).collect(),
+        routes,
+    }
+}
+
+fn every_pod(selectors: &BTreeSet<&str>) -> WatchPlan {
+    WatchPlan {
+        watches: vec![String::new()],
+        routes: selectors.iter().map(|s| ((*s).to_owned(), 0)).collect(),
+    }
 }
 
 fn pins(op: &Operator) -> bool {
@@ -120,6 +200,66 @@ mod tests {
         assert_eq!(watch_selector(std::iter::empty()), "");
         assert_eq!(watch_selector([heal, ""]), "");
         assert_eq!(watch_selector([heal, "app in ("]), "");
+    }
+
+    #[test]
+    fn selectors_that_share_nothing_get_a_watch_each() {
+        let heal = "automaton.dev/heal=true";
+        let plan = watch_plan([heal, "automaton.dev/heal=true,app=api", heal]);
+        assert_eq!(plan.watches, [heal]);
+        assert_eq!(plan.route(heal), Some(0));
+        assert_eq!(plan.route("automaton.dev/heal=true,app=api"), Some(0));
+
+        // Nothing in common: a filtered watch each, and a third selector joins the watch
+        // it shares a key with.
+        let plan = watch_plan(["tier=web", "app=api", "app in (web,worker)"]);
+        assert_eq!(plan.watches, ["app in (api,web,worker)", "tier=web"]);
+        assert_eq!(plan.route("app=api"), Some(0));
+        assert_eq!(plan.route("app in (web,worker)"), Some(0));
+        assert_eq!(plan.route("tier=web"), Some(1));
+        assert_eq!(plan.route("team=db"), None);
+
+        // An empty selector reads every pod: one unfiltered watch serves all.
+        let plan = watch_plan(["app=api", "", "tier=web"]);
+        assert_eq!(plan.watches, [""]);
+        assert_eq!(plan.route("tier=web"), Some(0));
+        assert_eq!(watch_plan(std::iter::empty()).watches, [""]);
+
+        // Past MAX_WATCHES groups, one watch of every pod.
+        let many: Vec<String> = (0..=MAX_WATCHES).map(|i| format!("key{i}=v")).collect();
+        let plan = watch_plan(many.iter().map(String::as_str));
+        assert_eq!(plan.watches, [""]);
+        assert_eq!(plan.routes.len(), MAX_WATCHES + 1);
+        let most = watch_plan(many[..MAX_WATCHES].iter().map(String::as_str));
+        assert_eq!(most.watches.len(), MAX_WATCHES);
+    }
+
+    #[test]
+    fn every_pod_a_selector_matches_is_sent_by_its_watch() {
+        let selectors = [
+            "app=api,tier=web",
+            "team=db",
+            "app=web",
+            "team in (db,cache),env=prod",
+        ];
+        let plan = watch_plan(selectors);
+        assert_eq!(plan.watches.len(), 2, "{plan:?}");
+        for app in ["api", "web", "x"] {
+            for team in ["db", "cache", "y"] {
+                let labels = BTreeMap::from([
+                    ("app".to_owned(), app.to_owned()),
+                    ("tier".to_owned(), "web".to_owned()),
+                    ("team".to_owned(), team.to_owned()),
+                    ("env".to_owned(), "prod".to_owned()),
+                ]);
+                for s in selectors {
+                    let watch = &plan.watches[plan.route(s).unwrap()];
+                    let selected = Selector::parse(s).unwrap().matches(&labels);
+                    let sent = Selector::parse(watch).unwrap().matches(&labels);
+                    assert!(!selected || sent, "{s} {labels:?} {watch}");
+                }
+            }
+        }
     }
 
     #[test]

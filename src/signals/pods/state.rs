@@ -169,11 +169,6 @@ impl PodState {
         failing
     }
 
-    /// Whether a list has completed once (the signals were known at least once).
-    pub fn ever_listed(&self) -> bool {
-        self.listed
-    }
-
     /// An event arrived: the watch works.
     pub fn recovered(&mut self) {
         self.failure = None;

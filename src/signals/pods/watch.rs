@@ -1,8 +1,8 @@
-//! The one pod watch: kube's `watcher` (list, then watch from its resourceVersion, re-list
+//! One pod watch: kube's `watcher` (list, then watch from its resourceVersion, re-list
 //! on 410 Gone, with the default backoff), fed into [`PodState`], with owners resolved
 //! before a change is published and the daemon woken after it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
@@ -29,6 +29,9 @@ pub(super) struct Watch {
     /// nothing wakes the daemon: the pod signals read as "waiting for the first pod list",
     /// and each early evaluation would count that against the `kubernetes` breaker.
     pub unlisted: Arc<AtomicUsize>,
+    /// This watch still counts in `unlisted` (until its first list, or until it is stopped:
+    /// whichever comes first takes it out).
+    pub pending: Arc<AtomicBool>,
     /// The namespaces this replica owns: a watch across the cluster of a shard
     /// (SHARD=i/N) drops the pods of the other shards' namespaces.
     pub owned: Namespaces,
@@ -119,7 +122,7 @@ impl Watch {
             }
             Event::InitDone => {
                 let mut st = lock(&self.state);
-                if !st.ever_listed() {
+                if self.pending.swap(false, Ordering::SeqCst) {
                     self.unlisted.fetch_sub(1, Ordering::SeqCst);
                 }
                 let was_unknown = st.status(now).is_err();
