@@ -15,8 +15,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin automaton \
     && install -D -m 0755 target/release/automaton /out/automaton
 
-# glibc, libgcc and OpenSSL (librdkafka's TLS) only, zlib being built in: no shell, no
-# package manager. `make binary-check` asserts the binary links nothing else.
+# glibc and libgcc only (TLS is rustls, built in): no shell, no package manager.
+# `make binary-check` asserts the binary links nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/automaton /automaton
 USER 65532:65532

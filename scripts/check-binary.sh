@@ -7,10 +7,10 @@ set -eu
 bin=${1:?usage: $0 BINARY}
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 
-# What gcr.io/distroless/cc-debian12 provides: glibc, libgcc, libstdc++, OpenSSL 3.
+# What gcr.io/distroless/cc-debian12 provides: glibc, libgcc, libstdc++ (and OpenSSL 3,
+# which the binary no longer needs: TLS is rustls, so it is not allowed either).
 allowed='linux-vdso.so.1 ld-linux-x86-64.so.2 ld-linux-aarch64.so.1 linux-vdso.so.1
-libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libgcc_s.so.1 libstdc++.so.6
-libssl.so.3 libcrypto.so.3'
+libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libgcc_s.so.1 libstdc++.so.6'
 
 status=0
 needed=$(ldd "$bin" | awk '{print $1}' | sed 's|.*/||')

@@ -6,7 +6,8 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
-# librdkafka is built from source with TLS: it links the system OpenSSL.
+# The tests' librdkafka (a dev-dependency: tests set up topics and commits with it) is built
+# from source with TLS: it links the system OpenSSL. The release binary does not.
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # The whole-binary Kubernetes tests run ../shared/tools/fakekube.py, which needs PyYAML.
@@ -17,7 +18,7 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need_apt+=(postgresql)
 fi
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
-# The PostgreSQL TLS test makes throw-away certificates with the openssl command.
+# The PostgreSQL and Kafka TLS tests make throw-away certificates with the openssl command.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The notification tests post to a real Alertmanager, the monitoring kit's alerts are checked
 # and unit-tested by promtool (Debian's `prometheus` ships it). The tests start their own on

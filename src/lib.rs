@@ -8,7 +8,7 @@
 //! - [`runtime`]: the daemon's loop, the writer, status, server, metrics, `simulate`.
 //!
 //! `main.rs` only wires these together.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod cli;

@@ -5,7 +5,7 @@ mod kafka_support;
 use std::time::{Duration, Instant};
 
 use automaton::clients::kafka::{KafkaSettings, KafkaSource, TopicLag};
-use automaton::clients::kafka::{LagQuery, OffsetReset};
+use automaton::clients::kafka::{LagQuery, OffsetReset, VersionCaps};
 use automaton::core::series::Series;
 use kafka_support::Broker;
 
@@ -147,6 +147,21 @@ async fn missing_group_or_topic_is_an_error_never_zero() {
 /// error for that spec only, never for the others of the batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_groups_in_one_collection_each_its_own_lag_and_errors_stay_theirs() {
+    many_groups(VersionCaps::default()).await;
+}
+
+/// The same against a broker before Kafka 2.8 / 3.0, as this client speaks to one: one
+/// FindCoordinator and one OffsetFetch per group, the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_broker_gets_a_request_per_group_and_the_same_lags() {
+    many_groups(VersionCaps {
+        find_coordinator: 3,
+        offset_fetch: 7,
+    })
+    .await;
+}
+
+async fn many_groups(caps: VersionCaps) {
     let broker = Broker::start();
     broker.create_topic("orders", 3).await;
     broker.create_topic("audit", 2).await;
@@ -159,7 +174,8 @@ async fn many_groups_in_one_collection_each_its_own_lag_and_errors_stay_theirs()
         broker.commit(&format!("g{g}"), "orders", &[(0, g), (1, 2 * g), (2, 100)]);
     }
     broker.commit("auditor", "audit", &[(1, 15)]);
-    let kafka = source(&broker, Duration::from_secs(5));
+    let settings = KafkaSettings::new(broker.bootstrap(), Duration::from_secs(5)).with_version_caps(caps);
+    let kafka = KafkaSource::new(settings);
 
     let mut specs: Vec<LagQuery> = (0..GROUPS)
         .map(|g| spec(&format!("g{g}"), Some("orders"), OffsetReset::Latest))
@@ -353,4 +369,25 @@ async fn the_lag_rule_fires_after_for_and_an_outage_is_unknown_never_an_action()
         .metrics
         .encode()
         .contains(r#"automaton_signal_source_up{source="kafka"} 1"#));
+}
+
+/// A kept connection the broker closed (here: a restart between two ticks) is dialled again
+/// within the same collection: the tick after it reads the lag, it does not fail once first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_broker_closed_is_dialled_again_without_a_failed_tick() {
+    let mut broker = Broker::start();
+    let port = broker.port;
+    broker.create_topic("events", 1).await;
+    broker.produce("events", 0, 30);
+    broker.commit("reader", "events", &[(0, 10)]);
+    let kafka = source(&broker, Duration::from_secs(5));
+    let events = spec("reader", Some("events"), OffsetReset::Latest);
+    assert_eq!(kafka.collect(&events).await.unwrap()[0].value, 20.0);
+
+    broker.kill();
+    let broker = Broker::start_on(port);
+    broker.create_topic("events", 1).await;
+    broker.produce("events", 0, 50);
+    broker.commit("reader", "events", &[(0, 5)]);
+    assert_eq!(kafka.collect(&events).await.unwrap()[0].value, 45.0);
 }

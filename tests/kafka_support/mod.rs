@@ -21,6 +21,10 @@ const VERSION: &str = "0.8.1";
 pub struct Broker {
     pub port: u16,
     child: Child,
+    /// The name clients dial (`localhost` for a TLS broker: its certificate's name).
+    host: &'static str,
+    /// librdkafka settings the set-up clients need (TLS).
+    client: Vec<(&'static str, String)>,
 }
 
 fn nisshi_bin() -> PathBuf {
@@ -68,17 +72,59 @@ impl Broker {
     pub fn start_advertising(port: u16, advertised: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised_url = format!("tcp://127.0.0.1:{advertised}");
-        let child = Command::new(nisshi_bin())
-            .args([
-                "broker",
+        Self::spawn(
+            port,
+            &[
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
                 &advertised_url,
-            ])
+            ],
+        )
+        .with_client("127.0.0.1", Vec::new())
+    }
+
+    /// A broker that only accepts TLS, with the certificate `server.crt` (for `localhost`)
+    /// and key `server.key` of `certs`, whose CA is `certs/ca.pem`.
+    pub fn start_tls(certs: &std::path::Path) -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = format!("tcp://localhost:{port}");
+        let (cert, key) = (certs.join("server.crt"), certs.join("server.key"));
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let args = [
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &advertised_url,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ];
+        let ca = certs.join("ca.pem").display().to_string();
+        let client = vec![("security.protocol", "ssl".to_owned()), ("ssl.ca.location", ca)];
+        Self::spawn(port, &args).with_client("localhost", client)
+    }
+
+    fn with_client(mut self, host: &'static str, client: Vec<(&'static str, String)>) -> Broker {
+        self.host = host;
+        self.client = client;
+        self
+    }
+
+    fn spawn(port: u16, listener: &[&str]) -> Broker {
+        Self::spawn_with(port, listener, "memory://nisshi/", &std::env::temp_dir())
+    }
+
+    fn spawn_with(port: u16, listener: &[&str], storage: &str, dir: &std::path::Path) -> Broker {
+        let child = Command::new(nisshi_bin())
+            .current_dir(dir)
+            .arg("broker")
+            .args(listener)
             .args([
                 "--storage-engine",
-                "memory://nisshi/",
+                storage,
                 "--group-initial-rebalance-delay",
                 "0s",
             ])
@@ -87,7 +133,12 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nisshi");
-        let mut broker = Broker { port, child };
+        let mut broker = Broker {
+            port,
+            child,
+            host: "127.0.0.1",
+            client: Vec::new(),
+        };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -105,7 +156,7 @@ impl Broker {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Kills the broker and waits until it is gone and the port is closed.
@@ -117,6 +168,9 @@ impl Broker {
     fn config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.bootstrap());
+        for (key, value) in &self.client {
+            c.set(*key, value);
+        }
         c
     }
 

@@ -1,8 +1,9 @@
-//! The one error of the Kafka layer. No variant carries the SASL password: librdkafka never
-//! puts it in an error, and the settings render without it.
+//! The one error of the Kafka layer. No variant carries the SASL password: it only goes
+//! into the SASL exchange ([`super::wire`]), and the settings render without it.
 
-use rdkafka::error::KafkaError as RdKafkaError;
 use thiserror::Error;
+
+use super::wire::{BrokerCode, WireError};
 
 #[derive(Debug, Clone, Error)]
 pub enum KafkaError {
@@ -10,13 +11,9 @@ pub enum KafkaError {
     #[error("invalid Kafka settings:\n  {}", .0.join("\n  "))]
     Settings(Vec<String>),
 
-    /// librdkafka refused the configuration (e.g. a security protocol it was built without).
-    #[error("cannot create a Kafka client for {bootstrap}: {source}")]
-    Client {
-        bootstrap: String,
-        #[source]
-        source: Box<RdKafkaError>,
-    },
+    /// The client cannot be built from the settings (an unreadable CA file).
+    #[error("cannot create a Kafka client for {bootstrap}: {reason}")]
+    Client { bootstrap: String, reason: String },
 
     /// A request failed or got no answer within `KAFKA_TIMEOUT` (broker down, unreachable).
     #[error("Kafka at {bootstrap}: {what} failed: {source}")]
@@ -24,11 +21,11 @@ pub enum KafkaError {
         bootstrap: String,
         what: &'static str,
         #[source]
-        source: Box<RdKafkaError>,
+        source: WireError,
     },
 
     /// A group's committed offsets could not be read (no coordinator, no answer within
-    /// `KAFKA_TIMEOUT`): librdkafka's reason.
+    /// `KAFKA_TIMEOUT`, an error code for the whole group).
     #[error("Kafka at {bootstrap}: reading the committed offsets of group `{group}` failed: {reason}")]
     Group {
         bootstrap: String,
@@ -37,14 +34,13 @@ pub enum KafkaError {
     },
 
     /// One partition's answer carried an error.
-    #[error("Kafka at {bootstrap}: {what} for {partition} failed: {source}")]
+    #[error("Kafka at {bootstrap}: {what} for {partition} failed: {code}")]
     Partition {
         bootstrap: String,
         what: &'static str,
         /// `topic/partition`.
         partition: String,
-        #[source]
-        source: Box<RdKafkaError>,
+        code: BrokerCode,
     },
 
     /// The broker answered without an offset for a partition it was asked about.
@@ -68,7 +64,7 @@ pub enum KafkaError {
     #[error("Kafka at {bootstrap}: consumer group `{group}` has no committed offsets on any topic; set `topic` to measure it")]
     NothingCommitted { bootstrap: String, group: String },
 
-    /// The blocking task running the librdkafka calls panicked or was cancelled.
+    /// A collection gave no answer for a spec (a bug, reported rather than hidden).
     #[error("Kafka lag collection task failed: {0}")]
     Task(String),
 }

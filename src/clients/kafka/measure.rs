@@ -1,73 +1,78 @@
-//! One collection of every `kafka_lag` spec of a tick over the one shared client, in as few
-//! requests as librdkafka can send:
-//! - one Metadata request (the one topic every spec names, or all topics);
-//! - one OffsetFetch per distinct group, all in flight at once ([`super::committed`]), each
-//!   naming exactly the partitions its specs measure (the group's whole offset map is not
-//!   requested: some brokers answer that with nothing);
+//! One collection of every `kafka_lag` spec of a tick, in as few requests as the protocol
+//! allows ([`super::offsets`] sends them):
+//! - one Metadata request (the topics the specs name, or all topics);
+//! - one FindCoordinator for every group, then one OffsetFetch per coordinator for all of
+//!   its groups, each naming exactly the partitions its specs measure;
 //! - one ListOffsets per partition leader for the end offsets of every spec's partitions
 //!   together, and one more only when an uncommitted partition counts from `earliest`;
-//! - one group listing, only when a group has committed nothing (unknown group or typo).
+//! - one DescribeGroups per coordinator, only when a group has committed nothing (unknown
+//!   group or typo).
 //!
 //! A failure is charged to the specs it concerns: one missing group or topic does not make
 //! the others unknown; a broker that does not answer makes all of them unknown.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::metadata::Metadata;
-use rdkafka::{Offset, TopicPartitionList};
+use kafka_protocol::messages::MetadataResponse;
 
-use super::committed::{self, Failure, Key, Offsets};
+use super::cluster::Cluster;
 use super::lag::{partition_lag, PartitionLag, TopicLag};
-use super::{KafkaError, KafkaSettings, LagQuery, OffsetReset};
+use super::offsets::{Committed, Key, Offsets, PartitionOffsets, Reader, EARLIEST, LATEST};
+use super::wire::{BrokerCode, WireError};
+use super::{KafkaError, LagQuery, OffsetReset};
 
 type Lags = Result<Vec<TopicLag>, KafkaError>;
 
-/// One offset per partition, or why that partition has none.
-type PartitionOffsets = HashMap<Key, Result<i64, KafkaError>>;
+/// 3: UNKNOWN_TOPIC_OR_PARTITION.
+const UNKNOWN_TOPIC: i16 = 3;
 
 pub(super) struct Batch<'a> {
-    pub settings: &'a KafkaSettings,
-    pub client: &'a BaseConsumer,
+    pub bootstrap: &'a str,
+    pub cluster: &'a Cluster,
 }
 
 impl Batch<'_> {
-    fn bootstrap(&self) -> String {
-        self.settings.bootstrap_servers().to_owned()
-    }
-
-    fn timeout(&self) -> Duration {
-        self.settings.timeout()
-    }
-
-    fn request(&self, what: &'static str) -> impl FnOnce(RdKafkaError) -> KafkaError + '_ {
-        move |source| KafkaError::Request {
-            bootstrap: self.bootstrap(),
-            what,
-            source: Box::new(source),
+    fn reader(&self) -> Reader<'_> {
+        Reader {
+            bootstrap: self.bootstrap,
+            cluster: self.cluster,
         }
     }
 
+    fn bootstrap(&self) -> String {
+        self.bootstrap.to_owned()
+    }
+
     /// The lags of every spec, in their order.
-    pub fn measure(&self, specs: &[LagQuery]) -> Vec<Lags> {
-        let topics: BTreeSet<Option<&str>> = specs.iter().map(|s| s.topic.as_deref()).collect();
-        let only = match topics.into_iter().collect::<Vec<_>>()[..] {
-            [Some(topic)] => Some(topic),
-            _ => None,
-        };
-        let metadata = match self.client.fetch_metadata(only, self.timeout()) {
+    pub async fn measure(&self, specs: &[LagQuery]) -> Vec<Lags> {
+        let named: BTreeSet<&str> = specs.iter().filter_map(|s| s.topic.as_deref()).collect();
+        let named: Vec<&str> = named.into_iter().collect();
+        let every = specs.iter().any(|s| s.topic.is_none());
+        let metadata = match self.cluster.metadata((!every).then_some(&named[..])).await {
             Ok(metadata) => metadata,
-            Err(e) => {
-                let e = self.request("reading metadata")(e);
+            Err(source) => {
+                let e = KafkaError::Request {
+                    bootstrap: self.bootstrap(),
+                    what: "reading metadata",
+                    source,
+                };
                 return specs.iter().map(|_| Err(e.clone())).collect();
             }
         };
+        let leaders: HashMap<Key, i32> = metadata
+            .topics
+            .iter()
+            .filter_map(|t| Some((t.name.as_ref()?.as_str(), t)))
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .iter()
+                    .map(move |p| ((topic.to_owned(), p.partition_index), *p.leader_id))
+            })
+            .collect();
         let mut plans: Vec<Result<Vec<Key>, KafkaError>> =
             specs.iter().map(|s| self.partitions(&metadata, s)).collect();
-        let committed = self.committed(specs, &plans);
-        let unknown = self.unknown_groups(specs, &plans, &committed);
+        let committed = self.committed(specs, &plans).await;
+        let unknown = self.unknown_groups(specs, &plans, &committed).await;
         for ((spec, plan), unknown) in specs.iter().zip(&mut plans).zip(unknown) {
             if let Some(e) = unknown {
                 *plan = Err(e);
@@ -84,8 +89,11 @@ impl Batch<'_> {
                 partitions.retain(|(topic, _)| measured.contains(topic));
             }
         }
+        let reader = self.reader();
         let all: BTreeSet<&Key> = plans.iter().filter_map(|p| p.as_ref().ok()).flatten().collect();
-        let latest = self.list_offsets(all, Offset::End, "reading end offsets");
+        let latest = reader
+            .list_offsets(all, &leaders, LATEST, "reading end offsets")
+            .await;
         let from_start: BTreeSet<&Key> = specs
             .iter()
             .zip(&plans)
@@ -96,38 +104,62 @@ impl Batch<'_> {
                 plan.iter().filter(move |key| !is_committed(offsets, key))
             })
             .collect();
-        let log_start = self.list_offsets(from_start, Offset::Beginning, "reading log start offsets");
+        let log_start = reader
+            .list_offsets(from_start, &leaders, EARLIEST, "reading log start offsets")
+            .await;
         specs
             .iter()
             .zip(plans)
             .map(|(spec, plan)| {
                 let partitions = plan?;
-                match committed.get(spec.group.as_str()) {
+                match committed.get(spec.group.as_str()).map(|c| &c.offsets) {
                     Some(Ok(offsets)) => self.lags(spec, partitions, offsets, &latest, &log_start),
-                    Some(Err(e)) => Err(self.failure(&spec.group, e.clone())),
+                    Some(Err(e)) => Err(e.clone()),
                     // Every spec with partitions asked for its group's offsets.
-                    None => Err(self.failure(&spec.group, Failure::Group("not asked".to_owned()))),
+                    None => Err(KafkaError::Group {
+                        bootstrap: self.bootstrap(),
+                        group: spec.group.clone(),
+                        reason: "not asked".to_owned(),
+                    }),
                 }
             })
             .collect()
     }
 
     /// The partitions to measure: the spec's topic, or every non-internal topic.
-    fn partitions(&self, metadata: &Metadata, spec: &LagQuery) -> Result<Vec<Key>, KafkaError> {
+    fn partitions(&self, metadata: &MetadataResponse, spec: &LagQuery) -> Result<Vec<Key>, KafkaError> {
         let mut out = Vec::new();
-        for topic in metadata.topics() {
-            let wanted = match &spec.topic {
-                Some(name) => topic.name() == name,
-                None => !topic.name().starts_with("__"),
-            };
-            if !wanted || topic.error().is_some() {
+        for topic in &metadata.topics {
+            let Some(name) = topic.name.as_ref().map(|n| n.as_str()) else {
                 continue;
+            };
+            let wanted = match &spec.topic {
+                Some(wanted) => name == wanted,
+                None => !topic.is_internal && !name.starts_with("__"),
+            };
+            if !wanted {
+                continue;
+            }
+            match (topic.error_code, &spec.topic) {
+                (0, _) => {}
+                (UNKNOWN_TOPIC, _) | (_, None) => continue,
+                // Not authorized, or no leader yet: unknown, with the broker's reason.
+                (code, Some(_)) => {
+                    return Err(KafkaError::Request {
+                        bootstrap: self.bootstrap(),
+                        what: "reading metadata",
+                        source: WireError::Broker {
+                            what: format!("topic `{name}`"),
+                            code: BrokerCode(code),
+                        },
+                    })
+                }
             }
             out.extend(
                 topic
-                    .partitions()
+                    .partitions
                     .iter()
-                    .map(|p| (topic.name().to_owned(), p.id())),
+                    .map(|p| (name.to_owned(), p.partition_index)),
             );
         }
         if let (Some(topic), true) = (&spec.topic, out.is_empty()) {
@@ -140,11 +172,11 @@ impl Batch<'_> {
     }
 
     /// Per distinct group, its committed offsets on the union of its specs' partitions.
-    fn committed<'s>(
+    async fn committed(
         &self,
-        specs: &'s [LagQuery],
+        specs: &[LagQuery],
         plans: &[Result<Vec<Key>, KafkaError>],
-    ) -> HashMap<&'s str, Result<Offsets, Failure>> {
+    ) -> HashMap<String, Committed> {
         let mut wanted: BTreeMap<&str, BTreeSet<Key>> = BTreeMap::new();
         for (spec, plan) in specs.iter().zip(plans) {
             if let Ok(partitions) = plan {
@@ -153,61 +185,76 @@ impl Batch<'_> {
             }
         }
         let mut out = HashMap::new();
-        let mut requests: Vec<(&str, Vec<Key>)> = Vec::new();
-        for (group, partitions) in wanted {
-            // librdkafka refuses an empty list; nothing asked is nothing committed.
-            if partitions.is_empty() {
-                out.insert(group, Ok(Offsets::new()));
-            } else {
-                requests.push((group, partitions.into_iter().collect()));
+        // Nothing asked is nothing committed: no request for it.
+        wanted.retain(|group, partitions| {
+            let empty = partitions.is_empty();
+            if empty {
+                let offsets = Ok(Offsets::new());
+                out.insert(
+                    (*group).to_owned(),
+                    Committed {
+                        offsets,
+                        coordinator: None,
+                    },
+                );
             }
+            !empty
+        });
+        if !wanted.is_empty() {
+            out.extend(self.reader().committed(&wanted).await);
         }
-        let asked: Vec<(&str, &[Key])> = requests.iter().map(|(g, p)| (*g, p.as_slice())).collect();
-        let answers = committed::committed_offsets(self.client, &asked, self.timeout());
-        out.extend(asked.iter().map(|(g, _)| *g).zip(answers));
         out
     }
 
     /// For each spec whose group has committed nothing on its partitions: why that is an
-    /// error (the group is unknown, or no topic says what to measure), from one listing of
-    /// the groups (of that one group when only one needs it).
-    fn unknown_groups(
+    /// error (the group is unknown, or no topic says what to measure), from one
+    /// DescribeGroups per coordinator.
+    async fn unknown_groups(
         &self,
         specs: &[LagQuery],
         plans: &[Result<Vec<Key>, KafkaError>],
-        committed: &HashMap<&str, Result<Offsets, Failure>>,
+        committed: &HashMap<String, Committed>,
     ) -> Vec<Option<KafkaError>> {
         let empty: Vec<bool> = specs
             .iter()
             .zip(plans)
             .map(|(spec, plan)| match (plan, committed.get(spec.group.as_str())) {
-                (Ok(plan), Some(Ok(offsets))) => plan
+                (
+                    Ok(plan),
+                    Some(Committed {
+                        offsets: Ok(offsets), ..
+                    }),
+                ) => plan
                     .iter()
                     .all(|key| offsets.get(key).copied().flatten().is_none()),
                 _ => false,
             })
             .collect();
-        let asked: BTreeSet<&str> = specs
-            .iter()
-            .zip(&empty)
-            .filter(|(_, e)| **e)
-            .map(|(s, _)| s.group.as_str())
-            .collect();
-        if asked.is_empty() {
-            return specs.iter().map(|_| None).collect();
+        let mut asked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut no_coordinator = BTreeSet::new();
+        for (spec, _) in specs.iter().zip(&empty).filter(|(_, e)| **e) {
+            match committed
+                .get(spec.group.as_str())
+                .and_then(|c| c.coordinator.clone())
+            {
+                Some(addr) => {
+                    let names = asked.entry(addr).or_default();
+                    if !names.contains(&spec.group) {
+                        names.push(spec.group.clone());
+                    }
+                }
+                // Nothing was asked of a coordinator (no partitions): the group's state is
+                // not needed to say nothing is measured.
+                None => {
+                    no_coordinator.insert(spec.group.clone());
+                }
+            }
         }
-        let one = (asked.len() == 1).then(|| asked.iter().next().copied()).flatten();
-        let listed = self
-            .client
-            .fetch_group_list(one, self.timeout())
-            .map(|list| {
-                list.groups()
-                    .iter()
-                    .filter(|g| g.state() != "Dead")
-                    .map(|g| g.name().to_owned())
-                    .collect::<HashSet<String>>()
-            })
-            .map_err(self.request("listing consumer groups"));
+        let exist = if asked.is_empty() {
+            HashMap::new()
+        } else {
+            self.reader().exist(&asked).await
+        };
         specs
             .iter()
             .zip(empty)
@@ -215,73 +262,22 @@ impl Batch<'_> {
                 if !empty {
                     return None;
                 }
-                match &listed {
-                    Err(e) => Some(e.clone()),
-                    Ok(known) if !known.contains(&spec.group) => Some(KafkaError::UnknownGroup {
+                let unknown = KafkaError::UnknownGroup {
+                    bootstrap: self.bootstrap(),
+                    group: spec.group.clone(),
+                };
+                match exist.get(&spec.group) {
+                    Some(Err(e)) => Some(e.clone()),
+                    Some(Ok(false)) => Some(unknown),
+                    None if !no_coordinator.contains(&spec.group) => Some(unknown),
+                    _ if spec.topic.is_none() => Some(KafkaError::NothingCommitted {
                         bootstrap: self.bootstrap(),
                         group: spec.group.clone(),
                     }),
-                    Ok(_) if spec.topic.is_none() => Some(KafkaError::NothingCommitted {
-                        bootstrap: self.bootstrap(),
-                        group: spec.group.clone(),
-                    }),
-                    Ok(_) => None,
+                    _ => None,
                 }
             })
             .collect()
-    }
-
-    /// One batched ListOffsets (librdkafka sends one request per partition leader): `at` is
-    /// `Offset::End` (end offsets) or `Offset::Beginning` (log start offsets).
-    fn list_offsets(&self, partitions: BTreeSet<&Key>, at: Offset, what: &'static str) -> PartitionOffsets {
-        if partitions.is_empty() {
-            return PartitionOffsets::new();
-        }
-        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
-        let mut failed = None;
-        for (topic, partition) in &partitions {
-            if let Err(e) = tpl.add_partition_offset(topic, *partition, at) {
-                failed = Some(e);
-            }
-        }
-        let answer = match failed {
-            Some(e) => Err(e),
-            None => self.client.offsets_for_times(tpl, self.timeout()),
-        };
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
-                let e = self.request(what)(e);
-                return partitions
-                    .into_iter()
-                    .map(|k| (k.clone(), Err(e.clone())))
-                    .collect();
-            }
-        };
-        let mut out: PartitionOffsets = answer
-            .elements()
-            .iter()
-            .map(|e| {
-                let key = (e.topic().to_owned(), e.partition());
-                let offset = match (e.error(), e.offset()) {
-                    (Err(source), _) => Err(KafkaError::Partition {
-                        bootstrap: self.bootstrap(),
-                        what,
-                        partition: format!("{}/{}", key.0, key.1),
-                        source: Box::new(source),
-                    }),
-                    (Ok(()), Offset::Offset(n)) if n >= 0 => Ok(n),
-                    (Ok(()), _) => Err(self.missing(what, &key)),
-                };
-                (key, offset)
-            })
-            .collect();
-        for key in partitions {
-            if !out.contains_key(key) {
-                out.insert(key.clone(), Err(self.missing(what, key)));
-            }
-        }
-        out
     }
 
     /// One spec's lag per topic from the offsets read for the whole batch.
@@ -329,31 +325,11 @@ impl Batch<'_> {
     }
 
     fn missing(&self, what: &'static str, key: &Key) -> KafkaError {
-        KafkaError::MissingOffset {
-            bootstrap: self.bootstrap(),
-            what,
-            partition: format!("{}/{}", key.0, key.1),
-        }
-    }
-
-    fn failure(&self, group: &str, failure: Failure) -> KafkaError {
-        match failure {
-            Failure::Group(reason) => KafkaError::Group {
-                bootstrap: self.bootstrap(),
-                group: group.to_owned(),
-                reason,
-            },
-            Failure::Partition { key, source } => KafkaError::Partition {
-                bootstrap: self.bootstrap(),
-                what: "reading committed offsets",
-                partition: format!("{}/{}", key.0, key.1),
-                source: Box::new(source),
-            },
-        }
+        self.reader().missing(what, key)
     }
 }
 
 /// Whether the group committed an offset on `key`.
-fn is_committed(offsets: Option<&Result<Offsets, Failure>>, key: &Key) -> bool {
-    matches!(offsets, Some(Ok(o)) if o.get(key).copied().flatten().is_some())
+fn is_committed(committed: Option<&Committed>, key: &Key) -> bool {
+    matches!(committed, Some(Committed { offsets: Ok(o), .. }) if o.get(key).copied().flatten().is_some())
 }

@@ -1,5 +1,6 @@
 //! Kafka: the `kafka_lag` signal (a consumer group's lag per topic, read from the group's
-//! committed offsets and the partitions' end offsets) over one shared client.
+//! committed offsets and the partitions' end offsets) over one shared client that speaks
+//! the Kafka protocol itself ([`wire`]).
 //!
 //! ```no_run
 //! # async fn wire() -> Result<(), automaton::clients::kafka::KafkaError> {
@@ -12,17 +13,21 @@
 //! # }
 //! ```
 
-mod committed;
+mod cluster;
 mod error;
+mod groups;
 mod lag;
 mod measure;
+mod offsets;
 mod settings;
 mod source;
+pub mod wire;
 
 pub use error::KafkaError;
 pub use lag::{PartitionLag, TopicLag, STALL_COLLECTIONS};
 pub use settings::KafkaSettings;
 pub use source::{KafkaSource, LagReport};
+pub use wire::VersionCaps;
 
 use serde::{Deserialize, Serialize};
 

@@ -5,9 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use super::wire::{Mechanism, Security, TlsConfig, VersionCaps};
 use super::KafkaError;
 use crate::core::values::Dur;
 
@@ -36,6 +36,7 @@ pub struct KafkaSettings {
     sasl_password: Option<String>,
     ssl_ca_location: Option<String>,
     timeout: Duration,
+    caps: VersionCaps,
 }
 
 impl KafkaSettings {
@@ -79,6 +80,26 @@ impl KafkaSettings {
         if username.is_some() != password.is_some() {
             errors.push("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD must be set together".to_owned());
         }
+        if let Some(m) = &mechanism {
+            if let Err(e) = Mechanism::new(m, String::new(), String::new()) {
+                errors.push(e);
+            }
+        }
+        let sasl = protocol.as_deref().is_some_and(|p| p.starts_with("sasl_"));
+        let valid = protocol.as_deref().is_none_or(|p| PROTOCOLS.contains(&p));
+        if sasl && (mechanism.is_none() || username.is_none()) {
+            errors.push(format!(
+                "KAFKA_SECURITY_PROTOCOL={}: set KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+                protocol.as_deref().unwrap_or_default()
+            ));
+        }
+        if valid && !sasl && (mechanism.is_some() || username.is_some()) {
+            // Credentials that would silently not be used.
+            errors.push(format!(
+                "KAFKA_SASL_* is set but KAFKA_SECURITY_PROTOCOL is {}: set sasl_plaintext or sasl_ssl",
+                protocol.as_deref().unwrap_or("unset (plaintext)")
+            ));
+        }
         let Some(bootstrap_servers) = bootstrap else {
             let stray: Vec<&str> = [
                 ("KAFKA_SECURITY_PROTOCOL", protocol.is_some()),
@@ -112,6 +133,7 @@ impl KafkaSettings {
             sasl_password: password,
             ssl_ca_location: ca,
             timeout,
+            caps: VersionCaps::default(),
         }))
     }
 
@@ -125,7 +147,15 @@ impl KafkaSettings {
             sasl_password: None,
             ssl_ca_location: None,
             timeout,
+            caps: VersionCaps::default(),
         }
+    }
+
+    /// Sends group requests of at most these versions, as to an older broker (tests of the
+    /// one-request-per-group path; a broker that mishandles the batched versions).
+    pub fn with_version_caps(mut self, caps: VersionCaps) -> KafkaSettings {
+        self.caps = caps;
+        self
     }
 
     pub fn bootstrap_servers(&self) -> &str {
@@ -137,33 +167,33 @@ impl KafkaSettings {
         self.timeout
     }
 
-    /// The librdkafka configuration shared by every client, password included: hand it to
-    /// librdkafka, never to a log.
-    pub(crate) fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        let ms = self.timeout.as_millis().max(1).to_string();
-        config
-            .set("bootstrap.servers", &self.bootstrap_servers)
-            .set("client.id", "automaton")
-            .set("socket.timeout.ms", &ms)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            // Reconnect quickly after an outage: the next tick should see the broker again.
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("log_level", "3");
-        let optional = [
-            ("security.protocol", &self.security_protocol),
-            ("sasl.mechanism", &self.sasl_mechanism),
-            ("sasl.username", &self.sasl_username),
-            ("sasl.password", &self.sasl_password),
-            ("ssl.ca.location", &self.ssl_ca_location),
-        ];
-        for (key, value) in optional {
-            if let Some(value) = value {
-                config.set(key, value);
+    /// How every connection is protected: TLS for `ssl`/`sasl_ssl` (its CA file read now;
+    /// an error names it), SASL for `sasl_*`. The password goes into the mechanism only.
+    pub(crate) fn security(&self) -> Result<Security, String> {
+        let protocol = self.security_protocol.as_deref().unwrap_or("plaintext");
+        let tls = match protocol {
+            "ssl" | "sasl_ssl" => Some(TlsConfig::new(
+                self.ssl_ca_location.as_deref().map(std::path::Path::new),
+            )?),
+            _ => None,
+        };
+        let sasl = match (
+            protocol,
+            &self.sasl_mechanism,
+            &self.sasl_username,
+            &self.sasl_password,
+        ) {
+            ("sasl_plaintext" | "sasl_ssl", Some(m), Some(user), Some(password)) => {
+                Some(Mechanism::new(m, user.clone(), password.clone())?)
             }
-        }
-        config
+            _ => None,
+        };
+        Ok(Security {
+            tls,
+            sasl,
+            timeout: self.timeout,
+            caps: self.caps,
+        })
     }
 }
 
@@ -225,10 +255,51 @@ mod tests {
         assert_eq!(s.bootstrap_servers(), "k1:9092,k2:9092");
         let debug = format!("{s:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
-        let config = s.client_config();
-        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
-        assert_eq!(config.get("sasl.password"), Some("hunter2-secret"));
-        assert_eq!(config.get("ssl.ca.location"), Some("/etc/ca.pem"));
+        // The CA file is read when the client is built; an error names it.
+        let err = s.security().err().unwrap_or_default();
+        assert!(err.starts_with("KAFKA_SSL_CA_LOCATION /etc/ca.pem: "), "{err}");
+        let plain = KafkaSettings::from_vars(vars(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+            ("KAFKA_SASL_MECHANISM", "scram-sha-256"),
+            ("KAFKA_SASL_USERNAME", "automaton"),
+            ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
+        ]))
+        .unwrap()
+        .unwrap();
+        let security = plain.security().unwrap();
+        assert!(security.tls.is_none());
+        assert_eq!(format!("{:?}", security.sasl), "Some(SCRAM-SHA-256 as automaton)");
+    }
+
+    #[test]
+    fn sasl_needs_a_known_mechanism_and_credentials_need_sasl() {
+        let errors = |pairs: &[(&str, &str)]| match KafkaSettings::from_vars(vars(pairs)) {
+            Err(KafkaError::Settings(lines)) => lines,
+            other => panic!("{other:?}"),
+        };
+        let lines = errors(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "k:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "GSSAPI"),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "KAFKA_SASL_MECHANISM=\"GSSAPI\": expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                "KAFKA_SECURITY_PROTOCOL=sasl_ssl: set KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            ]
+        );
+        let lines = errors(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "k:9092"),
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_SASL_USERNAME", "automaton"),
+            ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
+        ]);
+        assert_eq!(
+            lines,
+            ["KAFKA_SASL_* is set but KAFKA_SECURITY_PROTOCOL is unset (plaintext): set sasl_plaintext or sasl_ssl"]
+        );
     }
 
     #[test]

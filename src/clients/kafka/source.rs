@@ -1,8 +1,8 @@
-//! One shared client for every rule, created on first use and reused (librdkafka reconnects
-//! by itself after an outage): committed offsets of every group go through it too (see
-//! [`super::committed`]), so 1 000 groups cost one client, not 1 000. It never subscribes
-//! and never commits, so the groups' members and offsets are untouched. Every request is
-//! bounded by `KAFKA_TIMEOUT`; the blocking librdkafka calls run on tokio's blocking pool.
+//! One shared client for every rule, created on first use and reused: one connection per
+//! broker ([`super::cluster`]), dialled again after an outage, so 1 000 groups cost no more
+//! connections than one. It only reads (metadata, coordinators, committed and end offsets,
+//! group states): the groups' members and offsets are untouched. Every request is bounded
+//! by `KAFKA_TIMEOUT`.
 //!
 //! The specs of one tick are measured together ([`KafkaSource::collect_many`]); the requests
 //! that takes are listed in [`super::measure`].
@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rdkafka::consumer::BaseConsumer;
 use serde::Serialize;
 use tracing::Instrument;
 
+use super::cluster::Cluster;
 use super::lag::{StallTracker, TopicLag};
 use super::measure::Batch;
 use super::{KafkaError, KafkaSettings};
@@ -39,7 +39,7 @@ pub struct LagReport {
 
 struct Inner {
     settings: KafkaSettings,
-    shared: Mutex<Option<Arc<BaseConsumer>>>,
+    shared: Mutex<Option<Arc<Cluster>>>,
     stalls: Mutex<StallTracker>,
     /// Keyed by the spec's `Debug` form: one entry per distinct spec.
     reports: Mutex<BTreeMap<String, LagReport>>,
@@ -78,19 +78,11 @@ impl KafkaSource {
     }
 
     /// [`Self::collect_lags`] of every spec, in their order, measured together: one
-    /// Metadata and one ListOffsets per broker for all of them, and one OffsetFetch per
-    /// distinct group, all in flight at once.
+    /// Metadata, one FindCoordinator, one OffsetFetch per coordinator and one ListOffsets
+    /// per broker for all of them.
     pub async fn collect_many(&self, specs: &[LagQuery]) -> Vec<Result<Vec<TopicLag>, KafkaError>> {
-        let inner = self.inner.clone();
-        let task_specs = specs.to_vec();
         let span = tracing::debug_span!("kafka_lag", specs = specs.len());
-        let results = tokio::task::spawn_blocking(move || span.in_scope(|| inner.measure(&task_specs)))
-            .instrument(tracing::Span::current())
-            .await
-            .unwrap_or_else(|e| {
-                let e = KafkaError::Task(e.to_string());
-                specs.iter().map(|_| Err(e.clone())).collect()
-            });
+        let results = self.inner.measure(specs).instrument(span).await;
         specs
             .iter()
             .zip(results)
@@ -130,31 +122,30 @@ impl KafkaSource {
 }
 
 impl Inner {
-    fn shared(&self) -> Result<Arc<BaseConsumer>, KafkaError> {
+    fn shared(&self) -> Result<Arc<Cluster>, KafkaError> {
         let mut shared = lock(&self.shared);
-        if let Some(client) = &*shared {
-            return Ok(client.clone());
+        if let Some(cluster) = &*shared {
+            return Ok(cluster.clone());
         }
-        let client = self
-            .settings
-            .client_config()
-            .create::<BaseConsumer>()
-            .map(Arc::new)
-            .map_err(|source| KafkaError::Client {
-                bootstrap: self.settings.bootstrap_servers().to_owned(),
-                source: Box::new(source),
-            })?;
-        *shared = Some(client.clone());
-        Ok(client)
+        let security = self.settings.security().map_err(|reason| KafkaError::Client {
+            bootstrap: self.settings.bootstrap_servers().to_owned(),
+            reason,
+        })?;
+        let cluster = Arc::new(Cluster::new(self.settings.bootstrap_servers(), security));
+        *shared = Some(cluster.clone());
+        Ok(cluster)
     }
 
-    fn measure(&self, specs: &[LagQuery]) -> Vec<Result<Vec<TopicLag>, KafkaError>> {
+    async fn measure(&self, specs: &[LagQuery]) -> Vec<Result<Vec<TopicLag>, KafkaError>> {
         match self.shared() {
-            Ok(client) => Batch {
-                settings: &self.settings,
-                client: &client,
+            Ok(cluster) => {
+                Batch {
+                    bootstrap: self.settings.bootstrap_servers(),
+                    cluster: &cluster,
+                }
+                .measure(specs)
+                .await
             }
-            .measure(specs),
             Err(e) => specs.iter().map(|_| Err(e.clone())).collect(),
         }
     }
@@ -164,30 +155,38 @@ impl Inner {
 mod tests {
     use super::*;
 
-    /// A configuration librdkafka refuses (GSSAPI: not built in) is a clear, password-free
-    /// reason (and no panic), and the next collection tries again.
-    #[tokio::test]
-    async fn a_client_librdkafka_refuses_is_an_error() {
-        let vars = [
-            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
-            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
-            ("KAFKA_SASL_MECHANISM", "GSSAPI"),
-            ("KAFKA_SASL_USERNAME", "automaton"),
-            ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
-        ];
-        let settings = KafkaSettings::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
+    fn settings(vars: &[(&str, &str)]) -> KafkaSettings {
+        KafkaSettings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .unwrap()
-            .unwrap();
-        let source = KafkaSource::new(settings);
-        let spec = LagQuery {
+            .unwrap()
+    }
+
+    fn any_group() -> LagQuery {
+        LagQuery {
             group: "g".into(),
             topic: None,
             offset_reset: OffsetReset::Latest,
-        };
+        }
+    }
+
+    /// A client that cannot be built (its CA file is missing) is a clear, password-free
+    /// reason (and no panic), and the next collection tries again.
+    #[tokio::test]
+    async fn a_client_that_cannot_be_built_is_an_error() {
+        let source = KafkaSource::new(settings(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_USERNAME", "automaton"),
+            ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
+            ("KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+        ]));
         for _ in 0..2 {
-            let err = source.collect_lags(&spec).await.unwrap_err().to_string();
+            let err = source.collect_lags(&any_group()).await.unwrap_err().to_string();
             assert!(
-                err.starts_with("cannot create a Kafka client for 127.0.0.1:1"),
+                err.starts_with(
+                    "cannot create a Kafka client for 127.0.0.1:1: KAFKA_SSL_CA_LOCATION /nonexistent/ca.pem"
+                ),
                 "{err}"
             );
             assert!(!err.contains("hunter2"), "{err}");
@@ -201,32 +200,23 @@ mod tests {
         );
     }
 
-    /// This build's librdkafka has TLS (OpenSSL): a `sasl_ssl` client is created, and an
-    /// unreachable broker is an ordinary, password-free unknown.
+    /// A `sasl_ssl` client is built, and an unreachable broker is an ordinary,
+    /// password-free unknown.
     #[tokio::test]
     async fn tls_clients_are_built_and_fail_only_on_the_network() {
-        let vars = [
+        let source = KafkaSource::new(settings(&[
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
             ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
             ("KAFKA_SASL_MECHANISM", "PLAIN"),
             ("KAFKA_SASL_USERNAME", "automaton"),
             ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
             ("KAFKA_TIMEOUT", "1s"),
-        ];
-        let settings = KafkaSettings::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .unwrap()
-            .unwrap();
-        let spec = LagQuery {
-            group: "g".into(),
-            topic: None,
-            offset_reset: OffsetReset::Latest,
-        };
-        let err = KafkaSource::new(settings)
-            .collect_lags(&spec)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(!err.starts_with("cannot create a Kafka client"), "{err}");
+        ]));
+        let err = source.collect_lags(&any_group()).await.unwrap_err().to_string();
+        assert!(
+            err.starts_with("Kafka at 127.0.0.1:1: reading metadata failed: cannot connect to 127.0.0.1:1"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
