@@ -8,3 +8,4 @@ pub mod http;
 pub mod kafka;
 pub mod kube;
 pub mod pg;
+pub mod roots;

@@ -4,12 +4,11 @@
 //! webpki roots when none is given) without the host name, as libpq's `verify-ca` does;
 //! `verify-full` checks the host name too. `disable` (the default) connects in plain text.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -74,31 +73,8 @@ impl Tls {
     }
 
     fn roots(&self) -> Result<RootCertStore, String> {
-        let mut roots = RootCertStore::empty();
-        match &self.root_cert {
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            Some(path) => {
-                for cert in read_certs(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("POSTGRES_SSLROOTCERT {}: {e}", path.display()))?;
-                }
-            }
-        }
-        Ok(roots)
+        crate::clients::roots::root_store(self.root_cert.as_deref(), "POSTGRES_SSLROOTCERT")
     }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let shown = path.display();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("POSTGRES_SSLROOTCERT {shown}: {e}"))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("POSTGRES_SSLROOTCERT {shown}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("POSTGRES_SSLROOTCERT {shown}: no PEM certificate in it"));
-    }
-    Ok(certs)
 }
 
 /// `verify-ca`: the whole webpki verification, except that a certificate for another name

@@ -7,9 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -25,25 +24,7 @@ pub struct TlsConfig {
 impl TlsConfig {
     /// Errors name the CA file.
     pub fn new(ca: Option<&Path>) -> Result<TlsConfig, String> {
-        let mut roots = RootCertStore::empty();
-        match ca {
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            Some(path) => {
-                let shown = path.display();
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("KAFKA_SSL_CA_LOCATION {shown}: {e}"))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("KAFKA_SSL_CA_LOCATION {shown}: {e}"))?;
-                if certs.is_empty() {
-                    return Err(format!("KAFKA_SSL_CA_LOCATION {shown}: no PEM certificate in it"));
-                }
-                for cert in certs {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("KAFKA_SSL_CA_LOCATION {shown}: {e}"))?;
-                }
-            }
-        }
+        let roots = crate::clients::roots::root_store(ca, "KAFKA_SSL_CA_LOCATION")?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
