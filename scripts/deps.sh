@@ -48,5 +48,6 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 # The Kafka tests start throw-away brokers of nisshi 0.8.1 (a Kafka-protocol broker from
-# crates.io; about 10 minutes to build the first time, skipped when installed).
+# crates.io, built with libsql for the SASL test's users; about 15 minutes to build the
+# first time, skipped when installed).
 sh "$(dirname "$0")/nisshi.sh" install

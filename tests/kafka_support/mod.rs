@@ -1,7 +1,7 @@
 //! A throw-away `nisshi` Kafka broker per test: a child process on a free port of 127.0.0.1
 //! with in-memory storage, killed when the [`Broker`] is dropped (also when the test panics).
-//! It starts in well under a second; `start` polls the port with a bounded deadline. The
-//! binary is found on PATH or in `~/.cargo/bin`; install it with `scripts/nisshi.sh install`.
+//! It starts in well under a second; `start` polls the port with a bounded deadline. Install
+//! the binary with `scripts/nisshi.sh install`.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
@@ -27,16 +27,21 @@ pub struct Broker {
     client: Vec<(&'static str, String)>,
 }
 
+/// The broker `scripts/nisshi.sh install` built (with libsql, in a directory of its own), or
+/// `$NISSHI_ROOT/bin/nisshi`.
 fn nisshi_bin() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("nisshi"))
-        .find(|p| p.is_file());
-    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/nisshi"));
-    let bin = on_path
-        .or(home.filter(|p| p.is_file()))
-        .unwrap_or_else(|| panic!("nisshi {VERSION} is not installed: run `scripts/nisshi.sh install`"));
+    let root = std::env::var_os("NISSHI_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            home.join(format!(".cache/automaton/nisshi-{VERSION}-libsql"))
+        });
+    let bin = root.join("bin/nisshi");
+    assert!(
+        bin.is_file(),
+        "nisshi {VERSION} is not installed in {}: run `scripts/nisshi.sh install`",
+        root.display()
+    );
     let out = Command::new(&bin)
         .arg("--version")
         .output()
@@ -105,6 +110,50 @@ impl Broker {
         let ca = certs.join("ca.pem").display().to_string();
         let client = vec![("security.protocol", "ssl".to_owned()), ("ssl.ca.location", ca)];
         Self::spawn(port, &args).with_client("localhost", client)
+    }
+
+    /// A broker that requires SASL (SCRAM users kept in SQLite under `dir`), with the user
+    /// `name`/`password` for `mechanism` (`SCRAM-SHA-256` or `SCRAM-SHA-512`); the set-up
+    /// clients log in as that user. `nisshi user create` cannot log in itself, so the user
+    /// is created on the same storage by a broker without authentication first.
+    pub fn start_sasl(dir: &std::path::Path, mechanism: &str, name: &str, password: &str) -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let listener = ["--listener-url", &url, "--advertised-listener-url", &url];
+        // SQLite storage takes its path relative to the broker's working directory.
+        let storage = "sqlite://nisshi.db";
+        let mut open = Self::spawn_with(port, &listener, storage, dir);
+        let scram = match mechanism {
+            "SCRAM-SHA-256" => "scram256",
+            _ => "scram512",
+        };
+        let out = Command::new(nisshi_bin())
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &url,
+                "--mechanism",
+                scram,
+                name,
+                password,
+            ])
+            .output()
+            .expect("nisshi user create");
+        assert!(
+            out.status.success(),
+            "nisshi user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        open.kill();
+        let args = [&listener[..], &["--authentication"]].concat();
+        let client = vec![
+            ("security.protocol", "sasl_plaintext".to_owned()),
+            ("sasl.mechanism", mechanism.to_owned()),
+            ("sasl.username", name.to_owned()),
+            ("sasl.password", password.to_owned()),
+        ];
+        Self::spawn_with(port, &args, storage, dir).with_client("127.0.0.1", client)
     }
 
     fn with_client(mut self, host: &'static str, client: Vec<(&'static str, String)>) -> Broker {
