@@ -5,7 +5,7 @@
 //! kill (reported to the fake once leading: the steady state, not the start-up) to the first
 //! API request and to the PATCH, and the number of writes (exactly one). Each N runs twice: with the
 //! shipped pod rules (every selector shares `automaton.dev/heal=true`, so the API server
-//! filters) and with two rules whose selectors share nothing (every pod is listed and
+//! filters) and with a rule that reads every pod (an empty selector: every pod is listed and
 //! watched, as before server-side filtering), and once more with the pods spread over 10
 //! namespaces (`prod`, where the opted-in pods are, and `ns-1` … `ns-9`), all of them in
 //! WATCH_NAMESPACES: ten pod watches and thirty reflectors.
@@ -41,7 +41,8 @@ const FILTERED: &str = r#"rules:
     cooldown: 30m
 "#;
 
-/// The same OOM rule beside one whose selector shares nothing with it: no filter.
+/// The same OOM rule beside one that reads every pod (selectors that merely share nothing
+/// get a filtered watch each; an empty one reads all): no filter.
 const UNFILTERED: &str = r#"rules:
   - name: oom
     priority: critical
@@ -51,7 +52,7 @@ const UNFILTERED: &str = r#"rules:
     cooldown: 10m
   - name: crash
     priority: critical
-    signal: {pod_crash_loop: {selector: "tier=web"}}
+    signal: {pod_crash_loop: {selector: ""}}
     when: "> 0"
     action: {restart: {target: owner}}
     cooldown: 30m
