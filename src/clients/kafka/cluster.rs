@@ -56,38 +56,19 @@ impl Cluster {
         addr: &str,
         api: &'static str,
         cap: i16,
-        build: impl FnOnce(i16) -> R,
+        build: impl Fn(i16) -> R,
     ) -> Result<(i16, R::Response), WireError> {
         let slot = lock(&self.slots).entry(addr.to_owned()).or_default().clone();
         let mut conn = slot.lock().await;
-        let mut build = Some(build);
-        let mut request = None;
         loop {
             let reused = conn.is_some();
             let open = match conn.as_mut() {
                 Some(open) => open,
                 None => conn.insert(Conn::open(addr, &self.security).await?),
             };
+            // Built per attempt: a broker dialled again may speak other versions.
             let version = open.version::<R>(api, cap)?;
-            if let Some(build) = build.take() {
-                request = Some((version, build(version)));
-            }
-            let Some((built, request)) = request.as_ref() else {
-                return Err(WireError::Io {
-                    addr: addr.to_owned(),
-                    reason: "no request".into(),
-                });
-            };
-            let answer = if *built == version {
-                open.send(request, version).await
-            } else {
-                // The broker was replaced by one speaking other versions: ask again later.
-                Err(WireError::Io {
-                    addr: addr.to_owned(),
-                    reason: "the broker's versions changed".into(),
-                })
-            };
-            match answer {
+            match open.send(&build(version), version).await {
                 Ok(answer) => return Ok((version, answer)),
                 Err(e) => {
                     *conn = None;
